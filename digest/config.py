@@ -1,0 +1,215 @@
+"""Reading and validating ``config.toml``; secrets come from the environment only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from .errors import ConfigError
+from .validation import Strict, load_model, read_toml
+
+DEFAULT_CONFIG = Path("config.toml")
+
+
+class Sender(Strict):
+    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    name: str = "Paper Digest"
+    organization: str = ""
+    postal_address: str = ""
+    reply_to: str = ""
+
+
+class Smtp(Strict):
+    host: str = ""
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    user: str = ""
+    password_env: str = "DIGEST_SMTP_PASSWORD"
+    ca_file: str = ""
+    timeout: float = Field(default=30.0, gt=0)
+    connections: int = Field(default=1, ge=1, le=64)
+    max_per_connection: int = Field(default=100, ge=1)
+    rate_per_second: float = Field(default=0.0, ge=0)
+    rate_per_hour: int = Field(default=0, ge=0)
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_backoff: float = Field(default=2.0, ge=0)
+    local_hostname: str = ""
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if value and not value.replace("_", "").isalnum():
+            raise ValueError(
+                "must be the NAME of an environment variable (e.g. DIGEST_SMTP_PASSWORD), "
+                "never the password itself"
+            )
+        return value
+
+
+class Http(Strict):
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: float = Field(default=2.0, ge=0)
+    max_retry_after: float = Field(default=120.0, ge=0)
+    max_bytes: int = Field(default=25_000_000, gt=0)
+    arxiv_delay: float = Field(default=3.0, ge=0)
+
+
+class Ranking(Strict):
+    lexical_weight: float = Field(default=1.0, ge=0)
+    semantic_weight: float = Field(default=1.0, ge=0)
+    liked_weight: float = Field(default=0.5, ge=0)
+    popularity_weight: float = Field(default=0.1, ge=0)
+    freshness_weight: float = Field(default=0.05, ge=0)
+    freshness_half_life_days: float = Field(default=3.0, gt=0)
+    author_boost: float = Field(default=0.3, ge=0)
+    category_boost: float = Field(default=0.1, ge=0)
+    diversity: float = Field(default=0.15, ge=0, le=1)
+    duplicate_similarity: float = Field(default=0.9, gt=0, le=1)
+
+
+class Render(Strict):
+    abstract_chars: int = Field(default=600, ge=80)
+    max_html_bytes: int = Field(default=100_000, ge=10_000)
+    base_url: str = ""
+
+
+class Unsubscribe(Strict):
+    url: str = ""
+    mailto: str = ""
+    secret_env: str = "DIGEST_UNSUBSCRIBE_SECRET"
+    list_id: str = ""
+
+
+class Dkim(Strict):
+    selector: str = ""
+    domain: str = ""
+    private_key_file: str = ""
+
+
+class Schedule(Strict):
+    cron: str = "0 7 * * *"
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+
+class Feed(Strict):
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    enabled: bool = True
+    skip_replacements: bool = False
+    date: str = ""
+    sort: str = ""
+    limit: int = Field(default=0, ge=0)
+    pages: int = Field(default=1, ge=1, le=20)
+
+
+class Config(Strict):
+    database: str = "sqlite:///digest.db"
+    subscribers_dir: str = "subscribers"
+    outbox: str = "outbox"
+    templates_dir: str = ""
+    timezone: str = "UTC"
+    empty_digest: Literal["skip", "note"] = "skip"
+    lock_file: str = ""
+    sender: Sender
+    smtp: Smtp = Smtp()
+    http: Http = Http()
+    ranking: Ranking = Ranking()
+    render: Render = Render()
+    unsubscribe: Unsubscribe = Unsubscribe()
+    dkim: Dkim = Dkim()
+    schedule: Schedule = Schedule()
+    feeds: list[Feed] = Field(default_factory=list)
+    # Set by load(): the folder relative paths are resolved against.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    path: Path = Field(default=DEFAULT_CONFIG, exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @model_validator(mode="after")
+    def _unique_feeds(self) -> Config:
+        names = [f.name for f in self.feeds]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feeds: duplicate feed name {dupes[0]!r}; give each feed its own name")
+        return self
+
+    def resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def database_url(self) -> str:
+        prefix = "sqlite:///"
+        if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
+            rest = self.database[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str(self.resolve(rest))
+        return self.database
+
+    @property
+    def subscribers_path(self) -> Path:
+        return self.resolve(self.subscribers_dir)
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.resolve(self.outbox)
+
+    @property
+    def templates_path(self) -> Path | None:
+        return self.resolve(self.templates_dir) if self.templates_dir else None
+
+    @property
+    def lock_path(self) -> Path:
+        if self.lock_file:
+            return self.resolve(self.lock_file)
+        return self.base_dir / ".digest.lock"
+
+    def smtp_password(self) -> str:
+        """The SMTP password from the environment (never from the file)."""
+        env = self.smtp.password_env
+        if not self.smtp.user:
+            return ""
+        value = os.environ.get(env, "") if env else ""
+        if not value:
+            raise ConfigError(
+                f"{self.path}: [smtp] user is set but environment variable {env or '(none)'} "
+                "is empty; export the password there"
+            )
+        return value
+
+    def feed_base(self, url: str) -> str:
+        """A feed url, with a relative local path resolved against the config folder."""
+        if "://" in url:
+            return url
+        return str(self.resolve(url))
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {value!r}; use an IANA name like 'Europe/Paris'") from exc
+    return value
+
+
+def load(path: Path | str = DEFAULT_CONFIG) -> Config:
+    """Read and validate the config file; any problem is a one-line ``ConfigError``."""
+    path = Path(path)
+    data = read_toml(path, ConfigError)
+    data = {**data, "base_dir": path.resolve().parent, "path": path}
+    return load_model(path, data, Config, ConfigError)

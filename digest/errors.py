@@ -1,0 +1,39 @@
+"""The project's exceptions: one base class, a few kinds; messages say what, which and why."""
+
+
+class DigestError(Exception):
+    """Base of every error the CLI reports as one line."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError):
+    """config.toml is missing, malformed or invalid. Nothing is fetched or sent."""
+
+    exit_code = 2
+
+
+class ProfileError(DigestError):
+    """A subscriber file is malformed or invalid."""
+
+
+class FeedError(DigestError):
+    """One feed could not be fetched or parsed."""
+
+
+class RenderError(DigestError):
+    """A template failed to render or compile."""
+
+
+class SendError(DigestError):
+    """A message could not be delivered."""
+
+
+class AuthError(SendError):
+    """The SMTP server refused our credentials: the run stops at once."""
+
+    exit_code = 1
+
+
+class LockedError(DigestError):
+    """Another run holds the lock."""

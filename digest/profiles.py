@@ -1,0 +1,184 @@
+"""``subscribers/*.toml`` into ``Profile`` values."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, field_validator, model_validator
+
+from .config import check_timezone
+from .errors import ProfileError
+from .models import Keyword, Profile
+from .validation import Strict, load_model, read_toml
+
+log = logging.getLogger(__name__)
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class WeightedKeyword(Strict):
+    term: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0, le=10)
+
+
+class ProfileFile(Strict):
+    email: str
+    name: str = ""
+    interests: str = ""
+    keywords: list[str | WeightedKeyword] | dict[str, float] = Field(default_factory=list)
+    authors: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    category_mode: Literal["boost", "restrict"] = "boost"
+    exclude: list[str] = Field(default_factory=list)
+    liked: list[str] = Field(default_factory=list)
+    liked_file: str = ""
+    max_papers: int = Field(default=10, ge=1, le=100)
+    min_score: float = Field(default=0.0, ge=0)
+    timezone: str = "UTC"
+    send_hour: int | None = Field(default=None, ge=0, le=23)
+    frequency: Literal["daily", "weekly"] = "daily"
+    weekday: str = "monday"
+    active: bool = True
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return check_email(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("weekday")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        day = value.strip().lower()
+        matches = [d for d in WEEKDAYS if d.startswith(day[:3])] if len(day) >= 3 else []
+        if not matches:
+            raise ValueError(f"unknown weekday {value!r}; use one of {', '.join(WEEKDAYS)}")
+        return matches[0]
+
+    @model_validator(mode="after")
+    def _has_signal(self) -> ProfileFile:
+        if not (self.interests or self.keywords or self.liked or self.liked_file):
+            raise ValueError(
+                "interests: missing value; give at least one of interests, keywords or liked"
+            )
+        return self
+
+    def weighted_keywords(self) -> tuple[Keyword, ...]:
+        if isinstance(self.keywords, dict):
+            return tuple(Keyword(t.strip().strip('"'), float(w)) for t, w in self.keywords.items())
+        out = []
+        for k in self.keywords:
+            if isinstance(k, WeightedKeyword):
+                out.append(Keyword(k.term.strip('"'), k.weight))
+            elif k.strip().strip('"'):
+                out.append(Keyword(k.strip().strip('"')))
+        return tuple(out)
+
+
+def check_email(value: str) -> str:
+    """A syntactically valid address (no DNS), or ValueError. Rejects CR/LF outright."""
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("email contains a line break; one address only")
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"invalid email address {value!r}: {exc}") from exc
+    return result.normalized
+
+
+def load_profile(path: Path) -> Profile:
+    data = read_toml(path, ProfileError)
+    spec = load_model(path, data, ProfileFile, ProfileError)
+    liked_file = None
+    liked_texts: tuple[tuple[str, str], ...] = ()
+    if spec.liked_file:
+        liked_file = Path(spec.liked_file).expanduser()
+        if not liked_file.is_absolute():
+            liked_file = path.parent / liked_file
+        liked_texts = read_liked_file(path, liked_file)
+    return Profile(
+        email=spec.email,
+        name=spec.name,
+        interests=spec.interests,
+        keywords=spec.weighted_keywords(),
+        authors=tuple(a for a in spec.authors if a),
+        categories=tuple(c for c in spec.categories if c),
+        category_mode=spec.category_mode,
+        exclude=tuple(e for e in spec.exclude if e),
+        liked=tuple(spec.liked),
+        liked_file=liked_file,
+        liked_texts=liked_texts,
+        max_papers=spec.max_papers,
+        min_score=spec.min_score,
+        timezone=spec.timezone,
+        send_hour=spec.send_hour,
+        frequency=spec.frequency,
+        weekday=spec.weekday,
+        active=spec.active,
+        path=path,
+    )
+
+
+def read_liked_file(profile_path: Path, liked_file: Path) -> tuple[tuple[str, str], ...]:
+    """(title, abstract) pairs from a BibTeX export."""
+    from .bibtex import BibtexError, read_bibtex
+
+    try:
+        return tuple(read_bibtex(liked_file))
+    except FileNotFoundError as exc:
+        raise ProfileError(
+            f"{profile_path}: liked_file: {liked_file} not found; fix the path (relative to "
+            "the subscriber file)"
+        ) from exc
+    except BibtexError as exc:
+        raise ProfileError(f"{profile_path}: liked_file: {exc}") from exc
+
+
+def profile_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.toml") if not p.name.startswith("."))
+
+
+def load_profiles(directory: Path) -> tuple[list[Profile], list[ProfileError]]:
+    """Every subscriber file in ``directory``; broken ones are returned as errors, not raised."""
+    if not directory.is_dir():
+        raise ProfileError(f"{directory}: subscribers folder not found; set subscribers_dir")
+    profiles: list[Profile] = []
+    errors: list[ProfileError] = []
+    seen: dict[str, Path] = {}
+    for path in profile_files(directory):
+        try:
+            profile = load_profile(path)
+        except ProfileError as exc:
+            errors.append(exc)
+            continue
+        key = profile.email.lower()
+        if key in seen:
+            errors.append(
+                ProfileError(f"{path}: email: {profile.email} is already used by {seen[key]}")
+            )
+            continue
+        seen[key] = path
+        profiles.append(profile)
+    return profiles, errors
+
+
+def find_profile(directory: Path, name: str) -> Profile:
+    """A profile by file path, file stem or email."""
+    candidate = Path(name)
+    if candidate.suffix == ".toml" and candidate.exists():
+        return load_profile(candidate)
+    stem = directory / f"{name}.toml"
+    if stem.exists():
+        return load_profile(stem)
+    profiles, _ = load_profiles(directory)
+    for p in profiles:
+        if p.email.lower() == name.lower():
+            return p
+    raise ProfileError(f"no subscriber {name!r} in {directory}; give a file, its name or an email")

@@ -1,0 +1,458 @@
+"""The database: SQLModel tables, sessions and queries. Table classes never leave this module."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint, event, func
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from .models import Delivery, Paper
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite drops tzinfo; everything we store is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class PaperRow(SQLModel, table=True):
+    __tablename__ = "paper"
+    id: str = Field(primary_key=True)
+    title: str
+    abstract: str = ""
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    url: str = ""
+    pdf_url: str | None = None
+    code_url: str | None = None
+    hf_url: str | None = None
+    project_url: str | None = None
+    thumbnail: str | None = None
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    published: datetime | None = None
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    upvotes: int | None = None
+    comments: int | None = None
+    github_stars: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    announce_type: str | None = None
+    first_seen: datetime = Field(index=True)
+    last_seen: datetime
+
+
+class FeedState(SQLModel, table=True):
+    __tablename__ = "feed_state"
+    name: str = Field(primary_key=True)
+    url: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failures: int = 0
+    last_count: int = 0
+
+
+class EditionRow(SQLModel, table=True):
+    __tablename__ = "edition"
+    edition: date = Field(primary_key=True)
+    cutoff: datetime
+    created: datetime
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("email", "edition"),)
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True)
+    edition: date = Field(index=True)
+    status: str = "pending"
+    message_id: str = ""
+    attempts: int = 0
+    papers: int = 0
+    reply: str = ""
+    updated_at: datetime
+
+
+class SentPaper(SQLModel, table=True):
+    __tablename__ = "sent_paper"
+    email: str = Field(primary_key=True)
+    paper_id: str = Field(primary_key=True)
+    edition: date
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    started: datetime
+    finished: datetime | None = None
+    edition: date | None = None
+    summary: str = "{}"
+
+
+class Suppression(SQLModel, table=True):
+    __tablename__ = "suppression"
+    email: str = Field(primary_key=True)
+    at: datetime
+    reason: str = ""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def row_to_paper(row: PaperRow) -> Paper:
+    return Paper(
+        id=row.id,
+        title=row.title,
+        abstract=row.abstract,
+        authors=tuple(row.authors or ()),
+        url=row.url,
+        pdf_url=row.pdf_url,
+        code_url=row.code_url,
+        hf_url=row.hf_url,
+        project_url=row.project_url,
+        thumbnail=row.thumbnail,
+        categories=tuple(row.categories or ()),
+        published=_utc(row.published),
+        sources=tuple(row.sources or ()),
+        upvotes=row.upvotes,
+        comments=row.comments,
+        github_stars=row.github_stars,
+        ai_summary=row.ai_summary,
+        ai_keywords=tuple(row.ai_keywords or ()),
+        announce_type=row.announce_type,
+        first_seen=_utc(row.first_seen),
+    )
+
+
+def _merge(row: PaperRow, paper: Paper, now: datetime) -> None:
+    """Fold a fresh sighting of a paper into its stored record."""
+    row.sources = sorted(set(row.sources or ()) | set(paper.sources))
+    if paper.upvotes is not None:
+        row.upvotes = paper.upvotes
+    if paper.comments is not None:
+        row.comments = paper.comments
+    if paper.github_stars is not None:
+        row.github_stars = paper.github_stars
+    if len(paper.abstract) > len(row.abstract or ""):
+        row.abstract = paper.abstract
+    if not row.authors and paper.authors:
+        row.authors = list(paper.authors)
+    if paper.categories:
+        row.categories = list(dict.fromkeys([*(row.categories or ()), *paper.categories]))
+    if paper.ai_keywords and not row.ai_keywords:
+        row.ai_keywords = list(paper.ai_keywords)
+    for name in ("pdf_url", "code_url", "hf_url", "project_url", "thumbnail", "ai_summary",
+                 "published", "announce_type"):
+        if getattr(row, name) in (None, "") and getattr(paper, name):
+            setattr(row, name, getattr(paper, name))
+    if not row.url and paper.url:
+        row.url = paper.url
+    row.last_seen = now
+
+
+class Store:
+    """All database access. Create with a SQLAlchemy URL; tables are created on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        SQLModel.metadata.create_all(self.engine)
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # papers -------------------------------------------------------------
+    def upsert_papers(self, papers: Iterable[Paper], now: datetime) -> tuple[int, int]:
+        """Store papers, merging with what is there. Returns (new, updated)."""
+        by_id: dict[str, Paper] = {}
+        for p in papers:
+            by_id[p.id] = p if p.id not in by_id else _merged_value(by_id[p.id], p)
+        new = updated = 0
+        with self.session() as s:
+            existing = {
+                r.id: r
+                for chunk in _chunks(list(by_id), 500)
+                for r in s.exec(select(PaperRow).where(PaperRow.id.in_(chunk)))  # type: ignore[attr-defined]
+            }
+            for pid, paper in by_id.items():
+                row = existing.get(pid)
+                if row is None:
+                    s.add(_new_row(paper, now))
+                    new += 1
+                else:
+                    _merge(row, paper, now)
+                    s.add(row)
+                    updated += 1
+            s.commit()
+        return new, updated
+
+    def get_papers(self, ids: Sequence[str]) -> list[Paper]:
+        with self.session() as s:
+            rows = [
+                r
+                for chunk in _chunks(list(ids), 500)
+                for r in s.exec(select(PaperRow).where(PaperRow.id.in_(chunk)))  # type: ignore[attr-defined]
+            ]
+        found = {r.id: row_to_paper(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    def papers_seen_between(self, after: datetime | None, until: datetime) -> list[Paper]:
+        with self.session() as s:
+            q = select(PaperRow).where(PaperRow.first_seen <= until)
+            if after is not None:
+                q = q.where(PaperRow.first_seen > after)
+            rows = s.exec(q.order_by(PaperRow.first_seen, PaperRow.id)).all()  # type: ignore[arg-type]
+        return [row_to_paper(r) for r in rows]
+
+    def count_papers(self) -> int:
+        with self.session() as s:
+            return int(s.exec(select(func.count()).select_from(PaperRow)).one())
+
+    # editions -----------------------------------------------------------
+    def edition_window(self, edition: date, now: datetime) -> tuple[datetime | None, datetime]:
+        """(previous cut-off, this cut-off) for an edition, creating it on first use.
+
+        An edition holds the papers first seen after the previous edition's cut-off and
+        up to its own, so a missed day's papers land in the next edition once.
+        """
+        with self.session() as s:
+            row = s.get(EditionRow, edition)
+            if row is None:
+                later = s.exec(
+                    select(EditionRow).where(EditionRow.edition > edition).order_by(EditionRow.edition)  # type: ignore[arg-type]
+                ).first()
+                cutoff = now if later is None else _utc(later.cutoff)
+                assert cutoff is not None
+                row = EditionRow(edition=edition, cutoff=cutoff, created=now)
+                s.add(row)
+                s.commit()
+            prev = s.exec(
+                select(EditionRow).where(EditionRow.edition < edition).order_by(EditionRow.edition.desc())  # type: ignore[attr-defined]
+            ).first()
+            cutoff = _utc(row.cutoff)
+            assert cutoff is not None
+            return (_utc(prev.cutoff) if prev else None), cutoff
+
+    def editions(self) -> list[tuple[date, datetime]]:
+        with self.session() as s:
+            rows = s.exec(select(EditionRow).order_by(EditionRow.edition)).all()  # type: ignore[arg-type]
+        return [(r.edition, _utc(r.cutoff) or r.cutoff) for r in rows]
+
+    # feeds --------------------------------------------------------------
+    def feed_state(self, name: str) -> FeedStateView:
+        with self.session() as s:
+            row = s.get(FeedState, name)
+        return FeedStateView.of(row, name)
+
+    def feed_states(self) -> list[FeedStateView]:
+        with self.session() as s:
+            rows = s.exec(select(FeedState).order_by(FeedState.name)).all()  # type: ignore[arg-type]
+        return [FeedStateView.of(r, r.name) for r in rows]
+
+    def record_feed(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        error: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        count: int = 0,
+    ) -> None:
+        with self.session() as s:
+            row = s.get(FeedState, name) or FeedState(name=name)
+            if row.url and row.url != url:
+                row.etag = row.last_modified = None
+            row.url = url
+            row.last_attempt = now
+            if error is None:
+                row.last_success = now
+                row.failures = 0
+                row.last_count = count
+                if etag is not None:
+                    row.etag = etag
+                if last_modified is not None:
+                    row.last_modified = last_modified
+            else:
+                row.last_error = error
+                row.last_error_at = now
+                row.failures += 1
+            s.add(row)
+            s.commit()
+
+    # deliveries -----------------------------------------------------------
+    def delivery(self, email: str, edition: date) -> Delivery | None:
+        with self.session() as s:
+            row = s.exec(
+                select(DeliveryRow).where(DeliveryRow.email == email, DeliveryRow.edition == edition)
+            ).first()
+        return _delivery(row) if row else None
+
+    def deliveries(self, edition: date | None = None) -> list[Delivery]:
+        with self.session() as s:
+            q = select(DeliveryRow)
+            if edition is not None:
+                q = q.where(DeliveryRow.edition == edition)
+            rows = s.exec(q.order_by(DeliveryRow.edition, DeliveryRow.email)).all()  # type: ignore[arg-type]
+        return [_delivery(r) for r in rows]
+
+    def set_delivery(
+        self,
+        email: str,
+        edition: date,
+        status: str,
+        now: datetime,
+        *,
+        message_id: str | None = None,
+        reply: str | None = None,
+        papers: Sequence[str] = (),
+        attempt: bool = False,
+    ) -> None:
+        """Move one (subscriber, edition) along pending -> sending -> sent/deferred/failed.
+
+        Committed at once; when ``status`` is "sent", the papers are recorded as sent to
+        that subscriber in the same transaction, so they are never sent to them again.
+        """
+        with self.session() as s:
+            row = s.exec(
+                select(DeliveryRow).where(DeliveryRow.email == email, DeliveryRow.edition == edition)
+            ).first() or DeliveryRow(email=email, edition=edition, updated_at=now)
+            row.status = status
+            row.updated_at = now
+            if message_id is not None:
+                row.message_id = message_id
+            if reply is not None:
+                row.reply = reply[:1000]
+            if attempt:
+                row.attempts += 1
+            if status == "sent" and papers:
+                row.papers = len(papers)
+                for pid in papers:
+                    s.merge(SentPaper(email=email, paper_id=pid, edition=edition))
+            s.add(row)
+            s.commit()
+
+    def sent_paper_ids(self, email: str, before: date | None = None) -> set[str]:
+        with self.session() as s:
+            q = select(SentPaper.paper_id).where(SentPaper.email == email)
+            if before is not None:
+                q = q.where(SentPaper.edition < before)
+            return set(s.exec(q).all())
+
+    # runs and suppressions ----------------------------------------------
+    def start_run(self, now: datetime, edition: date | None) -> int:
+        with self.session() as s:
+            row = RunRow(started=now, edition=edition)
+            s.add(row)
+            s.commit()
+            assert row.id is not None
+            return row.id
+
+    def finish_run(self, run_id: int, now: datetime, summary: dict[str, Any]) -> None:
+        with self.session() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                return
+            row.finished = now
+            row.summary = json.dumps(summary, default=str)
+            s.add(row)
+            s.commit()
+
+    def last_run(self) -> tuple[datetime, datetime | None, dict[str, Any]] | None:
+        with self.session() as s:
+            row = s.exec(select(RunRow).order_by(RunRow.id.desc())).first()  # type: ignore[union-attr]
+        if row is None:
+            return None
+        return _utc(row.started) or row.started, _utc(row.finished), json.loads(row.summary)
+
+    def suppress(self, email: str, now: datetime, reason: str = "") -> None:
+        with self.session() as s:
+            s.merge(Suppression(email=email.lower(), at=now, reason=reason))
+            s.commit()
+
+    def unsuppress(self, email: str) -> None:
+        with self.session() as s:
+            row = s.get(Suppression, email.lower())
+            if row is not None:
+                s.delete(row)
+                s.commit()
+
+    def suppressed(self) -> set[str]:
+        with self.session() as s:
+            return set(s.exec(select(Suppression.email)).all())
+
+
+class FeedStateView:
+    """A read-only copy of one feed's stored state."""
+
+    __slots__ = ("etag", "failures", "last_attempt", "last_count", "last_error",
+                 "last_error_at", "last_modified", "last_success", "name", "url")
+
+    def __init__(self, **kw: Any) -> None:
+        for k in self.__slots__:
+            setattr(self, k, kw.get(k))
+
+    @classmethod
+    def of(cls, row: FeedState | None, name: str) -> FeedStateView:
+        if row is None:
+            return cls(name=name, failures=0, last_count=0)
+        return cls(
+            name=row.name, url=row.url, etag=row.etag, last_modified=row.last_modified,
+            last_attempt=_utc(row.last_attempt), last_success=_utc(row.last_success),
+            last_error=row.last_error, last_error_at=_utc(row.last_error_at),
+            failures=row.failures, last_count=row.last_count,
+        )
+
+
+def _delivery(row: DeliveryRow) -> Delivery:
+    return Delivery(row.email, row.edition, row.message_id, row.status, row.reply)
+
+
+def _new_row(paper: Paper, now: datetime) -> PaperRow:
+    return PaperRow(
+        id=paper.id, title=paper.title, abstract=paper.abstract, authors=list(paper.authors),
+        url=paper.url, pdf_url=paper.pdf_url, code_url=paper.code_url, hf_url=paper.hf_url,
+        project_url=paper.project_url, thumbnail=paper.thumbnail,
+        categories=list(paper.categories), published=paper.published,
+        sources=sorted(set(paper.sources)), upvotes=paper.upvotes, comments=paper.comments,
+        github_stars=paper.github_stars, ai_summary=paper.ai_summary,
+        ai_keywords=list(paper.ai_keywords), announce_type=paper.announce_type,
+        first_seen=now, last_seen=now,
+    )
+
+
+def _merged_value(a: Paper, b: Paper) -> Paper:
+    """Two sightings of one paper in the same fetch, folded (used before touching the DB)."""
+    row = _new_row(a, _EPOCH)
+    _merge(row, b, _EPOCH)
+    return row_to_paper(row)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

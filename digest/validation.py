@@ -1,0 +1,93 @@
+"""Turn TOML files into validated models, with one-line errors naming file, key and fix."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import DigestError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base for file schemas: unknown keys are errors, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def read_toml(path: Path, error: type[DigestError]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise error(f"{path}: file not found; create it or pass --config PATH") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML: {exc}; fix the syntax at that line") from exc
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The nested model class that holds the key at ``loc`` (to suggest spellings)."""
+    current: Any = model
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = current.model_fields.get(item) if hasattr(current, "model_fields") else None
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            current = ann
+        elif args:
+            sub = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not sub:
+                return None
+            current = sub[0]
+        else:
+            return None
+    return current if isinstance(current, type) else None
+
+
+def describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """The first error of ``exc`` as "key: problem; fix"."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = _key_path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        holder = _model_at(model, loc)
+        known = list(holder.model_fields) if holder is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+        return f"{key}: unknown key; {hint}"
+    if kind == "missing":
+        return f"{key}: missing value; add it (see the annotated example config.toml)"
+    msg = err["msg"]
+    given = err.get("input")
+    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+    return f"{key}: {msg}{shown}"
+
+
+def load_model(path: Path, data: dict[str, Any], model: type[M], error: type[DigestError]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(f"{path}: {describe(exc, model)}") from exc
