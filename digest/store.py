@@ -233,11 +233,14 @@ class Store:
             return int(s.exec(select(func.count()).select_from(PaperRow)).one())
 
     # editions -----------------------------------------------------------
-    def edition_window(self, edition: date, now: datetime) -> tuple[datetime | None, datetime]:
+    def edition_window(
+        self, edition: date, now: datetime, *, create: bool = True
+    ) -> tuple[datetime | None, datetime]:
         """(previous cut-off, this cut-off) for an edition, creating it on first use.
 
         An edition holds the papers first seen after the previous edition's cut-off and
-        up to its own, so a missed day's papers land in the next edition once.
+        up to its own, so a missed day's papers land in the next edition once. With
+        ``create=False`` (previews), a new edition's window is computed but not stored.
         """
         with self.session() as s:
             row = s.get(EditionRow, edition)
@@ -248,8 +251,9 @@ class Store:
                 cutoff = now if later is None else _utc(later.cutoff)
                 assert cutoff is not None
                 row = EditionRow(edition=edition, cutoff=cutoff, created=now)
-                s.add(row)
-                s.commit()
+                if create:
+                    s.add(row)
+                    s.commit()
             prev = s.exec(
                 select(EditionRow).where(EditionRow.edition < edition).order_by(EditionRow.edition.desc())  # type: ignore[attr-defined]
             ).first()
