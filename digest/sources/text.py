@@ -1,0 +1,441 @@
+"""Normalization helpers: arXiv ids, whitespace, HTML to safe text, simple LaTeX, dates."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import time
+import unicodedata
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from urllib.parse import unquote, urlsplit
+
+# --- arXiv ids -------------------------------------------------------------------------
+
+_NEW_ID = r"\d{2}(?:0[1-9]|1[0-2])\.\d{4,5}"
+_OLD_ID = r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]{2})?/\d{2}(?:0[1-9]|1[0-2])\d{3}"
+_VERSION = r"(?:v\d+)?"
+
+# "arXiv:2406.01234v2", "oai:arXiv.org:hep-th/9901001v1", "arxiv.org/abs/2406.01234"
+_ARXIV_CONTEXT = re.compile(
+    rf"(?:arxiv\.org/(?:abs|pdf|html|format)/|arxiv(?:\.org)?:\s*)({_NEW_ID}|{_OLD_ID}){_VERSION}",
+    re.IGNORECASE,
+)
+# Pages of aggregators that are named by arXiv id: huggingface.co/papers/<id>, ...
+_AGGREGATOR_HOSTS = (
+    "huggingface.co",
+    "hf.co",
+    "alphaxiv.org",
+    "www.alphaxiv.org",
+    "tldr.takara.ai",
+    "papers.takara.ai",
+    "paperswithcode.com",
+    "arxiv-sanity-lite.com",
+    "scholar-inbox.com",
+    "www.semanticscholar.org",
+)
+_LAST_SEGMENT = re.compile(rf"^({_NEW_ID}){_VERSION}(?:\.pdf)?$")
+_BARE_ID = re.compile(rf"^(?:({_NEW_ID})|({_OLD_ID})){_VERSION}$")
+
+
+def arxiv_id(*candidates: str | None) -> str | None:
+    """The arXiv id (without version) found in any of the candidates, or None.
+
+    Candidates are links, guids or ids: ``https://arxiv.org/abs/2406.01234v2``,
+    ``oai:arXiv.org:2411.17702v1``, ``arXiv:hep-th/9901001``, ``2406.01234``,
+    ``https://huggingface.co/papers/2406.01234``.
+    """
+    for raw in candidates:
+        if not raw:
+            continue
+        text = raw.strip()
+        m = _ARXIV_CONTEXT.search(text)
+        if m:
+            return _canonical(m.group(1))
+        m = _BARE_ID.match(text)
+        if m:
+            return _canonical(m.group(0))
+        found = _from_aggregator(text)
+        if found:
+            return found
+    return None
+
+
+def _from_aggregator(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https"):
+        return None
+    segments = [s for s in unquote(parts.path).split("/") if s]
+    if not segments:
+        return None
+    host = (parts.hostname or "").lower()
+    m = _LAST_SEGMENT.match(segments[-1])
+    if m and (host in _AGGREGATOR_HOSTS or host.endswith(".arxiv.org")):
+        return m.group(1)
+    return None
+
+
+def _canonical(found: str) -> str:
+    found = re.sub(r"v\d+$", "", found)
+    if "/" in found:
+        archive, number = found.split("/", 1)
+        archive = archive.split(".")[0].lower()  # math.GT/0309136 -> math/0309136
+        return f"{archive}/{number}"
+    return found
+
+
+def url_id(link: str) -> str:
+    """Canonical id for a paper with no arXiv id: ``url:`` + 16 hex digits of sha1(link)."""
+    return "url:" + hashlib.sha1(link.strip().encode("utf-8")).hexdigest()[:16]
+
+
+def arxiv_links(pid: str) -> tuple[str, str]:
+    """(abstract page, PDF) for an arXiv id."""
+    return f"https://arxiv.org/abs/{pid}", f"https://arxiv.org/pdf/{pid}"
+
+
+def hf_link(pid: str) -> str:
+    return f"https://huggingface.co/papers/{pid}"
+
+
+_GITHUB = re.compile(r"https?://(?:www\.)?github\.com/[\w.-]+/[\w.-]+", re.IGNORECASE)
+
+
+def github_url(*texts: str | None) -> str | None:
+    """The first GitHub repository link in the texts (``.git`` and trailing dots dropped)."""
+    for text in texts:
+        if not text:
+            continue
+        m = _GITHUB.search(text)
+        if m:
+            url = m.group(0).rstrip(".")
+            return url[:-4] if url.lower().endswith(".git") else url
+    return None
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def collapse(text: str | None) -> str:
+    """Whitespace and line wraps collapsed to single spaces, control characters dropped."""
+    if not text:
+        return ""
+    text = "".join(
+        ch if ch.isprintable() or ch.isspace() else " " for ch in text.replace("\x00", "")
+    )
+    return " ".join(text.split())
+
+
+class _TextOnly(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title", "noscript", "iframe", "object", "svg"})
+    _BREAK = frozenset(
+        {
+            "p",
+            "br",
+            "div",
+            "li",
+            "ul",
+            "ol",
+            "tr",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "blockquote",
+            "pre",
+            "hr",
+            "section",
+            "article",
+            "table",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skip += 1
+        elif tag in self._BREAK:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self._BREAK:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+_LOOKS_HTML = re.compile(
+    r"<(?:/?[a-zA-Z][a-zA-Z0-9]*[\s/>]|!--)|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);"
+)
+
+
+def html_text(value: str | None) -> str:
+    """Markup and scripts removed, entities decoded, whitespace collapsed: plain safe text."""
+    if not value:
+        return ""
+    if _LOOKS_HTML.search(value):
+        parser = _TextOnly()
+        try:
+            parser.feed(value)
+            parser.close()
+        except Exception:  # HTMLParser is lenient; never let odd markup break a feed
+            return collapse(re.sub(r"<[^>]*>", " ", html.unescape(value)))
+        value = "".join(parser.parts)
+        value = re.sub(r"<[^>]*>", " ", value)  # a tag unescaped from a double-escaped entity
+    return collapse(value)
+
+
+# --- LaTeX -----------------------------------------------------------------------------
+
+_ACCENTS = {
+    "'": "\u0301",
+    "`": "\u0300",
+    "^": "\u0302",
+    '"': "\u0308",
+    "~": "\u0303",
+    "=": "\u0304",
+    ".": "\u0307",
+    "u": "\u0306",
+    "v": "\u030c",
+    "H": "\u030b",
+    "c": "\u0327",
+    "k": "\u0328",
+    "r": "\u030a",
+    "d": "\u0323",
+    "b": "\u0331",
+}
+_LETTERS = {
+    "l": "ł",
+    "L": "Ł",
+    "o": "ø",
+    "O": "Ø",
+    "ss": "ß",
+    "ae": "æ",
+    "AE": "Æ",
+    "oe": "œ",
+    "OE": "Œ",
+    "aa": "å",
+    "AA": "Å",
+    "i": "ı",
+    "j": "ȷ",
+    "dh": "ð",
+    "DH": "Ð",
+    "th": "þ",
+    "TH": "Þ",
+    "ng": "ŋ",
+    "NG": "Ŋ",
+}
+_SYMBOLS = {
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "epsilon": "ε",
+    "varepsilon": "ε",
+    "zeta": "ζ",
+    "eta": "η",
+    "theta": "θ",
+    "vartheta": "ϑ",
+    "iota": "ι",
+    "kappa": "κ",
+    "lambda": "λ",
+    "mu": "μ",
+    "nu": "ν",
+    "xi": "ξ",
+    "pi": "π",
+    "rho": "ρ",
+    "sigma": "σ",
+    "tau": "τ",
+    "upsilon": "υ",
+    "phi": "φ",
+    "varphi": "φ",
+    "chi": "χ",
+    "psi": "ψ",
+    "omega": "ω",
+    "Gamma": "Γ",
+    "Delta": "Δ",
+    "Theta": "Θ",
+    "Lambda": "Λ",
+    "Xi": "Ξ",
+    "Pi": "Π",
+    "Sigma": "Σ",
+    "Upsilon": "Υ",
+    "Phi": "Φ",
+    "Psi": "Ψ",
+    "Omega": "Ω",
+    "times": "×",
+    "cdot": "·",
+    "pm": "±",
+    "mp": "∓",
+    "leq": "≤",
+    "le": "≤",
+    "geq": "≥",
+    "ge": "≥",
+    "neq": "≠",
+    "ne": "≠",
+    "approx": "≈",
+    "sim": "~",
+    "simeq": "≃",
+    "equiv": "≡",
+    "propto": "∝",
+    "infty": "∞",
+    "partial": "∂",
+    "nabla": "∇",
+    "sum": "∑",
+    "prod": "∏",
+    "int": "∫",
+    "sqrt": "√",
+    "to": "→",
+    "rightarrow": "→",
+    "leftarrow": "←",
+    "Rightarrow": "⇒",
+    "leftrightarrow": "↔",
+    "mapsto": "↦",
+    "in": "∈",
+    "notin": "∉",
+    "subset": "⊂",
+    "subseteq": "⊆",
+    "cup": "∪",
+    "cap": "∩",
+    "forall": "∀",
+    "exists": "∃",
+    "ell": "ℓ",
+    "hbar": "ℏ",
+    "circ": "∘",
+    "degree": "°",
+    "dagger": "†",
+    "ldots": "…",
+    "cdots": "⋯",
+    "dots": "…",
+    "langle": "⟨",
+    "rangle": "⟩",
+    "log": "log",
+    "exp": "exp",
+    "min": "min",
+    "max": "max",
+    "sin": "sin",
+    "cos": "cos",
+    "lim": "lim",
+    "mid": "|",
+    "textbackslash": "\\",
+    "%": "%",
+    "&": "&",
+    "_": "_",
+    "#": "#",
+    "$": "$",
+    "{": "{",
+    "}": "}",
+    ",": " ",
+    ";": " ",
+    ":": " ",
+    "!": "",
+    " ": " ",
+    "quad": " ",
+    "qquad": " ",
+}
+_WRAPPERS = (
+    "textbf|textit|emph|texttt|textrm|textsf|textsc|text|mathrm|mathbf|mathit|mathsf|"
+    "mathtt|mathcal|mathbb|mathfrak|boldsymbol|bm|operatorname|mbox|hbox|url|underline"
+)
+_ACCENT_RE = re.compile(
+    r"\{?\\([`'^\"~=.]|[uvHckrdb](?![a-zA-Z]))\s*"
+    r"(?:\{\s*(\\[ij]|[A-Za-z])\s*\}|(\\[ij](?![a-zA-Z])|[A-Za-z]))\}?"
+)
+_LETTER_RE = re.compile(
+    r"\{\\(ss|ae|AE|oe|OE|aa|AA|dh|DH|th|TH|ng|NG|[lLoOij])\}"
+    r"|\\(ss|ae|AE|oe|OE|aa|AA|[lLoO])(?![a-zA-Z])\s?"
+)
+_WRAP_RE = re.compile(rf"\\(?:{_WRAPPERS})\s*\{{([^{{}}]*)\}}")
+_SYMBOL_RE = re.compile(r"\\([A-Za-z]+|[%&_#${},;:! ])")
+_MATH_RE = re.compile(r"\$\$?(?=\S)([^$\n]{1,200}?)(?<=\S)\$\$?")
+_HAS_LATEX = re.compile(r"[\\$]")
+
+
+def _accent(m: re.Match[str]) -> str:
+    mark, letter = m.group(1), m.group(2) or m.group(3)
+    base = {"\\i": "i", "\\j": "j"}.get(letter, letter)
+    return unicodedata.normalize("NFC", base + _ACCENTS[mark])
+
+
+def _math(m: re.Match[str]) -> str:
+    body = _symbols(m.group(1))
+    body = re.sub(r"([_^])\{([^{}]*)\}", r"\1\2", body)
+    return body.replace("{", "").replace("}", "")
+
+
+def _symbols(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        return _SYMBOLS.get(m.group(1), m.group(0))
+
+    text = _WRAP_RE.sub(lambda m: m.group(1), text)
+    text = _WRAP_RE.sub(lambda m: m.group(1), text)  # one level of nesting
+    return _SYMBOL_RE.sub(repl, text)
+
+
+def latex_text(text: str) -> str:
+    """Simple LaTeX made readable: accents (``\\'e`` -> é, ``{\\l}`` -> ł), ``$\\alpha$`` -> α,
+    ``\\textbf{x}`` -> x. Anything not understood is left as it is."""
+    if not text or not _HAS_LATEX.search(text):
+        return text
+    text = _ACCENT_RE.sub(_accent, text)
+    text = _LETTER_RE.sub(lambda m: _LETTERS[m.group(1) or m.group(2)], text)
+    text = _MATH_RE.sub(_math, text)
+    if "\\" in text:
+        text = _symbols(text)
+    return text
+
+
+def clean(value: str | None, *, is_html: bool = True) -> str:
+    """The normal form of any title or abstract: safe text, readable LaTeX, one-line."""
+    text = html_text(value) if is_html else collapse(value)
+    return collapse(latex_text(text))
+
+
+# --- dates -----------------------------------------------------------------------------
+
+
+def utc_from_struct(value: time.struct_time | None) -> datetime | None:
+    """feedparser's ``*_parsed`` values are UTC struct_times."""
+    if not value:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def utc_from_iso(value: object) -> datetime | None:
+    """An ISO 8601 string (``2024-10-15T00:49:53.656Z``) as an aware UTC datetime."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
