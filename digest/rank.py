@@ -1,0 +1,520 @@
+"""Pure ranking: papers + profile + now -> best papers first, each with short true reasons.
+
+Papers are indexed and embedded once per edition (``Ranker.prepare`` -> ``Corpus``), profiles
+are encoded once per run (cached in the ``Ranker``), and many profiles are scored together
+with a few numpy operations (``Ranker.rank_many``).
+
+The score of a paper for a profile is a weighted mean of standardized relevance signals
+(BM25 over stemmed title + abstract with phrases, embedding similarity to the interests,
+similarity to liked papers), each one expressed in standard deviations above the edition's
+average, plus bounded boosts (followed authors, categories, popularity, freshness).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from . import embed, text
+from .config import Ranking
+from .lexical import LexicalIndex
+from .models import Paper, Profile, Scored
+
+KEYWORD_FACTOR = 2.0  # an explicit keyword counts as much as two mentions in the interests
+POPULARITY_CAP = 500  # upvotes at which the popularity boost is full
+LIKED_REASON_SIMILARITY = 0.55  # centered cosine needed to say "close to a paper you liked"
+SEMANTIC_REASON_Z = 2.5
+POOL = 8  # candidates per pick considered by the diversity step
+BATCH = 512
+_CACHE_SIZE = 4096
+
+
+@dataclass
+class Corpus:
+    """One edition's papers, indexed and embedded: made by ``Ranker.prepare``."""
+
+    papers: tuple[Paper, ...]
+    now: datetime
+    rows: dict[str, int]
+    lexical: LexicalIndex
+    vectors: np.ndarray  # (n, d) unit length, centered on the edition's mean
+    mean: np.ndarray  # (d,) the edition's mean embedding (raw)
+    id_order: np.ndarray  # (n,) rank of each id in sorted order: the tie-break
+    boosts: np.ndarray  # (n,) popularity + freshness, already weighted
+    categories: dict[str, np.ndarray]  # canonical category -> rows
+    authors: dict[str, list[tuple[int, str]]]  # author key -> (row, name as printed)
+    title_keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.papers)
+
+
+@dataclass
+class _Query:
+    """A profile encoded for ranking (independent of the edition)."""
+
+    terms: dict[str, float]  # stem -> weight from the interests and single-word keywords
+    surface: dict[str, str]  # stem -> the word as the subscriber wrote it
+    phrases: list[tuple[str, float]]  # phrase keys (stems) with weights
+    keywords: list[tuple[str, str, float]]  # (key, as written, weight) for reasons
+    vector: np.ndarray | None  # raw embedding of the interests text
+    liked: np.ndarray  # (m, d) raw embeddings of liked papers
+    liked_titles: list[str]
+    liked_ids: frozenset[str]
+    authors: dict[str, str]  # author key -> name as written
+    categories: dict[str, str]  # canonical code -> code as written
+    restrict: bool
+    exclude_categories: frozenset[str]
+    exclude_terms: list[str]  # phrase keys
+    max_papers: int
+    min_score: float
+
+
+@dataclass
+class _Signals:
+    """The standardized signals of one batch of queries: each (Q, n)."""
+
+    lexical: np.ndarray
+    semantic: np.ndarray
+    liked: np.ndarray
+    liked_best: np.ndarray  # (Q, n) index of the closest liked paper
+    liked_cos: np.ndarray  # (Q, n) cosine to it
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+class Ranker:
+    """Ranks papers for profiles with the weights of ``[ranking]`` in config.toml."""
+
+    def __init__(self, weights: Ranking | None = None) -> None:
+        self.weights = weights or Ranking()
+        self._queries: OrderedDict[str, _Query] = OrderedDict()
+
+    # ---- editions -------------------------------------------------------------------
+
+    def prepare(self, papers: Sequence[Paper], now: datetime) -> Corpus:
+        """Index and embed one edition's papers (once per edition)."""
+        unique: dict[str, Paper] = {}
+        for p in papers:
+            unique.setdefault(p.id, p)
+        plist = tuple(unique.values())
+        lexical = LexicalIndex.build([(p.title, p.abstract) for p in plist])
+        raw = embed.embed([_paper_text(p) for p in plist])
+        mean = raw.mean(axis=0) if len(plist) else np.zeros(raw.shape[1], dtype=np.float32)
+        vectors = embed.unit(embed.unit(raw) - embed.unit(mean[None, :]))
+        ids = [p.id for p in plist]
+        order = np.empty(len(ids), dtype=np.int64)
+        order[np.argsort(np.asarray(ids, dtype=object), kind="stable")] = np.arange(len(ids))
+        cats: dict[str, list[int]] = {}
+        authors: dict[str, list[tuple[int, str]]] = {}
+        for i, p in enumerate(plist):
+            for c in {text.canonical_category(c) for c in p.categories}:
+                cats.setdefault(c, []).append(i)
+            for a in p.authors:
+                key = text.author_key(a)
+                if key:
+                    authors.setdefault(key, []).append((i, a))
+        return Corpus(
+            papers=plist,
+            now=now,
+            rows={pid: i for i, pid in enumerate(ids)},
+            lexical=lexical,
+            vectors=vectors,
+            mean=mean.astype(np.float32),
+            id_order=order,
+            boosts=self._boosts(plist, now),
+            categories={c: np.asarray(r, dtype=np.int64) for c, r in cats.items()},
+            authors=authors,
+            title_keys=[" ".join(text.words(p.title)) for p in plist],
+        )
+
+    def _boosts(self, papers: Sequence[Paper], now: datetime) -> np.ndarray:
+        w = self.weights
+        out = np.zeros(len(papers), dtype=np.float32)
+        for i, p in enumerate(papers):
+            if p.upvotes:
+                out[i] += w.popularity_weight * popularity(p.upvotes)
+            when = p.published or p.first_seen
+            if when is not None and w.freshness_weight:
+                out[i] += w.freshness_weight * freshness(when, now, w.freshness_half_life_days)
+        return out
+
+    # ---- profiles -------------------------------------------------------------------
+
+    def rank(
+        self,
+        corpus: Corpus,
+        profile: Profile,
+        *,
+        seen: Collection[str] = (),
+        liked_papers: Sequence[Paper] = (),
+        top: int | None = None,
+    ) -> list[Scored]:
+        """The best papers of ``corpus`` for ``profile``, best first, with reasons."""
+        return next(
+            self.rank_many(
+                corpus,
+                [profile],
+                seen={profile.email: seen},
+                liked_papers={profile.email: liked_papers},
+                top=top,
+            )
+        )
+
+    def rank_many(
+        self,
+        corpus: Corpus,
+        profiles: Iterable[Profile],
+        *,
+        seen: Mapping[str, Collection[str]] | None = None,
+        liked_papers: Mapping[str, Sequence[Paper]] | None = None,
+        top: int | None = None,
+        batch: int = BATCH,
+    ) -> Iterator[list[Scored]]:
+        """Rank many profiles, yielding one list per profile in order.
+
+        ``seen`` and ``liked_papers`` are keyed by profile email. Profiles are consumed in
+        batches, so a generator of profiles is never held in memory all at once.
+        """
+        seen = seen or {}
+        liked_papers = liked_papers or {}
+        chunk: list[Profile] = []
+        for profile in profiles:
+            chunk.append(profile)
+            if len(chunk) >= batch:
+                yield from self._rank_batch(corpus, chunk, seen, liked_papers, top)
+                chunk = []
+        if chunk:
+            yield from self._rank_batch(corpus, chunk, seen, liked_papers, top)
+
+    def encode(
+        self, profiles: Sequence[Profile], liked: Mapping[str, Sequence[Paper]]
+    ) -> list[_Query]:
+        """Profiles as queries, from the cache where possible; new ones embedded together."""
+        keys = [_profile_key(p, liked.get(p.email, ())) for p in profiles]
+        out: list[_Query | None] = [self._queries.get(k) for k in keys]
+        todo = [i for i, q in enumerate(out) if q is None]
+        texts: list[str] = []
+        liked_texts: list[list[str]] = []
+        for i in todo:
+            texts.append(_profile_text(profiles[i]))
+            liked_texts.append(_liked_texts(profiles[i], liked.get(profiles[i].email, ())))
+        flat = [t for group in liked_texts for t in group]
+        vecs = embed.embed(texts + flat) if texts else np.zeros((0, 256), dtype=np.float32)
+        cursor = len(texts)
+        for j, i in enumerate(todo):
+            m = len(liked_texts[j])
+            liked_vecs = vecs[cursor : cursor + m]
+            cursor += m
+            q = _build_query(profiles[i], liked.get(profiles[i].email, ()), vecs[j], liked_vecs)
+            out[i] = q
+            self._queries[keys[i]] = q
+            if len(self._queries) > _CACHE_SIZE:
+                self._queries.popitem(last=False)
+        return [q for q in out if q is not None]
+
+    # ---- scoring --------------------------------------------------------------------
+
+    def _rank_batch(
+        self,
+        corpus: Corpus,
+        profiles: Sequence[Profile],
+        seen: Mapping[str, Collection[str]],
+        liked: Mapping[str, Sequence[Paper]],
+        top: int | None,
+    ) -> Iterator[list[Scored]]:
+        queries = self.encode(profiles, liked)
+        if len(corpus) == 0:
+            for _ in profiles:
+                yield []
+            return
+        scores, sig = self.score(corpus, queries)
+        for qi, (profile, query) in enumerate(zip(profiles, queries, strict=True)):
+            row = scores[qi]
+            self._veto(corpus, query, row, seen.get(profile.email, ()))
+            limit = top if top is not None else query.max_papers
+            picks = self._select(corpus, row, limit, query.min_score)
+            yield [
+                Scored(
+                    paper=corpus.papers[d],
+                    score=round(float(row[d]), 4),
+                    reasons=self._reasons(corpus, query, sig, qi, d),
+                )
+                for d in picks
+            ]
+
+    def score(self, corpus: Corpus, queries: Sequence[_Query]) -> tuple[np.ndarray, _Signals]:
+        """Scores of every paper for every query (Q, n), before vetoes, and the signals."""
+        w = self.weights
+        n = len(corpus)
+        lex_raw = corpus.lexical.scores([_lexical_query(corpus, q) for q in queries])
+        for qi, q in enumerate(queries):
+            for key, weight in q.phrases:
+                rows, tf, idf = corpus.lexical.phrase(key)
+                if len(rows):
+                    lex_raw[qi, rows] += weight * idf * tf
+        qvecs = np.zeros((len(queries), corpus.vectors.shape[1]), dtype=np.float32)
+        has_vec = np.zeros(len(queries), dtype=bool)
+        for qi, q in enumerate(queries):
+            if q.vector is not None:
+                qvecs[qi] = q.vector
+                has_vec[qi] = True
+        qvecs = embed.unit(embed.unit(qvecs) - embed.unit(corpus.mean[None, :]))
+        sem_raw = qvecs @ corpus.vectors.T
+        liked_z = np.zeros((len(queries), n), dtype=np.float32)
+        liked_best = np.zeros((len(queries), n), dtype=np.int32)
+        liked_cos = np.zeros((len(queries), n), dtype=np.float32)
+        has_liked = np.zeros(len(queries), dtype=bool)
+        for qi, q in enumerate(queries):
+            if len(q.liked):
+                lv = embed.unit(embed.unit(q.liked) - embed.unit(corpus.mean[None, :]))
+                sims = lv @ corpus.vectors.T
+                liked_best[qi] = sims.argmax(axis=0)
+                liked_cos[qi] = sims.max(axis=0)
+                has_liked[qi] = True
+        lex = _standardize(lex_raw)
+        sem = _standardize(sem_raw)
+        liked_z = _standardize(liked_cos)
+        has_lex = np.asarray([bool(q.terms or q.phrases) for q in queries])
+        wl = w.lexical_weight * has_lex
+        ws = w.semantic_weight * has_vec
+        wk = w.liked_weight * has_liked
+        total = np.maximum(wl + ws + wk, 1e-9)
+        fused = (wl[:, None] * lex + ws[:, None] * sem + wk[:, None] * liked_z) / total[:, None]
+        fused += corpus.boosts[None, :]
+        for qi, q in enumerate(queries):
+            self._boost(corpus, q, fused[qi])
+        sig = _Signals(lex, sem, liked_z, liked_best, liked_cos)
+        return fused, sig
+
+    def _boost(self, corpus: Corpus, q: _Query, row: np.ndarray) -> None:
+        w = self.weights
+        if q.authors and w.author_boost:
+            hit = sorted({d for key in q.authors for d, _ in corpus.authors.get(key, ())})
+            if hit:
+                row[hit] += w.author_boost
+        if q.categories and w.category_boost and not q.restrict:
+            rows = _rows_in(corpus, q.categories)
+            if len(rows):
+                row[rows] += w.category_boost
+
+    def _veto(self, corpus: Corpus, q: _Query, row: np.ndarray, seen: Collection[str]) -> None:
+        gone = [corpus.rows[i] for i in (*seen, *q.liked_ids) if i in corpus.rows]
+        if gone:
+            row[gone] = -np.inf
+        if q.restrict and q.categories:
+            keep = np.zeros(len(row), dtype=bool)
+            keep[_rows_in(corpus, q.categories)] = True
+            row[~keep] = -np.inf
+        if q.exclude_categories:
+            row[_rows_in(corpus, q.exclude_categories)] = -np.inf
+        for key in q.exclude_terms:
+            rows, _, _ = corpus.lexical.phrase(key)
+            if len(rows):
+                row[rows] = -np.inf
+
+    def _select(self, corpus: Corpus, row: np.ndarray, limit: int, min_score: float) -> list[int]:
+        """Best first, ties by id; near-duplicates skipped; a mild diversity penalty (MMR)."""
+        if limit <= 0:
+            return []
+        ok = np.flatnonzero(np.isfinite(row) & (row >= min_score))
+        if not len(ok):
+            return []
+        size = min(len(ok), limit * POOL + 10)
+        if size < len(ok):
+            part = np.argpartition(-row[ok], size - 1)[:size]
+            cutoff = row[ok[part]].min()
+            ok = ok[row[ok] >= cutoff]  # keep every tie at the cut-off
+        order = ok[np.lexsort((corpus.id_order[ok], -row[ok]))]
+        vecs = corpus.vectors[order]
+        sims = vecs @ vecs.T
+        scores = row[order].astype(np.float64)
+        spread = max(float(scores[0] - scores[-1]), 1e-9) if len(scores) > 1 else 1.0
+        penalty = np.zeros(len(order))
+        taken: list[int] = []
+        alive = np.ones(len(order), dtype=bool)
+        dup = self.weights.duplicate_similarity
+        titles: set[str] = set()
+        while len(taken) < limit and alive.any():
+            mmr = np.where(alive, scores - self.weights.diversity * spread * penalty, -np.inf)
+            j = int(np.argmax(mmr))  # first maximum: the lower id among equals
+            alive[j] = False
+            title = corpus.title_keys[order[j]]
+            if taken and (sims[j, taken].max() >= dup or (title and title in titles)):
+                continue
+            taken.append(j)
+            titles.add(title)
+            penalty = np.maximum(penalty, np.clip(sims[j], 0, None))
+        return [int(order[j]) for j in taken]
+
+    # ---- reasons --------------------------------------------------------------------
+
+    def _reasons(
+        self, corpus: Corpus, q: _Query, sig: _Signals, qi: int, d: int
+    ) -> tuple[str, ...]:
+        paper = corpus.papers[d]
+        lex = corpus.lexical
+        out: list[str] = []
+        for key, written, _ in q.keywords:
+            if lex.matches(key, d):
+                out.append(f"matches '{written}'")
+            if len(out) >= 3:
+                break
+        if not out:
+            contrib = []
+            for s, weight in q.terms.items():
+                if lex.matches(s, d):
+                    t = lex.vocab[s]
+                    contrib.append((weight * float(lex.idf[t]), q.surface.get(s, s)))
+            contrib.sort(key=lambda c: (-c[0], c[1]))
+            if contrib:
+                out.append("matches " + ", ".join(f"'{w}'" for _, w in contrib[:3]))
+        if q.authors:
+            for key in q.authors:
+                for row, printed in corpus.authors.get(key, ()):
+                    if row == d:
+                        out.append(f"by {printed} (followed)")
+                        break
+        if len(q.liked) and sig.liked_cos[qi, d] >= LIKED_REASON_SIMILARITY:
+            out.append(f"close to a paper you liked: {q.liked_titles[int(sig.liked_best[qi, d])]}")
+        if not out and sig.semantic[qi, d] >= SEMANTIC_REASON_Z:
+            out.append("close to your interests")
+        if q.categories:
+            mine = [written for c, written in q.categories.items() if d in _rows_in(corpus, {c})]
+            if mine:
+                out.append(f"in {mine[0]}")
+        if paper.upvotes:
+            out.append(f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}")
+        return tuple(out)
+
+
+# ---- helpers -------------------------------------------------------------------------
+
+
+def popularity(upvotes: int) -> float:
+    """0..1, log-scaled: 1 upvote ~0.11, 20 ~0.49, 500 and more 1."""
+    return min(1.0, math.log1p(max(upvotes, 0)) / math.log1p(POPULARITY_CAP))
+
+
+def freshness(when: datetime, now: datetime, half_life_days: float) -> float:
+    """1 for a paper published now, halving every ``half_life_days``."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    age = max((now - when).total_seconds() / 86400.0, 0.0)
+    return float(0.5 ** (age / half_life_days))
+
+
+def _paper_text(p: Paper) -> str:
+    return f"{p.title}. {p.title}. {p.abstract}"
+
+
+def _profile_text(p: Profile) -> str:
+    parts = [p.interests] if p.interests else []
+    parts += [k.term for k in p.keywords]
+    return ". ".join(parts)
+
+
+def _liked_texts(p: Profile, liked: Sequence[Paper]) -> list[str]:
+    texts = [f"{x.title}. {x.title}. {x.abstract}" for x in liked]
+    texts += [f"{t}. {t}. {a}" for t, a in p.liked_texts]
+    return texts
+
+
+def _profile_key(p: Profile, liked: Sequence[Paper]) -> str:
+    parts = [
+        p.interests,
+        repr([(k.term, k.weight) for k in p.keywords]),
+        repr(p.authors),
+        repr(p.categories),
+        p.category_mode,
+        repr(p.exclude),
+        repr(p.liked),
+        repr(p.liked_texts),
+        repr([x.id for x in liked]),
+        str(p.max_papers),
+        repr(p.min_score),
+    ]
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _build_query(
+    p: Profile, liked: Sequence[Paper], vector: np.ndarray, liked_vecs: np.ndarray
+) -> _Query:
+    terms: dict[str, float] = {}
+    surface: dict[str, str] = {}
+    source = p.interests
+    if not source and not p.keywords:
+        # Only liked papers: their titles stand in for the interests.
+        source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
+    for s, word in text.stems_with_surface(source):
+        terms[s] = terms.get(s, 0.0) + 1.0
+        surface.setdefault(s, word)
+    terms = {s: math.sqrt(c) for s, c in terms.items()}
+    phrases = [(text.phrase_key(ph), 1.0) for ph in text.quoted_phrases(p.interests)]
+    keywords: list[tuple[str, str, float]] = []
+    for kw in p.keywords:
+        key = text.phrase_key(kw.term)
+        if not key:
+            continue
+        keywords.append((key, kw.term, kw.weight))
+        if " " in key:
+            phrases.append((key, KEYWORD_FACTOR * kw.weight))
+        else:
+            terms[key] = terms.get(key, 0.0) + KEYWORD_FACTOR * kw.weight
+            surface.setdefault(key, kw.term)
+    keywords.sort(key=lambda k: -k[2])
+    has_text = bool(p.interests or p.keywords or source)
+    ex_cats = frozenset(text.canonical_category(e) for e in p.exclude if text.is_category(e))
+    ex_terms = [text.phrase_key(e) for e in p.exclude if not text.is_category(e)]
+    return _Query(
+        terms=terms,
+        surface=surface,
+        phrases=[(k, w) for k, w in phrases if k],
+        keywords=keywords,
+        vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
+        liked=liked_vecs,
+        liked_titles=[x.title for x in liked] + [t for t, _ in p.liked_texts],
+        liked_ids=frozenset(p.liked),
+        authors={text.author_key(a): a for a in p.authors if text.author_key(a)},
+        categories={text.canonical_category(c): c for c in p.categories},
+        restrict=p.category_mode == "restrict",
+        exclude_categories=ex_cats,
+        exclude_terms=[k for k in ex_terms if k],
+        max_papers=p.max_papers,
+        min_score=p.min_score,
+    )
+
+
+def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:
+    return vecs.mean(axis=0) if len(vecs) else None
+
+
+def _lexical_query(corpus: Corpus, q: _Query) -> tuple[np.ndarray, np.ndarray]:
+    vocab = corpus.lexical.vocab
+    ids = [(vocab[s], w) for s, w in q.terms.items() if s in vocab]
+    if not ids:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    t = np.asarray([i for i, _ in ids], dtype=np.int64)
+    w = np.asarray([x for _, x in ids], dtype=np.float32) * corpus.lexical.idf[t]
+    return t, w
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    """Each row in standard deviations above its mean (a constant row gives zeros)."""
+    mean = x.mean(axis=1, keepdims=True)
+    std = x.std(axis=1, keepdims=True)
+    return ((x - mean) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)
+
+
+def _rows_in(corpus: Corpus, codes: Iterable[str]) -> np.ndarray:
+    parts = [corpus.categories[c] for c in codes if c in corpus.categories]
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(parts))

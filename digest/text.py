@@ -1,0 +1,104 @@
+"""Text helpers for ranking: tokens, English stems, phrases, author names, arXiv categories."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import Stemmer
+
+_WORD = re.compile(r"[a-z0-9]+")
+_QUOTED = re.compile(r"\"([^\"]+)\"")
+_CATEGORY = re.compile(
+    r"^(cs|math|stat|eess|econ|q-bio|q-fin|physics|astro-ph|cond-mat|nlin|gr-qc|hep-ex|hep-lat"
+    r"|hep-ph|hep-th|math-ph|nucl-ex|nucl-th|quant-ph)(\.[A-Za-z-]+)?$"
+)
+# arXiv lists both codes of an alias pair; treat each pair as one category.
+CATEGORY_ALIASES = {
+    "cs.SY": "eess.SY",
+    "cs.IT": "math.IT",
+    "stat.TH": "math.ST",
+    "cs.NA": "math.NA",
+    "q-fin.EC": "econ.GN",
+    "math.MP": "math-ph",
+}
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it its
+    itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them themselves
+    then there these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours yourself yourselves via etc e g ie eg
+    may might must shall us using use used based paper propose proposed present show shows
+    results new approach method methods""".split()  # noqa: SIM905
+)
+
+_stemmer = Stemmer.Stemmer("english")
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: 'Sébastien' -> 'sebastien'."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def words(text: str) -> list[str]:
+    """Folded word tokens, stopwords removed."""
+    return [w for w in _WORD.findall(fold(text)) if w not in STOPWORDS]
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    return str(_stemmer.stemWord(word))
+
+
+def stems(text: str) -> list[str]:
+    """Stemmed word tokens of ``text`` (stopwords removed)."""
+    return [stem(w) for w in words(text)]
+
+
+def stems_with_surface(text: str) -> list[tuple[str, str]]:
+    """(stem, the word as written, folded) pairs."""
+    return [(stem(w), w) for w in words(text)]
+
+
+def quoted_phrases(text: str) -> list[str]:
+    """Phrases written in double quotes inside free text."""
+    return [p.strip() for p in _QUOTED.findall(text) if p.strip()]
+
+
+def phrase_key(text: str) -> str:
+    """The stems of a phrase joined by spaces: the form phrase matching works on."""
+    return " ".join(stems(text))
+
+
+def is_category(term: str) -> bool:
+    return bool(_CATEGORY.match(term.strip()))
+
+
+def canonical_category(code: str) -> str:
+    code = code.strip()
+    return CATEGORY_ALIASES.get(code, code)
+
+
+def author_key(name: str) -> str:
+    """'Yann LeCun', 'LeCun, Yann', 'Y. LeCun' and 'yann lecun' all give 'lecun y'.
+
+    The key is the folded last name plus the first initial, so accents, initials and
+    "Last, First" order do not matter.
+    """
+    name = fold(name).strip()
+    if "," in name:
+        last, _, first = name.partition(",")
+        name = f"{first} {last}"
+    parts = [p for p in re.split(r"[\s.]+", name) if p]
+    parts = [re.sub(r"[^a-z0-9'-]", "", p) for p in parts]
+    parts = [p for p in parts if p and p not in ("jr", "sr", "ii", "iii", "phd")]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return parts[0]
+    return f"{parts[-1].replace('-', '')} {parts[0][0]}"
