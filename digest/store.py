@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint, event, func
+from sqlalchemy import JSON, Column, UniqueConstraint, bindparam, event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -107,6 +107,10 @@ class Suppression(SQLModel, table=True):
     email: str = Field(primary_key=True)
     at: datetime
     reason: str = ""
+
+
+_DELIVERY: Any = DeliveryRow.__table__  # type: ignore[attr-defined]
+_SENT_PAPER: Any = SentPaper.__table__  # type: ignore[attr-defined]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -360,6 +364,87 @@ class Store:
                     s.merge(SentPaper(email=email, paper_id=pid, edition=edition))
             s.add(row)
             s.commit()
+
+    # bulk delivery log (the send path: few transactions, no ORM objects) ------
+    def delivery_statuses(self, edition: date, emails: Sequence[str]) -> dict[str, str]:
+        """The logged status of each of ``emails`` for ``edition`` (absent when none)."""
+        t = _DELIVERY
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(emails), 500):
+                q = select(t.c.email, t.c.status).where(
+                    t.c.edition == edition, t.c.email.in_(chunk)
+                )
+                out.update({e: st for e, st in conn.execute(q)})
+        return out
+
+    def claim_deliveries(self, items: Sequence[tuple[str, date, str]], now: datetime) -> None:
+        """Mark (email, edition, message_id) rows "sending" in one transaction."""
+        if not items:
+            return
+        t = _DELIVERY
+        at = _utc(now)
+        with self.engine.begin() as conn:
+            existing: set[tuple[str, date]] = set()
+            for edition in {d for _, d, _ in items}:
+                emails = [e for e, d, _ in items if d == edition]
+                for chunk in _chunks(emails, 500):
+                    q = select(t.c.email).where(t.c.edition == edition, t.c.email.in_(chunk))
+                    existing.update((e, edition) for (e,) in conn.execute(q))
+            old = [dict(e_=e, d_=d, m=m) for e, d, m in items if (e, d) in existing]
+            new = [
+                dict(email=e, edition=d, status="sending", message_id=m, attempts=1, papers=0,
+                     reply="", updated_at=at)
+                for e, d, m in items if (e, d) not in existing
+            ]
+            if old:
+                conn.execute(
+                    t.update()
+                    .where(t.c.email == bindparam("e_"), t.c.edition == bindparam("d_"))
+                    .values(status="sending", message_id=bindparam("m"),
+                            attempts=t.c.attempts + 1, updated_at=at),
+                    old,
+                )
+            if new:
+                conn.execute(t.insert(), new)
+
+    def finish_deliveries(
+        self, items: Sequence[tuple[str, date, str, str, Sequence[str]]], now: datetime
+    ) -> None:
+        """Final states (email, edition, status, reply, paper ids) of claimed rows, in one
+        transaction; the papers of "sent" rows are recorded as sent to that subscriber."""
+        if not items:
+            return
+        t = _DELIVERY
+        sp = _SENT_PAPER
+        at = _utc(now)
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.email == bindparam("e_"), t.c.edition == bindparam("d_"))
+                .values(status=bindparam("s"), reply=bindparam("r"), papers=bindparam("n"),
+                        updated_at=at),
+                [dict(e_=e, d_=d, s=st, r=r[:1000], n=len(p)) for e, d, st, r, p in items],
+            )
+            papers = [
+                dict(email=e, paper_id=pid, edition=d)
+                for e, d, st, _, p in items if st == "sent" for pid in dict.fromkeys(p)
+            ]
+            if papers:
+                conn.execute(
+                    sp.delete().where(
+                        sp.c.email == bindparam("e_"), sp.c.paper_id == bindparam("p_")
+                    ),
+                    [dict(e_=x["email"], p_=x["paper_id"]) for x in papers],
+                )
+                conn.execute(sp.insert(), papers)
+
+    def sent_since(self, since: datetime) -> list[datetime]:
+        """When each message marked sent at or after ``since`` was sent (rate limits)."""
+        t = _DELIVERY
+        with self.engine.connect() as conn:
+            q = select(t.c.updated_at).where(t.c.status == "sent", t.c.updated_at >= _utc(since))
+            return [_utc(v) or v for (v,) in conn.execute(q)]
 
     def sent_paper_ids(self, email: str, before: date | None = None) -> set[str]:
         with self.session() as s:

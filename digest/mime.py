@@ -1,0 +1,320 @@
+"""Building the raw message bytes: headers, multipart/alternative body, DKIM signature.
+
+Messages are assembled by hand rather than with ``email.message.EmailMessage``: the
+per-sender parts (From, List-Id, List-Unsubscribe base, DKIM key) are prepared once per
+run by a ``Composer``, and each message costs two quoted-printable encodings and a few
+string joins. Every value that reaches a header is stripped of control characters first,
+so nothing from a feed or a subscriber file can add a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import re
+from datetime import UTC, date, datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from .config import Config
+from .errors import ConfigError, SendError
+from .models import Profile, Rendered
+
+log = logging.getLogger(__name__)
+
+CRLF = "\r\n"
+MAX_LINE = 78  # RFC 5322: SHOULD be at most 78 characters (MUST be at most 998)
+DKIM_HEADERS = (
+    b"From",
+    b"To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"List-Unsubscribe",
+    b"List-Unsubscribe-Post",
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
+_ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+$")
+
+
+def clean(value: str) -> str:
+    """One header-safe line: control characters (CR, LF, NUL, tabs...) become a space."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def check_address(address: str) -> str:
+    """Refuse anything that is not a single bare address (header and SMTP injection)."""
+    if not _ADDRESS.match(address) or len(address) > 254:
+        raise SendError(
+            f"{address!r}: not a single email address; fix the subscriber file "
+            "(digest check lists the problems)"
+        )
+    return address
+
+
+def domain_of(address: str) -> str:
+    return address.rsplit("@", 1)[-1].lower()
+
+
+def message_id(email: str, edition: date, domain: str) -> str:
+    """Deterministic per (subscriber, edition), so a resend carries the same id."""
+    key = f"{email.strip().lower()}\0{edition.isoformat()}".encode()
+    digest = hashlib.sha256(key).hexdigest()[:32]
+    return f"<{edition:%Y%m%d}.{digest}@{clean(domain).lower()}>"
+
+
+def unsubscribe_secret(cfg: Config) -> bytes:
+    env = cfg.unsubscribe.secret_env
+    value = os.environ.get(env, "") if env else ""
+    if not value:
+        raise ConfigError(
+            f"{cfg.path}: [unsubscribe] url is set but environment variable "
+            f"{env or '(none)'} is empty; export a long random secret there"
+        )
+    return value.encode()
+
+
+def unsubscribe_token(secret: bytes, email: str) -> str:
+    """HMAC-SHA256 of the lower-cased address, base64url without padding (22 chars)."""
+    mac = hmac.new(secret, email.strip().lower().encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode()
+
+
+def check_unsubscribe_token(cfg: Config, email: str, token: str) -> bool:
+    """True when ``token`` is the one ``unsubscribe_url`` puts in this subscriber's link."""
+    expected = unsubscribe_token(unsubscribe_secret(cfg), email)
+    return hmac.compare_digest(expected, token)
+
+
+def _unsubscribe_base(cfg: Config) -> str:
+    url = clean(cfg.unsubscribe.url)
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ConfigError(
+            f"{cfg.path}: [unsubscribe] url {url!r} must be an https:// URL "
+            "(RFC 8058 one-click unsubscribe needs https)"
+        )
+    return url
+
+
+def _signed_url(base: str, secret: bytes, email: str) -> str:
+    token = unsubscribe_token(secret, email)
+    address = quote(email, safe="@")
+    if "{email}" in base or "{token}" in base:
+        return base.replace("{email}", address).replace("{token}", token)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}email={address}&token={token}"
+
+
+def unsubscribe_url(cfg: Config, email: str) -> str:
+    """The subscriber's https one-click unsubscribe URL, or "" when not configured.
+
+    ``[unsubscribe] url`` may hold ``{email}`` and ``{token}`` placeholders; otherwise
+    ``email=`` and ``token=`` query parameters are appended.
+    """
+    base = _unsubscribe_base(cfg)
+    if not base:
+        return ""
+    return _signed_url(base, unsubscribe_secret(cfg), email)
+
+
+def _phrase(name: str) -> str:
+    """A display name for List-Id: quoted, or RFC 2047 encoded when not ASCII."""
+    name = clean(name)[:100]
+    if not name:
+        return ""
+    if not name.isascii():
+        return Header(name, "utf-8").encode()
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fold_header(name: str, value: str) -> str:
+    """``Name: value`` folded to 78 columns, RFC 2047-encoded when not ASCII."""
+    value = clean(value)
+    line = f"{name}: {value}"
+    if value.isascii() and len(line) <= MAX_LINE:
+        return line
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    encoded = Header(value, charset, header_name=name).encode(linesep=CRLF, maxlinelen=MAX_LINE)
+    return f"{name}: {encoded}"
+
+
+def _address_header(name: str, display: str, address: str) -> str:
+    value = formataddr((clean(display)[:100], address), charset="utf-8")
+    line = f"{name}: {value}"
+    if len(line) <= MAX_LINE:
+        return line
+    # A long (encoded) display name: put the address on its own folded line.
+    phrase, _, rest = value.rpartition(" <")
+    if phrase:
+        return f"{name}: {phrase}{CRLF} <{rest}"
+    return line
+
+
+def _body(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends; every line at most 76 characters."""
+    norm = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not norm.endswith("\n"):
+        norm += "\n"
+    data = norm.replace("\n", CRLF).encode("utf-8", "replace")
+    return binascii.b2a_qp(data)
+
+
+class Dkim:
+    """DKIM signing with dkimpy (rsa-sha256, relaxed/relaxed) over the headers we care about."""
+
+    def __init__(self, cfg: Config) -> None:
+        c = cfg.dkim
+        path = cfg.resolve(c.private_key_file)
+        try:
+            self.key = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"{cfg.path}: [dkim] private_key_file {path}: cannot read ({exc.strerror}); "
+                "fix the path or remove the [dkim] section"
+            ) from exc
+        self.selector = clean(c.selector).encode()
+        self.domain = clean(c.domain).encode()
+        import dkim  # dkimpy
+
+        self._dkim = dkim
+        try:  # fail now on a broken key, not on the first message
+            self.sign(b"From: a@b.example\r\nSubject: x\r\n\r\nx\r\n")
+        except Exception as exc:
+            raise ConfigError(
+                f"{cfg.path}: [dkim] private_key_file {path}: not a usable RSA private key "
+                f"({type(exc).__name__}); give a PEM file (openssl genrsa 2048)"
+            ) from exc
+
+    def sign(self, message: bytes) -> bytes:
+        header = self._dkim.sign(
+            message,
+            self.selector,
+            self.domain,
+            self.key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=list(DKIM_HEADERS),
+        )
+        return header.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def dkim_configured(cfg: Config) -> bool:
+    c = cfg.dkim
+    fields = (c.selector, c.domain, c.private_key_file)
+    if any(fields) and not all(fields):
+        raise ConfigError(
+            f"{cfg.path}: [dkim] needs selector, domain and private_key_file together; "
+            "set all three or none"
+        )
+    return all(fields)
+
+
+class Composer:
+    """Everything about a message that depends only on the config, prepared once."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        sender = check_address(cfg.sender.address)
+        self.domain = domain_of(sender)
+        self.sender = sender
+        self.from_header = _address_header("From", cfg.sender.name, sender)
+        reply_to = clean(cfg.sender.reply_to)
+        self.reply_to = f"Reply-To: {check_address(reply_to)}" if reply_to else ""
+        org = clean(cfg.sender.organization)
+        self.organization = _fold_header("Organization", org) if org else ""
+        self.list_id = f"List-Id: {self._list_id()}"
+        self.url_base = _unsubscribe_base(cfg)
+        self.secret = unsubscribe_secret(cfg) if self.url_base else b""
+        mailto = clean(cfg.unsubscribe.mailto) or sender
+        self.mailto = f"mailto:{check_address(mailto.removeprefix('mailto:'))}?subject=unsubscribe"
+        self.dkim = Dkim(cfg) if dkim_configured(cfg) else None
+
+    def _list_id(self) -> str:
+        raw = clean(self.cfg.unsubscribe.list_id)
+        label = raw or f"digest.{self.domain}"
+        if "<" in label:
+            return label
+        if not re.fullmatch(r"[A-Za-z0-9.\-_]+", label):
+            raise ConfigError(
+                f"{self.cfg.path}: [unsubscribe] list_id {label!r}: use a dotted label like "
+                "'papers.example.org'"
+            )
+        phrase = _phrase(self.cfg.sender.name)
+        return f"{phrase} <{label}>" if phrase else f"<{label}>"
+
+    def unsubscribe_url(self, email: str) -> str:
+        return _signed_url(self.url_base, self.secret, email) if self.url_base else ""
+
+    def headers(self, profile: Profile, edition: date, subject: str, now: datetime) -> list[str]:
+        to = check_address(profile.email)
+        when = now if now.tzinfo else now.replace(tzinfo=UTC)
+        url = self.unsubscribe_url(to)
+        targets = [f"<{self.mailto}>"] + ([f"<{url}>"] if url else [])
+        lines = [
+            self.from_header,
+            _address_header("To", profile.name, to),
+            _fold_header("Subject", subject),
+            f"Date: {format_datetime(when)}",
+            f"Message-ID: {message_id(to, edition, self.domain)}",
+            self.list_id,
+            "List-Unsubscribe: " + f",{CRLF} ".join(targets),
+        ]
+        if url:
+            lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        if self.reply_to:
+            lines.append(self.reply_to)
+        if self.organization:
+            lines.append(self.organization)
+        lines.append("Auto-Submitted: auto-generated")
+        lines.append("MIME-Version: 1.0")
+        return lines
+
+    def build(self, profile: Profile, edition: date, rendered: Rendered, *, now: datetime) -> bytes:
+        head = self.headers(profile, edition, rendered.subject, now)
+        boundary = "=_digest_" + hashlib.sha256(head[4].encode()).hexdigest()[:24]
+        head.append(f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"')
+        part = (
+            "Content-Type: text/{sub}; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        message = b"".join(
+            (
+                CRLF.join(head).encode("ascii"),
+                b"\r\n\r\nThis is a multipart message in MIME format.\r\n\r\n",
+                f"--{boundary}\r\n".encode(),
+                part.format(sub="plain").encode(),
+                _body(rendered.text),
+                f"\r\n--{boundary}\r\n".encode(),
+                part.format(sub="html").encode(),
+                _body(rendered.html),
+                f"\r\n--{boundary}--\r\n".encode(),
+            )
+        )
+        if self.dkim is not None:
+            message = self.dkim.sign(message) + message
+        return message
+
+
+def build_message(
+    cfg: Config, profile: Profile, edition: date, rendered: Rendered, *, now: datetime
+) -> bytes:
+    """One complete message (CRLF line ends, every line within 78 columns)."""
+    return Composer(cfg).build(profile, edition, rendered, now=now)
+
+
+def eml_name(profile: Profile) -> str:
+    """A safe file name for a subscriber's .eml in the outbox."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", profile.slug).strip("._") or "subscriber"
+    return f"{stem}.eml"
+
+
+def outbox_path(cfg: Config, profile: Profile, edition: date) -> Path:
+    return cfg.outbox_path / edition.isoformat() / eml_name(profile)
