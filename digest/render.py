@@ -229,7 +229,7 @@ def inline_css(html: str) -> str:
 class Renderer:
     """Turns a :class:`Digest` into a :class:`Rendered` email (subject, HTML, text)."""
 
-    def __init__(self, cfg: Config, *, fast: bool = False) -> None:
+    def __init__(self, cfg: Config, *, fast: bool = True) -> None:
         self.cfg = cfg
         self.dirs = _template_dirs(cfg)
         loader = jinja2.FileSystemLoader([str(d) for d in self.dirs])
@@ -282,10 +282,12 @@ class Renderer:
         fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
         notes: list[str] = []
         limit = self.cfg.render.max_html_bytes
-        html = ""
+        html = text = ""
+        size = 0
         for level in self.levels:
             html, text = self._render_digest(fields, picks, level)
-            if len(html.encode("utf-8")) <= limit:
+            size = len(html.encode("utf-8"))
+            if size <= limit:
                 break
         if level != self.levels[0]:
             notes.append(
@@ -294,11 +296,12 @@ class Renderer:
                 else f"left out abstracts to keep the HTML under {limit} bytes"
             )
         dropped = 0
-        while len(html.encode("utf-8")) > limit and len(picks) > 1:
+        while size > limit and len(picks) > 1:
             picks = picks[:-1]
             dropped += 1
             fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
             html, text = self._render_digest(fields, picks, level)
+            size = len(html.encode("utf-8"))
         if dropped:
             notes.append(f"dropped {plural(dropped, 'paper')} to keep the HTML under {limit} bytes")
         for note in notes:
@@ -365,25 +368,7 @@ class Renderer:
         context = {**self.constants, **fields, "cards": cards}
         html = compile_mjml(render_template(self.html_env, html_name, context), html_name)
         text = self.wrapper(render_template(self.text_env, text_name, context))
-        return html, finish_text(text)
-
-
-def finish_text(text: str) -> str:
-    """Blank-line runs squeezed to one, trailing spaces gone, one final newline."""
-    lines = text.split("\n")
-    out: list[str] = []
-    blank = False
-    for line in lines:
-        if not line.strip():
-            if not blank and out:
-                out.append("")
-            blank = True
-            continue
-        blank = False
-        out.append(line)
-    while out and not out[-1]:
-        out.pop()
-    return "\n".join(out) + "\n"
+        return html, text
 
 
 def _abstract_levels(first: int) -> tuple[int, ...]:

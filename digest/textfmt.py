@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-import unicodedata
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 # ---------------------------------------------------------------- cleaning
@@ -23,6 +23,7 @@ def one_line(text: str | None) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", text).replace("\xa0", " ")).strip()
 
 
+@lru_cache(maxsize=65_536)
 def clean_text(text: str | None) -> str:
     """One line of readable text: whitespace collapsed, simple LaTeX turned into Unicode."""
     return one_line(latex_to_text(one_line(text)))
@@ -316,21 +317,29 @@ class Wrapper:
         self._memo: dict[str, str] = {}
 
     def __call__(self, text: str) -> str:
+        """Every line wrapped, runs of blank lines squeezed to one, one final newline."""
         width = self.width
         memo = self._memo
-        out = []
+        out: list[str] = []
+        blank = True  # drops leading blank lines
         for line in text.split("\n"):
             if len(line) <= width:
-                out.append(line.rstrip())
-                continue
-            done = memo.get(line)
-            if done is None:
-                if len(memo) >= self.limit:
-                    memo.clear()
-                done = memo[line] = wrap_line(line.rstrip(), width)
-            out.append(done)
+                line = line.rstrip()
+                if not line:
+                    if not blank:
+                        out.append("")
+                    blank = True
+                    continue
+                out.append(line)
+            else:
+                done = memo.get(line)
+                if done is None:
+                    if len(memo) >= self.limit:
+                        memo.clear()
+                    done = memo[line] = wrap_line(line.rstrip(), width)
+                out.append(done)
+            blank = False
+        if out and not out[-1]:
+            out.pop()
+        out.append("")
         return "\n".join(out)
-
-
-def normalize_unicode(text: str) -> str:
-    return unicodedata.normalize("NFC", text)

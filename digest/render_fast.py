@@ -1,0 +1,336 @@
+"""The fast path: MJML and premailer once per edition, string assembly per subscriber.
+
+How it works. Templates are rendered with unique marker strings in place of every
+per-subscriber value and of every card, then compiled (Jinja -> MJML -> premailer) once:
+
+* a *skeleton* per template, per number of cards and per "shape" (which per-subscriber
+  values are empty, since templates may test them with ``{% if %}``): the compiled HTML is
+  cut at the markers into literal pieces and holes;
+* every paper's *card*, compiled once per edition (many cards in one document, cut out
+  between begin/end comments), in two forms: with a marker as its reasons line, and
+  without reasons.
+
+A personalized digest is then the skeleton's pieces joined with the chosen cards and the
+subscriber's values, escaped the way the HTML serializer would have written them. The
+first digest of each skeleton is also rendered the per-email way and compared; if a custom
+template does something the fast path cannot reproduce, rendering falls back to the
+per-email path and the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from .models import Paper, Scored
+from .render import (
+    CARD_HTML,
+    CARD_TEXT,
+    DIGEST_HTML,
+    DIGEST_TEXT,
+    EMPTY_HTML,
+    EMPTY_TEXT,
+    FIELDS,
+    Card,
+    compile_mjml,
+    make_environment,
+    reasons_line,
+    render_template,
+)
+
+if TYPE_CHECKING:
+    from .render import Renderer
+
+log = logging.getLogger(__name__)
+
+Escape = Callable[[str], str]
+BATCH = 200  # cards per compiled document
+
+
+def escape_text(value: str) -> str:
+    """As libxml2's HTML serializer writes a text node."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attr(value: str) -> str:
+    """As libxml2's HTML serializer writes a double-quoted attribute value."""
+    return (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def same_text(value: str) -> str:
+    return value
+
+
+_WS_BETWEEN_TAGS = re.compile(r">\s+<")
+
+
+def normalize_html(html: str) -> str:
+    """Whitespace between tags removed: the serializer's layout is not part of the meaning."""
+    return _WS_BETWEEN_TAGS.sub("><", html).strip()
+
+
+class Pattern:
+    """Literal pieces with holes between them; ``fill`` joins them with the values."""
+
+    __slots__ = ("holes", "lits")
+
+    def __init__(self, lits: list[str], holes: list[tuple[Any, Escape]]) -> None:
+        self.lits = lits
+        self.holes = holes
+
+    def fill(self, values: Mapping[Any, str]) -> str:
+        lits = self.lits
+        out = [lits[0]]
+        for i, (key, esc) in enumerate(self.holes, 1):
+            out.append(esc(values[key]))
+            out.append(lits[i])
+        return "".join(out)
+
+
+class _Unsupported(Exception):
+    """The templates do something the fast path cannot cut into pieces."""
+
+
+class FastPath:
+    def __init__(self, renderer: Renderer) -> None:
+        self.r = renderer
+        tok = secrets.token_hex(5)
+        self.tok = tok
+        self.field_marker = {name: f"q{tok}f{i}q" for i, name in enumerate(FIELDS)}
+        self.reasons_marker = f"q{tok}rq"
+        slot, begin, end = f"q{tok}sq", f"q{tok}bq", f"q{tok}eq"
+        self.slot, self.begin, self.end = slot, begin, end
+        base = renderer.loader
+        real = jinja2.PrefixLoader({f"q{tok}real": base})
+
+        def env(html: bool, overrides: dict[str, str]) -> jinja2.Environment:
+            return make_environment(
+                jinja2.ChoiceLoader([jinja2.DictLoader(overrides), real, base]), html=html
+            )
+
+        self.html_skeleton_env = env(True, {CARD_HTML: f"<mj-raw><!--{slot}--></mj-raw>\n"})
+        self.text_skeleton_env = env(False, {CARD_TEXT: slot})
+        self.html_cards_env = env(
+            True,
+            {
+                CARD_HTML: f"<mj-raw><!--{begin}--></mj-raw>\n"
+                f'{{% include "q{tok}real/{CARD_HTML}" %}}\n'
+                f"<mj-raw><!--{end}--></mj-raw>\n"
+            },
+        )
+        self.text_cards_env = env(
+            False, {CARD_TEXT: f'{begin}{{% include "q{tok}real/{CARD_TEXT}" %}}{end}'}
+        )
+        names = "|".join(re.escape(m) for m in (slot, self.reasons_marker))
+        fields = "|".join(re.escape(m) for m in self.field_marker.values())
+        self.marker_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->|{names}|{fields}")
+        self.field_of = {m: name for name, m in self.field_marker.items()}
+        self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, Pattern]] = {}
+        self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
+        self.cards: dict[tuple[Paper, int], tuple[Pattern, str, Pattern, str]] = {}
+        self.disabled = ""
+
+    # -------------------------------------------------------- edition
+
+    def begin_edition(self, papers: list[Paper]) -> None:
+        self.cards.clear()
+        if self.disabled or not papers:
+            return
+        try:
+            self._compile_cards(list(dict.fromkeys(papers)), self.r.levels[0])
+        except _Unsupported as exc:
+            self._disable(str(exc))
+
+    # -------------------------------------------------------- digests
+
+    def render_digest(
+        self, fields: dict[str, str], picks: Sequence[Scored], level: int
+    ) -> tuple[str, str]:
+        if self.disabled:
+            return self._naive(fields, picks, level)
+        try:
+            html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
+            frags = self._card_frags([p.paper for p in picks], level)
+        except _Unsupported as exc:
+            self._disable(str(exc))
+            return self._naive(fields, picks, level)
+        hvals: dict[Any, str] = dict(fields)
+        tvals: dict[Any, str] = dict(fields)
+        for i, (pick, (hw, he, tw, te)) in enumerate(zip(picks, frags, strict=True)):
+            reasons = reasons_line(pick)
+            if reasons:
+                rv = {"reasons": reasons}
+                hvals[i] = hw.fill(rv)
+                tvals[i] = tw.fill(rv)
+            else:
+                hvals[i] = he
+                tvals[i] = te
+        html = html_sk.fill(hvals)
+        text = self.r.wrapper(text_sk.fill(tvals))
+        key = (DIGEST_HTML, self._shape(fields), len(picks))
+        if key not in self.verified:
+            self.verified.add(key)
+            if not self._agrees(html, text, self._naive(fields, picks, level), "digest"):
+                return self._naive(fields, picks, level)
+        return html, text
+
+    def render_empty(self, fields: dict[str, str]) -> tuple[str, str]:
+        naive = self.r.naive
+        if self.disabled:
+            return naive(fields, (), EMPTY_HTML, EMPTY_TEXT)
+        try:
+            html_sk, text_sk = self._skeleton(EMPTY_HTML, EMPTY_TEXT, fields, 0)
+        except _Unsupported as exc:
+            self._disable(str(exc))
+            return naive(fields, (), EMPTY_HTML, EMPTY_TEXT)
+        html = html_sk.fill(fields)
+        text = self.r.wrapper(text_sk.fill(fields))
+        key = (EMPTY_HTML, self._shape(fields), 0)
+        if key not in self.verified:
+            self.verified.add(key)
+            if not self._agrees(html, text, naive(fields, (), EMPTY_HTML, EMPTY_TEXT), "empty"):
+                return naive(fields, (), EMPTY_HTML, EMPTY_TEXT)
+        return html, text
+
+    # -------------------------------------------------------- helpers
+
+    def _naive(
+        self, fields: dict[str, str], picks: Sequence[Scored], level: int
+    ) -> tuple[str, str]:
+        cards = [replace(self.r.card(p.paper, level), reasons=reasons_line(p)) for p in picks]
+        return self.r.naive(fields, cards, DIGEST_HTML, DIGEST_TEXT)
+
+    def _agrees(self, html: str, text: str, naive: tuple[str, str], what: str) -> bool:
+        if normalize_html(html) == normalize_html(naive[0]) and text == naive[1]:
+            return True
+        self._disable(f"the {what} templates give different output when cards are reused")
+        return False
+
+    def _disable(self, why: str) -> None:
+        if not self.disabled:
+            log.warning(
+                "rendering every email in full (slower): %s; keep per-subscriber values out "
+                "of card templates and include cards with {%% include %r %%}",
+                why,
+                CARD_HTML,
+            )
+        self.disabled = why
+
+    @staticmethod
+    def _shape(fields: Mapping[str, str]) -> tuple[bool, ...]:
+        return tuple(bool(fields[name]) for name in FIELDS)
+
+    def _marked_fields(self, shape: tuple[bool, ...]) -> dict[str, str]:
+        return {
+            name: (self.field_marker[name] if on else "")
+            for name, on in zip(FIELDS, shape, strict=True)
+        }
+
+    def _skeleton(
+        self, html_name: str, text_name: str, fields: Mapping[str, str], count: int
+    ) -> tuple[Pattern, Pattern]:
+        shape = self._shape(fields)
+        key = (html_name, shape, count)
+        found = self.skeletons.get(key)
+        if found is not None:
+            return found
+        dummy = Card(
+            id="", title="", url="", authors="", summary="", stats="", links=(), categories=""
+        )
+        context = {**self.r.constants, **self._marked_fields(shape), "cards": [dummy] * count}
+        mjml = render_template(self.html_skeleton_env, html_name, context)
+        html = self._cut(compile_mjml(mjml, html_name), count, html=True, what=html_name)
+        text = render_template(self.text_skeleton_env, text_name, context)
+        pair = (html, self._cut(text, count, html=False, what=text_name))
+        self.skeletons[key] = pair
+        return pair
+
+    def _cut(self, compiled: str, slots: int, *, html: bool, what: str) -> Pattern:
+        lits: list[str] = []
+        holes: list[tuple[Any, Escape]] = []
+        pos = 0
+        seen = 0
+        for m in self.marker_re.finditer(compiled):
+            lits.append(compiled[pos : m.start()])
+            pos = m.end()
+            token = m.group(0)
+            if token.startswith("<!--") or token == self.slot:
+                holes.append((seen, same_text))
+                seen += 1
+                continue
+            key = "reasons" if token == self.reasons_marker else self.field_of[token]
+            esc: Escape = same_text
+            if html:
+                esc = escape_attr if _in_tag(compiled, m.start()) else escape_text
+            holes.append((key, esc))
+        lits.append(compiled[pos:])
+        if seen != slots:
+            raise _Unsupported(f"{what} shows {seen} card slots for {slots} cards")
+        return Pattern(lits, holes)
+
+    def _card_frags(
+        self, papers: Sequence[Paper], level: int
+    ) -> list[tuple[Pattern, str, Pattern, str]]:
+        cards = self.cards
+        missing = [p for p in papers if (p, level) not in cards]
+        if missing:
+            self._compile_cards(list(dict.fromkeys(missing)), level)
+        return [cards[(p, level)] for p in papers]
+
+    def _compile_cards(self, papers: list[Paper], level: int) -> None:
+        fields = self._marked_fields((True,) * len(FIELDS))
+        for start in range(0, len(papers), BATCH):
+            batch = papers[start : start + BATCH]
+            plain = [self.r.card(p, level) for p in batch]
+            marked = [replace(c, reasons=self.reasons_marker) for c in plain]
+            out: list[list[str]] = []
+            for cards in (marked, plain):
+                context = {**self.r.constants, **fields, "cards": cards}
+                mjml = render_template(self.html_cards_env, DIGEST_HTML, context)
+                out.append(self._between(compile_mjml(mjml, DIGEST_HTML), len(batch), True))
+                text = render_template(self.text_cards_env, DIGEST_TEXT, context)
+                out.append(self._between(text, len(batch), False))
+            html_w, text_w, html_e, text_e = out
+            for i, paper in enumerate(batch):
+                self.cards[(paper, level)] = (
+                    self._cut(html_w[i], 0, html=True, what=CARD_HTML),
+                    html_e[i],
+                    self._cut(text_w[i], 0, html=False, what=CARD_TEXT),
+                    text_e[i],
+                )
+
+    def _between(self, compiled: str, count: int, html: bool) -> list[str]:
+        if html:
+            begin = re.compile(rf"<!--\s*{re.escape(self.begin)}\s*-->")
+            end = re.compile(rf"<!--\s*{re.escape(self.end)}\s*-->")
+        else:
+            begin, end = re.compile(re.escape(self.begin)), re.compile(re.escape(self.end))
+        pieces = []
+        pos = 0
+        while True:
+            b = begin.search(compiled, pos)
+            if b is None:
+                break
+            e = end.search(compiled, b.end())
+            if e is None:
+                break
+            pieces.append(compiled[b.end() : e.start()])
+            pos = e.end()
+        if len(pieces) != count:
+            raise _Unsupported(
+                f"{DIGEST_HTML if html else DIGEST_TEXT} shows {len(pieces)} of {count} cards"
+            )
+        return pieces
+
+
+def _in_tag(html: str, pos: int) -> bool:
+    """Whether ``pos`` is inside a tag (an attribute value) rather than in text."""
+    return html.rfind("<", 0, pos) > html.rfind(">", 0, pos)
