@@ -245,6 +245,10 @@ class Store:
         An edition holds the papers first seen after the previous edition's cut-off and
         up to its own, so a missed day's papers land in the next edition once. With
         ``create=False`` (previews), a new edition's window is computed but not stored.
+
+        A window never changes once made. So an edition first asked for after a later one
+        exists (a backfill of a skipped day, or a subscriber far west of the others) is
+        empty: its papers already went out in that later edition.
         """
         with self.session() as s:
             row = s.get(EditionRow, edition)
@@ -252,7 +256,11 @@ class Store:
                 later = s.exec(
                     select(EditionRow).where(EditionRow.edition > edition).order_by(EditionRow.edition)  # type: ignore[arg-type]
                 ).first()
-                cutoff = now if later is None else _utc(later.cutoff)
+                if later is None:
+                    cutoff: datetime | None = now
+                else:
+                    before = _edition_before(s, edition)
+                    cutoff = _utc(before.cutoff) if before else _EPOCH
                 assert cutoff is not None
                 row = EditionRow(edition=edition, cutoff=cutoff, created=now)
                 if create:
@@ -446,12 +454,60 @@ class Store:
             q = select(t.c.updated_at).where(t.c.status == "sent", t.c.updated_at >= _utc(since))
             return [_utc(v) or v for (v,) in conn.execute(q)]
 
-    def sent_paper_ids(self, email: str, before: date | None = None) -> set[str]:
+    def sent_paper_ids(
+        self, email: str, before: date | None = None, *, other_than: date | None = None
+    ) -> set[str]:
+        """Papers sent to ``email``: in editions before ``before``, or in any edition but
+        ``other_than`` (so re-running an edition, or a backfill, never repeats a paper)."""
         with self.session() as s:
             q = select(SentPaper.paper_id).where(SentPaper.email == email)
             if before is not None:
                 q = q.where(SentPaper.edition < before)
+            if other_than is not None:
+                q = q.where(SentPaper.edition != other_than)
             return set(s.exec(q).all())
+
+    def subscriber_stats(self) -> dict[str, tuple[date | None, int, int]]:
+        """Per lower-cased email: (last edition sent, digests sent, distinct papers sent)."""
+        t, sp = _DELIVERY, _SENT_PAPER
+        out: dict[str, tuple[date | None, int, int]] = {}
+        with self.engine.connect() as conn:
+            q = (
+                select(t.c.email, func.max(t.c.edition), func.count())
+                .where(t.c.status == "sent")
+                .group_by(t.c.email)
+            )
+            for email, last, n in conn.execute(q):
+                key = email.lower()
+                prev = out.get(key, (None, 0, 0))
+                newest = max((d for d in (prev[0], last) if d is not None), default=None)
+                out[key] = (newest, prev[1] + n, prev[2])
+            q2 = select(sp.c.email, func.count()).group_by(sp.c.email)
+            for email, n in conn.execute(q2):
+                key = email.lower()
+                last, digests, papers = out.get(key, (None, 0, 0))
+                out[key] = (last, digests, papers + n)
+        return out
+
+    def delivery_counts(self, edition: date) -> dict[str, int]:
+        """How many deliveries of ``edition`` are in each state."""
+        t = _DELIVERY
+        with self.engine.connect() as conn:
+            q = (
+                select(t.c.status, func.count())
+                .where(t.c.edition == edition)
+                .group_by(t.c.status)
+            )
+            return {status: n for status, n in conn.execute(q)}
+
+    def last_delivered_edition(self) -> date | None:
+        """The newest edition with any delivery logged."""
+        t = _DELIVERY
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(t.c.edition))).scalar()
+        if isinstance(value, str):  # SQLite returns the raw text for an aggregate
+            return date.fromisoformat(value)
+        return value
 
     # runs and suppressions ----------------------------------------------
     def start_run(self, now: datetime, edition: date | None) -> int:
@@ -495,6 +551,12 @@ class Store:
         with self.session() as s:
             return set(s.exec(select(Suppression.email)).all())
 
+    def suppressions(self) -> dict[str, tuple[datetime, str]]:
+        """Per lower-cased email: (when, why) it was suppressed."""
+        with self.session() as s:
+            rows = s.exec(select(Suppression)).all()
+        return {r.email: (_utc(r.at) or r.at, r.reason) for r in rows}
+
 
 class FeedStateView:
     """A read-only copy of one feed's stored state."""
@@ -516,6 +578,11 @@ class FeedStateView:
             last_error=row.last_error, last_error_at=_utc(row.last_error_at),
             failures=row.failures, last_count=row.last_count,
         )
+
+
+def _edition_before(s: Session, edition: date) -> EditionRow | None:
+    q = select(EditionRow).where(EditionRow.edition < edition)
+    return s.exec(q.order_by(EditionRow.edition.desc())).first()  # type: ignore[attr-defined]
 
 
 def _delivery(row: DeliveryRow) -> Delivery:
