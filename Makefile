@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf outbox .demo
 	mkdir -p .demo
-	$(BIN)/digest run --config demo/config.toml
+	DIGEST_UNSUBSCRIBE_SECRET=demo-only-not-secret $(BIN)/digest run --config demo/config.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check digest tests bench

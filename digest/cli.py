@@ -88,6 +88,7 @@ def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
     from .pipeline import run as run_edition
     from .pipeline import run_lock
 
+    cfg.preflight()
     with run_lock(cfg, wait=wait):
         summary = run_edition(cfg, edition=edition, fetch=not no_fetch)
     print_run_summary(cfg, summary)
@@ -189,8 +190,7 @@ def check(cfg: Config) -> None:
 
     click.echo(f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
                f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})")
-    if cfg.smtp.host:
-        cfg.smtp_password()
+    cfg.preflight()
     profiles, errors = load_profiles(cfg.subscribers_path)
     click.echo(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
     for err in errors:
