@@ -1,45 +1,291 @@
-"""Parsing every fixture format into papers, and normalization."""
+"""Parsing every fixture into papers (checked against tests/data/expected/), normalization,
+and the merge of one paper seen in a Hugging Face feed and in an arXiv feed."""
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from digest.errors import FeedError
-from digest.sources import paper_json, parse
+from digest.models import Paper
+from digest.sources import arxiv_id, paper_json, parse, url_id
+from digest.sources.latex import latex_text
+from digest.sources.text import clean, github_url, html_text
+from digest.store import Store
 
-FEEDS = Path(__file__).parent / "data" / "feeds"
-
-
-def _parse(name: str, **kw: object) -> list:
-    return parse((FEEDS / name).read_bytes(), "test", **kw)  # type: ignore[arg-type]
-
-
-def test_hf_daily_papers_current_format() -> None:
-    papers = _parse("hf-daily-papers-2026-06-12.json")
-    assert len(papers) == 30
-    first = papers[0]
-    assert first.id == "2606.00467"
-    assert first.title.startswith("On the Limits of LLM Adaptability")
-    assert first.authors[:2] == ("Etienne Casanova", "Rafal Kocielnik")
-    assert first.upvotes == 0
-    assert first.comments == 2
-    assert first.sources == ("test",)
-    assert first.hf_url == "https://huggingface.co/papers/2606.00467"
-    assert first.url == "https://arxiv.org/abs/2606.00467"
+DATA = Path(__file__).parent / "data"
+FEEDS = DATA / "feeds"
+EXPECTED = DATA / "expected"
+HANDMADE = DATA / "arxiv-api-handmade-2410.09732.atom"
+FIXTURES = [*sorted(p for p in FEEDS.iterdir() if p.name != "SOURCES.md"), HANDMADE]
+CANONICAL = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)?/\d{7}|url:[0-9a-f]{16})$")
 
 
-def test_arxiv_empty_feed_is_no_papers_and_error_feed_is_an_error() -> None:
-    assert _parse("arxiv-rss-new-format-empty-2024-11-28.xml") == []
-    with pytest.raises(FeedError, match="Bad archive 'astroph'"):
-        _parse("arxiv-rss-new-format-error-bad-archive-2024-11-28.xml")
+def _parse(path: Path, **kw: Any) -> list[Paper]:
+    return parse(path.read_bytes(), "test", **kw)
+
+
+def _expected(path: Path) -> dict[str, Any]:
+    exp = EXPECTED / f"{path.name}.json"
+    assert exp.exists(), f"{path.name} has no expected values in {exp}"
+    data: dict[str, Any] = json.loads(exp.read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_every_fixture_parses_as_expected(path: Path) -> None:
+    exp = _expected(path)
+    opts = exp.get("options", {})
+    if "error" in exp:
+        with pytest.raises(FeedError) as err:
+            _parse(path, **opts)
+        assert str(err.value) == exp["error"].format(source="'test'")
+        return
+    papers = _parse(path, **opts)
+    assert len(papers) == exp["count"]
+    assert [p.id for p in papers] == exp["ids"]
+    assert [p.title for p in papers] == exp["titles"]
+    if "announce_types" in exp:
+        types: dict[str, int] = {}
+        for p in papers:
+            types[p.announce_type or ""] = types.get(p.announce_type or "", 0) + 1
+        assert types == exp["announce_types"]
+        assert len(_parse(path, skip_replacements=True, **opts)) == exp["count_skip_replacements"]
+    by_id = {p.id: p for p in papers}
+    for pid, want in exp["papers"].items():
+        got = paper_json(by_id[pid])
+        for key, value in want.items():
+            if key == "abstract_start":
+                assert got["abstract"].startswith(value), pid
+            elif key == "abstract_end":
+                assert got["abstract"].endswith(value), pid
+            elif key == "abstract_chars":
+                assert len(got["abstract"]) == value, pid
+            elif key == "abstract_contains":
+                assert all(v in got["abstract"] for v in value), (pid, value)
+            else:
+                assert got[key] == value, (pid, key)
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_every_parsed_paper_is_normalized(path: Path) -> None:
+    try:
+        papers = parse(path.read_bytes(), "feed-x")
+    except FeedError as exc:
+        assert "feed-x" in str(exc) and "\n" not in str(exc)
+        return
+    for p in papers:
+        assert CANONICAL.match(p.id), p.id
+        assert p.title and p.title == " ".join(p.title.split()) and "<" not in p.title
+        assert p.abstract == " ".join(p.abstract.split())
+        assert not re.search(r"<(?:script|a|p|b|img)\b", p.abstract)
+        assert p.published is None or p.published.utcoffset() == timedelta(0)
+        assert p.sources == ("feed-x",)
+        assert all(a == " ".join(a.split()) and "\\" not in a for a in p.authors)
+        if p.arxiv_id:
+            assert p.url == f"https://arxiv.org/abs/{p.id}"
+            assert p.pdf_url == f"https://arxiv.org/pdf/{p.id}"
+        json.dumps(paper_json(p))
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("https://arxiv.org/abs/2406.01234v2", "2406.01234"),
+        ("http://arxiv.org/pdf/2406.01234v1.pdf", "2406.01234"),
+        ("oai:arXiv.org:2411.17702v1", "2411.17702"),
+        ("arXiv:0704.0001", "0704.0001"),
+        ("http://arxiv.org/abs/hep-th/9901001v3", "hep-th/9901001"),
+        ("oai:arXiv.org:math/0502287v1", "math/0502287"),
+        ("arXiv:math.DG/0211159", "math/0211159"),
+        ("https://export.arxiv.org/abs/cond-mat.str-el/0501001", "cond-mat/0501001"),
+        ("https://huggingface.co/papers/2410.09732", "2410.09732"),
+        ("https://tldr.takara.ai/p/2604.26238", "2604.26238"),
+        ("2606.00467", "2606.00467"),
+        ("https://example.org/blog/2406.01234", None),
+        ("https://example.org/post?id=12", None),
+        ("1234.5678", None),  # month 34: not an arXiv id
+        ("", None),
+    ],
+)
+def test_arxiv_id(text: str, want: str | None) -> None:
+    assert arxiv_id(text) == want
+
+
+def test_url_id_is_stable_and_short() -> None:
+    assert url_id("https://example.org/a") == url_id(" https://example.org/a ")
+    assert re.fullmatch(r"url:[0-9a-f]{16}", url_id("https://example.org/a"))
+    assert url_id("https://example.org/a") != url_id("https://example.org/b")
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            r"Jaros{\l}aw \.Zygierewicz, J\"org, Kra{\ss}, S{\o}gaard",
+            "Jarosław Żygierewicz, Jörg, Kraß, Søgaard",
+        ),
+        (
+            r"Nikola Pi\v{z}urica, Milovi\'c, In\`es, Jakub\r{u}v, Fran\c{c}ois, Mart\'{\i}n",
+            "Nikola Pižurica, Milović, Inès, Jakubův, François, Martín",
+        ),
+        (r"$\alpha$-cosymplectic", "α-cosymplectic"),
+        (r"$H^3$Fusion and $J_1$-$J_2$", "H³Fusion and J₁-J₂"),
+        (r"by $11.37\%$ and $1\times1$", "by 11.37% and 1×1"),
+        (r"$F=\frac{\alpha^2}{\beta}$, $1/\sqrt{n}$", "F=α²/β, 1/√n"),
+        (r"$\mathcal{E\mkern-2mu L}$", "EL"),
+        (r"the $\ln\ln T$ term", "the ln ln T term"),
+        (
+            r"\textit{memories} at \href{https://x.org/y}{our site}",
+            "memories at our site (https://x.org/y)",
+        ),
+        (r"costs $5 and $10", "costs $5 and $10"),  # money, not math
+        (r"\gtrsim6.3% and 40~radians", "≳6.3% and 40 radians"),
+        (r"an \unknowncommand stays", r"an \unknowncommand stays"),
+    ],
+)
+def test_latex_made_readable(text: str, want: str) -> None:
+    assert latex_text(text) == want
+
+
+def test_html_reduced_to_safe_text() -> None:
+    raw = (
+        '<p>Hello <b>bold</b> &amp; <a href="x" onclick="evil()">link</a></p>'
+        "<script>alert(1)</script><style>p{}</style><br/>next&nbsp;line &lt;tag&gt;"
+    )
+    assert html_text(raw) == "Hello bold & link next line"
+    assert clean("  many\n\n  lines\tand   spaces ") == "many lines and spaces"
+    assert clean("x < y and y > z") == "x < y and y > z"  # not markup: kept
+
+
+def test_github_links() -> None:
+    assert github_url("code: github.com/sftekin/h3fusion.") == "https://github.com/sftekin/h3fusion"
+    assert github_url("at https://github.com/a/b.git") == "https://github.com/a/b"
+    assert github_url("see https://gist.github.com/a/b and x.github.io/y") is None
+
+
+def test_dates_are_utc() -> None:
+    rss = (FEEDS / "arxiv-rss-new-format-2024-11-28-trimmed.xml").read_bytes()
+    first = parse(rss, "a")[0]  # pubDate: Thu, 28 Nov 2024 00:00:00 -0500
+    assert first.published == datetime(2024, 11, 28, 5, 0, tzinfo=UTC)
+    hf = parse((FEEDS / "hf-daily-papers-2024-10-15.json").read_bytes(), "hf")[0]
+    assert hf.published == datetime(2024, 10, 13, 5, 26, 36, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"<!DOCTYPE html>\n<html><body>Sign in</body></html>", "got an HTML page, not a feed"),
+        (b"  <html lang='en'><head></head></html>", "got an HTML page, not a feed"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64), "got binary data"),
+        (b"", "the response is empty"),
+        (b"{not json", "looks like JSON but does not parse"),
+        (b'{"error": "Invalid date"}', "the server answered with an error: Invalid date"),
+        (b'[{"name": "x"}]', "not Hugging Face papers"),
+        (b'{"version": "https://jsonfeed.org/version/1.1"}', "without an 'items' list"),
+        (b"hello, world", "not an RSS, Atom or JSON feed"),
+    ],
+)
+def test_unusable_input_is_a_one_line_feed_error(body: bytes, words: str) -> None:
+    with pytest.raises(FeedError) as err:
+        parse(body, "my-feed")
+    msg = str(err.value)
+    assert msg.startswith("feed 'my-feed': ") and words in msg and "\n" not in msg
+
+
+def test_json_feed_and_minimal_hf_shapes() -> None:
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "items": [
+            {
+                "id": "1",
+                "url": "https://example.org/p/1",
+                "title": "A <i>post</i>",
+                "content_html": "<p>Body</p>",
+                "date_published": "2024-01-02T03:04:05+02:00",
+                "authors": [{"name": "Ann"}],
+                "tags": ["ml"],
+            },
+            {"id": "2", "url": "https://arxiv.org/abs/2401.00001v2", "title": "Paper"},
+        ],
+    }
+    a, b = parse(json.dumps(feed).encode(), "jf")
+    assert a.id == url_id("https://example.org/p/1") and a.title == "A post"
+    assert a.abstract == "Body" and a.authors == ("Ann",) and a.categories == ("ml",)
+    assert a.published == datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert b.id == "2401.00001" and b.url == "https://arxiv.org/abs/2401.00001"
+    # a single /api/papers/<id> object, with an upvote count
+    one = parse(b'{"id": "2410.09732", "title": "LOKI", "upvotes": 3}', "hf")
+    assert [(p.id, p.upvotes, p.hf_url) for p in one] == [
+        ("2410.09732", 3, "https://huggingface.co/papers/2410.09732")
+    ]
+
+
+def test_skip_replacements() -> None:
+    rss = FEEDS / "arxiv-rss-new-format-2024-11-28-trimmed.xml"
+    kept = _parse(rss, skip_replacements=True)
+    assert {p.announce_type for p in kept} == {"new", "cross"}
+    assert len(kept) == 39
 
 
 def test_paper_json_shape() -> None:
-    out = paper_json(_parse("arxiv-rss-new-format-2024-11-28-trimmed.xml")[0])
-    assert out["id"] == "2411.17702"
-    assert out["published"] == "2024-11-28T05:00:00Z"
-    assert out["upvotes"] is None
-    assert out["sources"] == ["test"]
-    assert out["categories"] == ["eess.SP", "cs.LG"]
+    out = paper_json(_parse(FEEDS / "hf-daily-papers-2024-10-15.json")[0])
+    for key in (
+        "id",
+        "title",
+        "abstract",
+        "authors",
+        "url",
+        "categories",
+        "published",
+        "upvotes",
+        "sources",
+        "pdf_url",
+        "code_url",
+        "hf_url",
+        "ai_summary",
+    ):
+        assert key in out
+    assert out["published"] == "2024-10-13T05:26:36Z"
+    assert out["upvotes"] == 44 and out["sources"] == ["test"]
+    assert paper_json(_parse(FEEDS / "arxiv-api-query-2026-06-14.atom")[0])["upvotes"] is None
+
+
+@pytest.mark.parametrize("hf_first", [True, False])
+def test_same_paper_from_hf_and_arxiv_is_one_record(tmp_path: Path, hf_first: bool) -> None:
+    hf_bytes = (FEEDS / "hf-daily-papers-2024-10-15.json").read_bytes()
+    hf = parse(hf_bytes, "hf-daily")
+    arxiv = parse(HANDMADE.read_bytes(), "arxiv-cs")
+    day1 = datetime(2024, 10, 15, 6, 0, tzinfo=UTC)
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    try:
+        for batch in [hf, arxiv] if hf_first else [arxiv, hf]:
+            store.upsert_papers(batch, day1)
+        assert store.count_papers() == 19  # the arXiv paper is one of the 19 HF papers
+        (loki,) = store.get_papers(["2410.09732"])
+        assert loki.sources == ("arxiv-cs", "hf-daily")
+        assert loki.upvotes == 44 and loki.comments == 1
+        assert loki.categories == ("cs.CV", "cs.AI")
+        assert loki.hf_url == "https://huggingface.co/papers/2410.09732"
+        assert loki.pdf_url == "https://arxiv.org/pdf/2410.09732"
+        assert loki.title.startswith("LOKI: A Comprehensive Synthetic Data Detection")
+        assert len(loki.authors) == 15
+        assert loki.first_seen == day1
+        # later that day the paper is trending: a new fetch updates its popularity only
+        doc = json.loads(hf_bytes)
+        doc[0]["paper"]["upvotes"], doc[0]["numComments"] = 97, 6
+        store.upsert_papers(parse(json.dumps(doc).encode(), "hf-daily"), day1 + timedelta(hours=6))
+        (later,) = store.get_papers(["2410.09732"])
+        assert (later.upvotes, later.comments) == (97, 6)
+        assert later.first_seen == day1
+        assert later.sources == ("arxiv-cs", "hf-daily")
+        # an arXiv sighting (no popularity) does not erase it
+        store.upsert_papers(arxiv, day1 + timedelta(hours=7))
+        assert store.get_papers(["2410.09732"])[0].upvotes == 97
+    finally:
+        store.close()

@@ -127,8 +127,17 @@ def _symbols(text: str, *, in_math: bool) -> str:
     def repl(m: re.Match[str]) -> str:
         name = m.group(1)
         if name in _SYMBOLS:
-            return _SYMBOLS[name]
-        return name if in_math else m.group(0)  # \ln -> ln inside math only
+            out = _SYMBOLS[name]
+        elif in_math:
+            out = name  # an operator name: \ln -> ln (inside math only)
+        else:
+            return m.group(0)
+        if len(out) > 1 and out.isalpha():  # keep operator names apart: \ln\ln T -> ln ln T
+            nxt = m.string[m.end() : m.end() + 1]
+            prev = m.string[m.start() - 1 : m.start()]
+            out = (" " if prev.isalnum() else "") + out
+            out += " " if nxt.isalnum() or nxt == "\\" else ""
+        return out
 
     return _SYMBOL_RE.sub(repl, text)
 

@@ -15,7 +15,7 @@ from .latex import latex_text
 # --- arXiv ids -------------------------------------------------------------------------
 
 _NEW_ID = r"\d{2}(?:0[1-9]|1[0-2])\.\d{4,5}"
-_OLD_ID = r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]{2})?/\d{2}(?:0[1-9]|1[0-2])\d{3}"
+_OLD_ID = r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[A-Za-z]+)?)?/\d{2}(?:0[1-9]|1[0-2])\d{3}"
 _VERSION = r"(?:v\d+)?"
 
 # "arXiv:2406.01234v2", "oai:arXiv.org:hep-th/9901001v1", "arxiv.org/abs/2406.01234"
@@ -103,18 +103,21 @@ def hf_link(pid: str) -> str:
     return f"https://huggingface.co/papers/{pid}"
 
 
-_GITHUB = re.compile(r"https?://(?:www\.)?github\.com/[\w.-]+/[\w.-]+", re.IGNORECASE)
+_GITHUB = re.compile(
+    r"(?<![\w./-])(?:https?://)?(?:www\.)?github\.com/[\w.-]+/[\w.-]+", re.IGNORECASE
+)
 
 
 def github_url(*texts: str | None) -> str | None:
-    """The first GitHub repository link in the texts (``.git`` and trailing dots dropped)."""
+    """The first GitHub repository link in the texts, as ``https://github.com/owner/repo``."""
     for text in texts:
         if not text:
             continue
         m = _GITHUB.search(text)
         if m:
             url = m.group(0).rstrip(".")
-            return url[:-4] if url.lower().endswith(".git") else url
+            url = url[:-4] if url.lower().endswith(".git") else url
+            return "https://" + url.split("://", 1)[-1].removeprefix("www.")
     return None
 
 
