@@ -43,6 +43,7 @@ from .render import (
     reasons_line,
     render_template,
 )
+from .textfmt import Wrapper, squeeze
 
 if TYPE_CHECKING:
     from .render import Renderer
@@ -80,18 +81,81 @@ def normalize_html(html: str) -> str:
 class Pattern:
     """Literal pieces with holes between them; ``fill`` joins them with the values."""
 
-    __slots__ = ("holes", "lits")
+    __slots__ = ("holes", "lits", "one")
 
     def __init__(self, lits: list[str], holes: list[tuple[Any, Escape]]) -> None:
         self.lits = lits
         self.holes = holes
+        self.one = holes[0] if len(holes) == 1 else None
 
     def fill(self, values: Mapping[Any, str]) -> str:
         lits = self.lits
+        if self.one is not None:  # a card with its reasons line
+            key, esc = self.one
+            return lits[0] + esc(values[key]) + lits[1]
         out = [lits[0]]
         for i, (key, esc) in enumerate(self.holes, 1):
             out.append(esc(values[key]))
             out.append(lits[i])
+        return "".join(out)
+
+
+class TextPattern:
+    """A plain-text :class:`Pattern` finished ahead of time except the lines that hold values.
+
+    Items are finished text (whole lines), lines with holes (finished when filled), and
+    card slots (cards arrive as finished whole lines).
+    """
+
+    __slots__ = ("items", "wrapper")
+
+    def __init__(self, pattern: Pattern, wrapper: Wrapper) -> None:
+        self.wrapper = wrapper
+        items: list[Any] = []  # str: finished lines; list: a line with holes; int: card slot
+        line: list[Any] = [""]
+
+        def close() -> None:
+            if all(isinstance(p, str) for p in line):
+                done = wrapper.line("".join(line)) + "\n"
+                if items and isinstance(items[-1], str):
+                    items[-1] += done
+                else:
+                    items.append(done)
+            else:
+                items.append(list(line))
+
+        lits = pattern.lits
+        for i, lit in enumerate(lits):
+            first, *rest = lit.split("\n")
+            line.append(first)
+            for piece in rest:
+                close()
+                line = [piece]
+            if i == len(lits) - 1:
+                break
+            key = pattern.holes[i][0]
+            if isinstance(key, int):
+                if any(line):
+                    raise _Unsupported("a card in the text template does not start a line")
+                items.append(key)
+                line = [""]
+            else:
+                line.append((key,))
+        if any(isinstance(p, tuple) or p for p in line):
+            close()
+        self.items = items
+
+    def fill(self, values: Mapping[Any, str]) -> str:
+        finish = self.wrapper.line
+        out = []
+        for item in self.items:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, int):
+                out.append(values[item])
+            else:
+                text = "".join(p if isinstance(p, str) else values[p[0]] for p in item)
+                out.append(finish(text) + "\n")
         return "".join(out)
 
 
@@ -133,9 +197,9 @@ class FastPath:
         fields = "|".join(re.escape(m) for m in self.field_marker.values())
         self.marker_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->|{names}|{fields}")
         self.field_of = {m: name for name, m in self.field_marker.items()}
-        self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, Pattern]] = {}
+        self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, TextPattern]] = {}
         self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
-        self.cards: dict[tuple[Paper, int], tuple[Pattern, str, Pattern, str]] = {}
+        self.cards: dict[tuple[Paper, int], tuple[Pattern, str, TextPattern, str]] = {}
         self.disabled = ""
 
     # -------------------------------------------------------- edition
@@ -174,7 +238,7 @@ class FastPath:
                 hvals[i] = he
                 tvals[i] = te
         html = html_sk.fill(hvals)
-        text = self.r.wrapper(text_sk.fill(tvals))
+        text = squeeze(text_sk.fill(tvals))
         key = (DIGEST_HTML, self._shape(fields), len(picks))
         if key not in self.verified:
             self.verified.add(key)
@@ -192,7 +256,7 @@ class FastPath:
             self._disable(str(exc))
             return naive(fields, (), EMPTY_HTML, EMPTY_TEXT)
         html = html_sk.fill(fields)
-        text = self.r.wrapper(text_sk.fill(fields))
+        text = squeeze(text_sk.fill(fields))
         key = (EMPTY_HTML, self._shape(fields), 0)
         if key not in self.verified:
             self.verified.add(key)
@@ -236,7 +300,7 @@ class FastPath:
 
     def _skeleton(
         self, html_name: str, text_name: str, fields: Mapping[str, str], count: int
-    ) -> tuple[Pattern, Pattern]:
+    ) -> tuple[Pattern, TextPattern]:
         shape = self._shape(fields)
         key = (html_name, shape, count)
         found = self.skeletons.get(key)
@@ -249,7 +313,10 @@ class FastPath:
         mjml = render_template(self.html_skeleton_env, html_name, context)
         html = self._cut(compile_mjml(mjml, html_name), count, html=True, what=html_name)
         text = render_template(self.text_skeleton_env, text_name, context)
-        pair = (html, self._cut(text, count, html=False, what=text_name))
+        pair = (
+            html,
+            TextPattern(self._cut(text, count, html=False, what=text_name), self.r.wrapper),
+        )
         self.skeletons[key] = pair
         return pair
 
@@ -278,7 +345,7 @@ class FastPath:
 
     def _card_frags(
         self, papers: Sequence[Paper], level: int
-    ) -> list[tuple[Pattern, str, Pattern, str]]:
+    ) -> list[tuple[Pattern, str, TextPattern, str]]:
         cards = self.cards
         missing = [p for p in papers if (p, level) not in cards]
         if missing:
@@ -299,12 +366,15 @@ class FastPath:
                 text = render_template(self.text_cards_env, DIGEST_TEXT, context)
                 out.append(self._between(text, len(batch), False))
             html_w, text_w, html_e, text_e = out
+            wrapper = self.r.wrapper
             for i, paper in enumerate(batch):
+                if not (text_w[i].endswith("\n") and text_e[i].endswith("\n")):
+                    raise _Unsupported(f"{CARD_TEXT} does not end with a new line")
                 self.cards[(paper, level)] = (
                     self._cut(html_w[i], 0, html=True, what=CARD_HTML),
                     html_e[i],
-                    self._cut(text_w[i], 0, html=False, what=CARD_TEXT),
-                    text_e[i],
+                    TextPattern(self._cut(text_w[i], 0, html=False, what=CARD_TEXT), wrapper),
+                    wrapper.lines(text_e[i]),
                 )
 
     def _between(self, compiled: str, count: int, html: bool) -> list[str]:

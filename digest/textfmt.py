@@ -12,7 +12,10 @@ from urllib.parse import quote, urlsplit
 
 # ---------------------------------------------------------------- cleaning
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+# Control characters, and the bidi overrides that can disguise text, become spaces.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
 _SPACES = re.compile(r"\s+")
 
 
@@ -20,6 +23,8 @@ def one_line(text: str | None) -> str:
     """Collapse all whitespace (CR/LF included) to single spaces and drop control characters."""
     if not text:
         return ""
+    if text.isprintable() and "  " not in text and text[0] != " " and text[-1] != " ":
+        return text  # the common case, checked in C
     return _SPACES.sub(" ", _CONTROL.sub(" ", text).replace("\xa0", " ")).strip()
 
 
@@ -221,7 +226,9 @@ def latex_to_text(text: str | None) -> str:
 
 # Characters libxml2's HTML serializer leaves alone in href attributes; anything else we
 # percent-encode first, so the link is the same whichever way the HTML is produced.
+_UNSAFE_IN_URL = re.compile(r'[\s\x00-\x1f\x7f-\x9f"<>\\\u2028\u2029\u202a-\u202e\u2066-\u2069]')
 _URL_SAFE = "-_.!~*'()@/:=?;#%&,+$[]"
+_URL_OK = re.compile(r"[A-Za-z0-9\-_.!~*'()@/:=?;#%&,+$\[\]]*")
 
 
 def safe_url(url: str | None, *, allow_mailto: bool = False) -> str:
@@ -232,9 +239,7 @@ def safe_url(url: str | None, *, allow_mailto: bool = False) -> str:
     if not url:
         return ""
     url = url.strip()
-    if not url or _CONTROL.search(url) or any(c.isspace() for c in url) or '"' in url:
-        return ""
-    if "<" in url or ">" in url or "\\" in url:
+    if not url or _UNSAFE_IN_URL.search(url):
         return ""
     try:
         parts = urlsplit(url)
@@ -246,7 +251,7 @@ def safe_url(url: str | None, *, allow_mailto: bool = False) -> str:
             return ""
     elif not (allow_mailto and scheme == "mailto" and "@" in parts.path):
         return ""
-    return quote(url, safe=_URL_SAFE)
+    return url if _URL_OK.fullmatch(url) else quote(url, safe=_URL_SAFE)
 
 
 # ---------------------------------------------------------------- trimming
@@ -305,41 +310,39 @@ def wrap_line(line: str, width: int = WIDTH) -> str:
 
 
 class Wrapper:
-    """``wrap_line`` over every line of a text, remembering lines it has wrapped before.
+    """Finishes a plain-text part: each line wrapped, blank-line runs squeezed, one final newline.
 
-    The long lines of a digest (abstracts) repeat across subscribers, so the memo makes
-    wrapping an assembled digest cost a few dictionary look-ups.
+    Only :meth:`line` looks at a single line, so any text can be finished piece by piece
+    (lines wholly inside a piece ahead of time) and come out the same. The long lines of a
+    digest (abstracts) repeat across subscribers, so wrapped lines are remembered.
     """
 
-    def __init__(self, width: int = WIDTH, limit: int = 50_000) -> None:
-        self.width = width
+    def __init__(self, limit: int = 50_000) -> None:
         self.limit = limit
         self._memo: dict[str, str] = {}
 
+    def line(self, line: str) -> str:
+        """One line without trailing spaces, wrapped at 78 columns when longer."""
+        line = line.rstrip()
+        if len(line) <= WIDTH:
+            return line
+        done = self._memo.get(line)
+        if done is None:
+            if len(self._memo) >= self.limit:
+                self._memo.clear()
+            done = self._memo[line] = wrap_line(line, WIDTH)
+        return done
+
+    def lines(self, text: str) -> str:
+        """:meth:`line` applied to every line of ``text``."""
+        return "\n".join([self.line(x) for x in text.split("\n")])
+
     def __call__(self, text: str) -> str:
-        """Every line wrapped, runs of blank lines squeezed to one, one final newline."""
-        width = self.width
-        memo = self._memo
-        out: list[str] = []
-        blank = True  # drops leading blank lines
-        for line in text.split("\n"):
-            if len(line) <= width:
-                line = line.rstrip()
-                if not line:
-                    if not blank:
-                        out.append("")
-                    blank = True
-                    continue
-                out.append(line)
-            else:
-                done = memo.get(line)
-                if done is None:
-                    if len(memo) >= self.limit:
-                        memo.clear()
-                    done = memo[line] = wrap_line(line.rstrip(), width)
-                out.append(done)
-            blank = False
-        if out and not out[-1]:
-            out.pop()
-        out.append("")
-        return "\n".join(out)
+        return squeeze(self.lines(text))
+
+
+def squeeze(text: str) -> str:
+    """Runs of blank lines squeezed to one; no blank lines at either end; a final newline."""
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip("\n") + "\n"
