@@ -17,7 +17,6 @@ import logging
 import os
 import re
 from datetime import UTC, date, datetime
-from email.header import Header
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -132,31 +131,71 @@ def _phrase(name: str) -> str:
     if not name:
         return ""
     if not name.isascii():
-        return Header(name, "utf-8").encode()
+        return f"{CRLF} ".join(_encoded_words(name, MAX_LINE - len("List-Id: ")))
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_EW_MAX = 75  # RFC 2047: an encoded-word is at most 75 characters
+
+
+def _q(text: str) -> str:
+    return "".join(
+        chr(b) if b in _Q_SAFE else "_" if b == 32 else f"={b:02X}" for b in text.encode()
+    )
+
+
+def _encoded_words(text: str, first: int) -> list[str]:
+    """``text`` as RFC 2047 Q encoded-words of at most 75 characters, split after a space
+    where possible and never inside a character; each space stays inside the word before
+    it, so decoders rejoin the text exactly. ``first`` is the room on the first line."""
+    chunks: list[str] = []
+    room = min(first, _EW_MAX) - 12  # "=?utf-8?q?" + "?="
+    current = ""
+    for ch in text:
+        enc = _q(ch)
+        if len(current) + len(enc) > room and current:
+            cut = current.rfind("_") + 1
+            if cut <= 0 or cut == len(current):
+                cut = len(current)
+            chunks.append(current[:cut])
+            current = current[cut:]
+            room = _EW_MAX - 12
+        current += enc
+    chunks.append(current)
+    return [f"=?utf-8?q?{c}?=" for c in chunks]
+
+
+def _fold_ascii(name: str, value: str) -> str:
+    """``Name: value`` folded at spaces to 78 columns where the words allow it."""
+    lines: list[str] = []
+    line = f"{name}:"
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) > MAX_LINE and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return CRLF.join(lines)
 
 
 def _fold_header(name: str, value: str) -> str:
     """``Name: value`` folded to 78 columns, RFC 2047-encoded when not ASCII."""
     value = clean(value)
-    line = f"{name}: {value}"
-    if value.isascii() and len(line) <= MAX_LINE:
-        return line
-    charset = "us-ascii" if value.isascii() else "utf-8"
-    encoded = Header(value, charset, header_name=name).encode(linesep=CRLF, maxlinelen=MAX_LINE)
-    return f"{name}: {encoded}"
+    if value.isascii():
+        return _fold_ascii(name, value)
+    words = _encoded_words(value, MAX_LINE - len(name) - 2)
+    return f"{name}: " + f"{CRLF} ".join(words)
 
 
 def _address_header(name: str, display: str, address: str) -> str:
-    value = formataddr((clean(display)[:100], address), charset="utf-8")
-    line = f"{name}: {value}"
-    if len(line) <= MAX_LINE:
+    """``Name: display <address>``, the display name quoted or RFC 2047-encoded, folded."""
+    display = clean(display)[:100]
+    line = f"{name}: {formataddr((display, address), charset='utf-8')}"
+    if len(line) <= MAX_LINE or not display:
         return line
-    # A long (encoded) display name: put the address on its own folded line.
-    phrase, _, rest = value.rpartition(" <")
-    if phrase:
-        return f"{name}: {phrase}{CRLF} <{rest}"
-    return line
+    words = _encoded_words(display, MAX_LINE - len(name) - 2)
+    return f"{name}: " + f"{CRLF} ".join(words) + f"{CRLF} <{address}>"
 
 
 def _body(text: str) -> bytes:

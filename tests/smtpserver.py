@@ -163,6 +163,9 @@ class _Controller(Controller):
     def factory(self) -> SMTP:
         smtp = _Smtp(self.handler, **self.SMTP_kwargs)
         smtp.srv = self.srv
+        if self.srv.tls == "ssl":
+            # aiosmtpd only counts STARTTLS as TLS; implicit TLS is encrypted all the same
+            smtp._auth_require_tls = False
         return smtp
 
 
@@ -201,7 +204,7 @@ class SmtpServer:
         self._per_conn: dict[int, int] = {}
         self._refuse = refuse_connections
         self.refuse_connections = 0  # applied after start-up (the self-check connects once)
-        self._tmp = tempfile.TemporaryDirectory(prefix="smtpserver-")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.ca_file = ""
         self._controller: _Controller | None = None
 
@@ -220,6 +223,7 @@ class SmtpServer:
         kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port}
         ctx = None
         if self.tls:
+            self._tmp = tempfile.TemporaryDirectory(prefix="smtpserver-")
             cert, key = make_certificate(Path(self._tmp.name))
             self.ca_file = str(cert)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -243,7 +247,9 @@ class SmtpServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> SmtpServer:
         return self.start()
