@@ -286,7 +286,7 @@ class Store:
 
     def feed_states(self) -> list[FeedStateView]:
         with self.session() as s:
-            rows = s.exec(select(FeedState).order_by(FeedState.name)).all()  # type: ignore[arg-type]
+            rows = s.exec(select(FeedState).order_by(FeedState.name)).all()
         return [FeedStateView.of(r, r.name) for r in rows]
 
     def record_feed(
@@ -563,6 +563,16 @@ class FeedStateView:
 
     __slots__ = ("etag", "failures", "last_attempt", "last_count", "last_error",
                  "last_error_at", "last_modified", "last_success", "name", "url")
+    name: str
+    url: str | None
+    etag: str | None
+    last_modified: str | None
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    failures: int
+    last_count: int
 
     def __init__(self, **kw: Any) -> None:
         for k in self.__slots__:
