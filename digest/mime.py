@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -208,41 +209,110 @@ def _body(text: str) -> bytes:
 
 
 class Dkim:
-    """DKIM signing with dkimpy (rsa-sha256, relaxed/relaxed) over the headers we care about."""
+    """DKIM signatures (RFC 6376): rsa-sha256, relaxed/relaxed, over ``DKIM_HEADERS``.
+
+    Canonicalization and the header are done here, once per message and cheaply; the RSA
+    signature uses OpenSSL through ``cryptography`` when it is installed (about 1 ms) and
+    dkimpy's pure-Python RSA otherwise (about 6 ms). dkimpy verifies them in the tests.
+    """
 
     def __init__(self, cfg: Config) -> None:
         c = cfg.dkim
         path = cfg.resolve(c.private_key_file)
+        where = f"{cfg.path}: [dkim] private_key_file {path}"
         try:
-            self.key = path.read_bytes()
+            pem = path.read_bytes()
         except OSError as exc:
             raise ConfigError(
-                f"{cfg.path}: [dkim] private_key_file {path}: cannot read ({exc.strerror}); "
-                "fix the path or remove the [dkim] section"
+                f"{where}: cannot read ({exc.strerror}); fix the path or remove [dkim]"
             ) from exc
-        self.selector = clean(c.selector).encode()
-        self.domain = clean(c.domain).encode()
-        import dkim  # dkimpy
-
-        self._dkim = dkim
-        try:  # fail now on a broken key, not on the first message
-            self.sign(b"From: a@b.example\r\nSubject: x\r\n\r\nx\r\n")
+        self.selector = clean(c.selector)
+        self.domain = clean(c.domain).lower()
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.selector + self.domain):
+            raise ConfigError(f"{cfg.path}: [dkim] selector and domain must be DNS labels")
+        try:
+            self._sign = _rsa_signer(pem)
+            self._sign(b"probe")  # fail now on a broken key, not on the first message
         except Exception as exc:
             raise ConfigError(
-                f"{cfg.path}: [dkim] private_key_file {path}: not a usable RSA private key "
-                f"({type(exc).__name__}); give a PEM file (openssl genrsa 2048)"
+                f"{where}: not a usable RSA private key ({type(exc).__name__}); give a PEM "
+                "file (openssl genrsa -out dkim.pem 2048)"
             ) from exc
 
-    def sign(self, message: bytes) -> bytes:
-        header = self._dkim.sign(
-            message,
-            self.selector,
-            self.domain,
-            self.key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=list(DKIM_HEADERS),
-        )
-        return header.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    def sign(self, head: list[str], body: bytes, now: datetime) -> str:
+        """The folded ``DKIM-Signature`` header line(s) for these header lines and body."""
+        signed: list[str] = []
+        names: list[str] = []
+        wanted = {h.decode().lower() for h in DKIM_HEADERS}
+        for field_ in head:
+            name = field_.split(":", 1)[0]
+            if name.lower() in wanted and name.lower() not in names:
+                names.append(name.lower())
+                signed.append(_relaxed_header(field_))
+        bh = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest()).decode()
+        tags = [
+            "v=1",
+            "a=rsa-sha256",
+            "c=relaxed/relaxed",
+            f"d={self.domain}",
+            f"s={self.selector}",
+            f"t={int(now.timestamp())}",
+            "h=" + ":".join(names),
+            f"bh={bh}",
+            "b=",
+        ]
+        header = _fold_tags("DKIM-Signature:", tags)
+        data = "".join(signed) + _relaxed_header(header).removesuffix(CRLF)
+        sig = base64.b64encode(self._sign(data.encode("ascii"))).decode()
+        room = MAX_LINE - len(header.rsplit(CRLF, 1)[-1])
+        chunks = [sig[:room]] + [sig[i : i + 72] for i in range(room, len(sig), 72)]
+        return header + f"{CRLF} ".join(c for c in chunks if c)
+
+
+def _rsa_signer(pem: bytes) -> Callable[[bytes], bytes]:
+    try:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError:  # cryptography is optional
+        from dkim.crypto import RSASSA_PKCS1_v1_5_sign, parse_pem_private_key
+
+        parsed = parse_pem_private_key(pem)
+        return lambda data: bytes(RSASSA_PKCS1_v1_5_sign(hashlib.sha256(data), parsed))
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError("not an RSA key")
+    return lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+_WSP = re.compile(r"[ \t]+")
+_BODY_WSP = re.compile(rb"[ \t]+")
+_BODY_TRAILING = re.compile(rb"[ \t]+\r\n")
+
+
+def _relaxed_header(field_: str) -> str:
+    name, _, value = field_.partition(":")
+    value = _WSP.sub(" ", value.replace(CRLF, "")).strip()
+    return f"{name.strip().lower()}:{value}{CRLF}"
+
+
+def _relaxed_body(body: bytes) -> bytes:
+    body = _BODY_TRAILING.sub(b"\r\n", body)
+    if b"  " in body or b"\t" in body:
+        body = _BODY_WSP.sub(b" ", body)
+    body = body.rstrip(b"\r\n")
+    return body + b"\r\n" if body else b""
+
+
+def _fold_tags(start: str, tags: list[str]) -> str:
+    lines, line = [], start
+    for i, tag in enumerate(tags):
+        piece = tag + (";" if i < len(tags) - 1 else "")
+        if len(line) + 1 + len(piece) > MAX_LINE:
+            lines.append(line)
+            line = ""
+        line += " " + piece
+    lines.append(line)
+    return CRLF.join(lines)
 
 
 def dkim_configured(cfg: Config) -> bool:
@@ -292,7 +362,9 @@ class Composer:
     def unsubscribe_url(self, email: str) -> str:
         return _signed_url(self.url_base, self.secret, email) if self.url_base else ""
 
-    def headers(self, profile: Profile, edition: date, subject: str, now: datetime) -> list[str]:
+    def headers(
+        self, profile: Profile, edition: date, subject: str, now: datetime, mid: str
+    ) -> list[str]:
         to = check_address(profile.email)
         when = now if now.tzinfo else now.replace(tzinfo=UTC)
         url = self.unsubscribe_url(to)
@@ -302,7 +374,7 @@ class Composer:
             _address_header("To", profile.name, to),
             _fold_header("Subject", subject),
             f"Date: {format_datetime(when)}",
-            f"Message-ID: {message_id(to, edition, self.domain)}",
+            f"Message-ID: {mid}",
             self.list_id,
             "List-Unsubscribe: " + f",{CRLF} ".join(targets),
         ]
@@ -317,17 +389,17 @@ class Composer:
         return lines
 
     def build(self, profile: Profile, edition: date, rendered: Rendered, *, now: datetime) -> bytes:
-        head = self.headers(profile, edition, rendered.subject, now)
-        boundary = "=_digest_" + hashlib.sha256(head[4].encode()).hexdigest()[:24]
+        mid = message_id(profile.email, edition, self.domain)
+        head = self.headers(profile, edition, rendered.subject, now, mid)
+        boundary = "=_digest_" + hashlib.sha256(mid.encode()).hexdigest()[:24]
         head.append(f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"')
         part = (
             "Content-Type: text/{sub}; charset=utf-8\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
-        message = b"".join(
+        body = b"".join(
             (
-                CRLF.join(head).encode("ascii"),
-                b"\r\n\r\nThis is a multipart message in MIME format.\r\n\r\n",
+                b"This is a multipart message in MIME format.\r\n\r\n",
                 f"--{boundary}\r\n".encode(),
                 part.format(sub="plain").encode(),
                 _body(rendered.text),
@@ -338,8 +410,8 @@ class Composer:
             )
         )
         if self.dkim is not None:
-            message = self.dkim.sign(message) + message
-        return message
+            head.insert(0, self.dkim.sign(head, body, now))
+        return CRLF.join(head).encode("ascii") + b"\r\n\r\n" + body
 
 
 def build_message(
