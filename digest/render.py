@@ -152,7 +152,8 @@ def template_error(exc: BaseException, name: str) -> RenderError:
     """One line naming the template file and line for any Jinja failure."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
         where = f"{exc.filename or exc.name or name}:{exc.lineno}"
-        return RenderError(f"template {where}: {exc.message}; fix the template syntax")
+        detail = one_line(exc.message or "syntax error").rstrip(".")
+        return RenderError(f"template {where}: {detail}; fix the template syntax")
     if isinstance(exc, jinja2.TemplateNotFound):
         return RenderError(
             f"template {name}: includes {exc.name!r}, which is in no templates folder; "
@@ -255,18 +256,15 @@ class Renderer:
         self._check_templates()
 
     def _check_templates(self) -> None:
-        for env, name in (
-            (self.html_env, DIGEST_HTML),
-            (self.text_env, DIGEST_TEXT),
-            (self.html_env, EMPTY_HTML),
-            (self.text_env, EMPTY_TEXT),
-        ):
+        """Parse every template now, so a syntax error stops the run before anything is sent."""
+        names = {n for n in self.loader.list_templates() if n.endswith(".j2")}
+        names |= {DIGEST_HTML, DIGEST_TEXT, EMPTY_HTML, EMPTY_TEXT}
+        for name in sorted(names):
+            env = self.html_env if ".mjml" in name or ".html" in name else self.text_env
             try:
                 env.get_template(name)
-            except Exception as exc:
-                if isinstance(exc, jinja2.TemplateError):
-                    raise template_error(exc, name) from exc
-                raise
+            except jinja2.TemplateError as exc:
+                raise template_error(exc, name) from exc
 
     # -------------------------------------------------------- public API
 

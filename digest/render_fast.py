@@ -339,6 +339,8 @@ class FastPath:
                 esc = escape_attr if _in_tag(compiled, m.start()) else escape_text
             holes.append((key, esc))
         lits.append(compiled[pos:])
+        if any(self.tok in lit.lower() for lit in lits):
+            raise _Unsupported(f"{what} changes a per-subscriber value before showing it")
         if seen != slots:
             raise _Unsupported(f"{what} shows {seen} card slots for {slots} cards")
         return Pattern(lits, holes)
@@ -370,10 +372,16 @@ class FastPath:
             for i, paper in enumerate(batch):
                 if not (text_w[i].endswith("\n") and text_e[i].endswith("\n")):
                     raise _Unsupported(f"{CARD_TEXT} does not end with a new line")
+                html_card = self._cut(html_w[i], 0, html=True, what=CARD_HTML)
+                text_card = self._cut(text_w[i], 0, html=False, what=CARD_TEXT)
+                for pattern, what in ((html_card, CARD_HTML), (text_card, CARD_TEXT)):
+                    for key, _ in pattern.holes:
+                        if key != "reasons":
+                            raise _Unsupported(f"{what} uses the per-subscriber value {key!r}")
                 self.cards[(paper, level)] = (
-                    self._cut(html_w[i], 0, html=True, what=CARD_HTML),
+                    html_card,
                     html_e[i],
-                    TextPattern(self._cut(text_w[i], 0, html=False, what=CARD_TEXT), wrapper),
+                    TextPattern(text_card, wrapper),
                     wrapper.lines(text_e[i]),
                 )
 
