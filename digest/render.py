@@ -9,6 +9,8 @@ the templates' context, the per-email ("naive") path and the size guard.
 from __future__ import annotations
 
 import logging
+import sys
+import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -25,8 +27,13 @@ from .textfmt import Wrapper, clean_text, one_line, plural, safe_url, short_auth
 
 log = logging.getLogger(__name__)
 
+# The repository's templates/ folder (a checkout or an editable install), else the copy a
+# wheel installs under <prefix>/share/digest/templates.
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_INSTALLED_TEMPLATES = (
+    Path(sysconfig.get_path("data")) / "share" / "digest" / "templates",
+    Path(sys.prefix) / "share" / "digest" / "templates",
+)
 
 DIGEST_HTML = "digest.mjml.j2"
 DIGEST_TEXT = "digest.txt.j2"
@@ -127,7 +134,7 @@ def _template_dirs(cfg: Config) -> list[Path]:
                 f"{cfg.path}"
             )
         dirs.append(user)
-    for builtin in (BUILTIN_TEMPLATES, _PACKAGED_TEMPLATES):
+    for builtin in (BUILTIN_TEMPLATES, *_INSTALLED_TEMPLATES):
         if builtin.is_dir():
             dirs.append(builtin)
             break
