@@ -323,3 +323,5 @@ def test_local_files_and_file_urls(tmp_path: Path) -> None:
         assert len(f.fetch(Feed(name="b", url=path.as_uri())).papers) == 8
         with pytest.raises(FeedError, match=r"'c'.*cannot read .*missing.json"):
             f.fetch(Feed(name="c", url=str(tmp_path / "missing.json")))
+        with pytest.raises(FeedError, match=r"'d'.*unsupported url scheme"):
+            f.fetch(Feed(name="d", url="ftp://example.org/feed.xml"))

@@ -226,6 +226,13 @@ def test_json_feed_and_minimal_hf_shapes() -> None:
     ]
 
 
+def test_a_feed_cut_short_keeps_what_was_recovered() -> None:
+    rss = (FEEDS / "arxiv-rss-new-format-2024-11-28-trimmed.xml").read_bytes()
+    half = parse(rss[: len(rss) // 2], "cut")
+    assert 20 < len(half) < 68
+    assert [p.id for p in half[:-1]] == [p.id for p in parse(rss, "cut")][: len(half) - 1]
+
+
 def test_skip_replacements() -> None:
     rss = FEEDS / "arxiv-rss-new-format-2024-11-28-trimmed.xml"
     kept = _parse(rss, skip_replacements=True)

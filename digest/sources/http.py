@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -138,6 +139,11 @@ class Fetcher:
         if url.lower().startswith("file:"):
             return self._read_file(feed, Path(unquote(urlsplit(url).path)))
         if not url.lower().startswith(("http://", "https://")):
+            if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", url):
+                raise FeedError(
+                    f"feed {feed.name!r}: {url}: unsupported url scheme; use an http(s) url "
+                    "or a local file path"
+                )
             return self._read_file(feed, Path(url).expanduser())
         urls = hf_urls(feed) if is_hf_daily(url) else [url]
         known = getattr(state, "url", None)
