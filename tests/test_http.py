@@ -220,6 +220,25 @@ def test_oversized_body_is_refused(httpserver: HTTPServer) -> None:
             f.fetch(Feed(name="stream", url=httpserver.url_for("/stream")))
 
 
+def test_a_server_trickling_bytes_is_cut_off_at_the_deadline(httpserver: HTTPServer) -> None:
+    def trickle(_: Request) -> Response:
+        return Response(ARXIV_RSS[i : i + 512] for i in range(0, len(ARXIV_RSS), 512))
+
+    httpserver.expect_request("/slow").respond_with_handler(trickle)
+
+    class Ticking(FakeTime):
+        def clock(self) -> float:  # every look at the clock: one more second has passed
+            self.now += 1.0
+            return self.now
+
+    slow = Feed(name="slow", url=httpserver.url_for("/slow"))
+    with (
+        _fetcher(Ticking(), connect_timeout=1.0, read_timeout=5.0) as f,
+        pytest.raises(FeedError, match=r"'slow'.*still sending after 6 s"),
+    ):
+        f.fetch(slow)
+
+
 def test_gzip_encoded_and_gzip_file_bodies(httpserver: HTTPServer) -> None:
     packed = gzip.compress(ARXIV_RSS)
     httpserver.expect_request(

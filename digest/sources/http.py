@@ -146,8 +146,8 @@ class Fetcher:
                 )
             return self._read_file(feed, Path(url).expanduser())
         urls = hf_urls(feed) if is_hf_daily(url) else [url]
-        known = getattr(state, "url", None)
-        conditional = state is not None and len(urls) == 1 and known in (None, "", url, urls[0])
+        # a stored ETag is only valid for the url it came from
+        conditional = state is not None and len(urls) == 1 and state.url in (None, "", url, urls[0])
         papers: list[Paper] = []
         first: FetchResult | None = None
         for page_url in urls:
@@ -190,8 +190,8 @@ class Fetcher:
         return FetchResult(papers=papers, url=str(path))
 
     def _fetch_url(self, feed: Feed, url: str, state: FeedStateView | None) -> FetchResult:
-        etag: str | None = getattr(state, "etag", None)
-        modified: str | None = getattr(state, "last_modified", None)
+        etag = state.etag if state is not None else None
+        modified = state.last_modified if state is not None else None
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -222,7 +222,7 @@ class Fetcher:
                 not_modified=True,
                 url=url,
             )
-        if status >= 400 or status < 200:
+        if not 200 <= status < 300:
             raise FeedError(f"feed {feed.name!r}: {url}: {_status_hint(status, attempt)}")
         data = self._gunzip(feed, url, body)
         papers = parse(
@@ -249,14 +249,15 @@ class Fetcher:
                 if is_arxiv_host(str(resp.url)) and not arxiv:
                     arxiv = True  # redirected to arxiv.org: pace the next request too
                 length = resp.headers.get("content-length", "")
-                if resp.status_code == 200 and length.isdigit() and int(length) > limit:
+                ok = 200 <= resp.status_code < 300
+                if ok and length.isdigit() and int(length) > limit:
                     raise FeedError(
                         f"feed {feed.name!r}: {url}: the body is {int(length)} bytes, more than "
                         f"http.max_bytes ({limit}); raise the limit if the feed is right"
                     )
                 chunks: list[bytes] = []
                 size = 0
-                if resp.status_code == 200:
+                if ok:
                     for chunk in resp.iter_bytes():
                         size += len(chunk)
                         if size > limit:
