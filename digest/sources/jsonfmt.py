@@ -113,7 +113,7 @@ def json_feed(doc: Mapping[str, Any], source: str) -> list[Paper]:
             continue
         text = as_str(item.get("content_text"))
         body = clean(text, is_html=False) if text else clean(as_str(item.get("content_html")))
-        abstract, extra = labelled(body)
+        abstract, extra = labelled(body, text)
         raw_authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
         authors = tuple(
             collapse(latex_text(as_str(a.get("name"))))

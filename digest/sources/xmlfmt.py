@@ -23,6 +23,7 @@ _ARXIV_CATEGORY = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[A-Za-z]+)?)
 _ANNOUNCE = re.compile(
     r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE
 )
+_TAG = re.compile(r"<[^>]*>")
 _IMG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']?(https?://[^\"'\s>]+)", re.IGNORECASE)
 
 
@@ -85,7 +86,7 @@ def entry_paper(entry: Mapping[str, Any], source: str) -> Paper | None:
         announce = announce or m.group("type").lower()
         abstract = text[m.end() :].strip()
     else:
-        abstract, extra = labelled(text)
+        abstract, extra = labelled(text, _TAG.sub(" ", raw))
     img = _IMG.search(raw)
     return make_paper(
         Found(
