@@ -31,7 +31,10 @@ def parse_xml(data: bytes, source: str, *, base_url: str, skip_replacements: boo
     try:
         doc = feedparser.parse(
             io.BytesIO(data),
-            response_headers={"content-location": base_url} if base_url else None,
+            # We did the HTTP ourselves: say it is XML, so feedparser does not flag every
+            # feed as ill-formed for lacking a Content-Type header.
+            response_headers={"content-type": "application/xml"}
+            | ({"content-location": base_url} if base_url else {}),
             sanitize_html=True,
             resolve_relative_uris=True,
         )
