@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Sequence
@@ -14,8 +15,9 @@ from .errors import DigestError
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _model: Any = None
+_plain_tokenizer: Any = None
 
 
 class ModelError(DigestError):
@@ -58,12 +60,47 @@ def model() -> Any:
         return _model
 
 
-def embed(texts: Sequence[str]) -> np.ndarray:
-    """Mean-pooled token embeddings, float32, shape (len(texts), 256), not normalized."""
+def _tokenizer() -> Any:
+    """The model's tokenizer without padding (wordllama's own copy pads every batch)."""
+    global _plain_tokenizer
+    with _lock:
+        if _plain_tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_str(model().tokenizer.to_str())
+            tok.no_padding()
+            tok.no_truncation()
+            _plain_tokenizer = tok
+        return _plain_tokenizer
+
+
+def embed(texts: Sequence[str], chunk: int = 64) -> np.ndarray:
+    """Mean-pooled token embeddings, float32, shape (len(texts), 256), not normalized.
+
+    The same vectors as ``WordLlama.embed``, computed in small chunks so that no
+    (texts x tokens x 256) array is ever built.
+    """
+    table = model().embedding
+    out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
     if not texts:
-        return np.zeros((0, 256), dtype=np.float32)
-    out = model().embed(list(texts), norm=False, batch_size=256)
-    return np.asarray(out, dtype=np.float32)
+        return out
+    encoded = _tokenizer().encode_batch_fast(list(texts), add_special_tokens=False)
+    ids = [e.ids for e in encoded]
+    lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
+    np.clip(flat, 0, table.shape[0] - 1, out=flat)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    for lo in range(0, len(ids), chunk):
+        hi = min(lo + chunk, len(ids))
+        rows = np.flatnonzero(lens[lo:hi]) + lo
+        if not len(rows):
+            continue
+        base = starts[rows[0]]
+        gathered = table[flat[base : ends[rows[-1]]]]
+        out[rows] = np.add.reduceat(gathered, starts[rows] - base, axis=0)
+    out /= np.maximum(lens, 1)[:, None]
+    return out
 
 
 def unit(matrix: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ class LexicalIndex:
     post_docs: np.ndarray  # (nnz,) int32, sorted by term then doc
     post_tf: np.ndarray  # (nnz,) float32, BM25 saturated term frequency
     doc_text: list[str]  # " stem stem ... " per doc, for phrase matching
+    doc_terms: list[frozenset[str]]  # the stems of each doc, for reasons
     doc_len: np.ndarray  # (n,) float32
     avg_len: float
     _phrases: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class LexicalIndex:
         cols: list[int] = []
         tfs: list[int] = []
         doc_text: list[str] = []
+        doc_terms: list[frozenset[str]] = []
         lengths = np.zeros(len(docs), dtype=np.float32)
         for i, (title, abstract) in enumerate(docs):
             t_stems = text.stems(title)
@@ -48,6 +50,7 @@ class LexicalIndex:
             for s in t_stems:
                 tally[s] += TITLE_REPEAT
             lengths[i] = len(a_stems) + TITLE_REPEAT * len(t_stems)
+            doc_terms.append(frozenset(tally))
             for s, count in tally.items():
                 rows.append(i)
                 cols.append(vocab.setdefault(s, len(vocab)))
@@ -72,6 +75,7 @@ class LexicalIndex:
             post_docs=r,
             post_tf=post_tf,
             doc_text=doc_text,
+            doc_terms=doc_terms,
             doc_len=lengths,
             avg_len=avg,
         )
@@ -123,6 +127,8 @@ class LexicalIndex:
 
     def matches(self, key: str, doc: int) -> bool:
         """Does the phrase (or term) ``key`` occur in doc ``doc``?"""
+        if " " not in key:
+            return key in self.doc_terms[doc]
         return f" {key} " in self.doc_text[doc]
 
     def scores(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

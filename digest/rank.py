@@ -13,6 +13,7 @@ average, plus bounded boosts (followed authors, categories, popularity, freshnes
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -30,7 +31,7 @@ KEYWORD_FACTOR = 2.0  # an explicit keyword counts as much as two mentions in th
 POPULARITY_CAP = 500  # upvotes at which the popularity boost is full
 LIKED_REASON_SIMILARITY = 0.55  # centered cosine needed to say "close to a paper you liked"
 SEMANTIC_REASON_Z = 2.5
-POOL = 8  # candidates per pick considered by the diversity step
+POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 512
 _CACHE_SIZE = 4096
 
@@ -48,8 +49,9 @@ class Corpus:
     id_order: np.ndarray  # (n,) rank of each id in sorted order: the tie-break
     boosts: np.ndarray  # (n,) popularity + freshness, already weighted
     categories: dict[str, np.ndarray]  # canonical category -> rows
+    paper_categories: list[frozenset[str]]  # canonical categories of each paper
     authors: dict[str, list[tuple[int, str]]]  # author key -> (row, name as printed)
-    title_keys: list[str]
+    title_groups: np.ndarray  # (n,) papers with the same normalized title share a number
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -61,6 +63,8 @@ class _Query:
 
     terms: dict[str, float]  # stem -> weight from the interests and single-word keywords
     surface: dict[str, str]  # stem -> the word as the subscriber wrote it
+    term_set: frozenset[str]
+    bigrams: list[tuple[str, str, str]]  # adjacent words of the interests: stems, as written
     phrases: list[tuple[str, float]]  # phrase keys (stems) with weights
     keywords: list[tuple[str, str, float]]  # (key, as written, weight) for reasons
     vector: np.ndarray | None  # raw embedding of the interests text
@@ -129,8 +133,11 @@ class Ranker:
             id_order=order,
             boosts=self._boosts(plist, now),
             categories={c: np.asarray(r, dtype=np.int64) for c, r in cats.items()},
+            paper_categories=[
+                frozenset(text.canonical_category(c) for c in p.categories) for p in plist
+            ],
             authors=authors,
-            title_keys=[" ".join(text.words(p.title)) for p in plist],
+            title_groups=_title_groups(plist),
         )
 
     def _boosts(self, papers: Sequence[Paper], now: datetime) -> np.ndarray:
@@ -233,64 +240,85 @@ class Ranker:
             for _ in profiles:
                 yield []
             return
-        scores, sig = self.score(corpus, queries)
+        allowed = np.ones((len(queries), len(corpus)), dtype=bool)
         for qi, (profile, query) in enumerate(zip(profiles, queries, strict=True)):
-            row = scores[qi]
-            self._veto(corpus, query, row, seen.get(profile.email, ()))
-            limit = top if top is not None else query.max_papers
-            picks = self._select(corpus, row, limit, query.min_score)
+            self._veto(corpus, query, allowed[qi], seen.get(profile.email, ()))
+        scores, sig = self.score(corpus, queries, allowed)
+        scores[~allowed] = -np.inf
+        limits = np.asarray([q.max_papers if top is None else top for q in queries])
+        floors = np.asarray([q.min_score for q in queries], dtype=np.float32)
+        picks = self._select(corpus, scores, limits, floors)
+        for qi, query in enumerate(queries):
             yield [
                 Scored(
                     paper=corpus.papers[d],
-                    score=round(float(row[d]), 4),
+                    score=round(float(scores[qi, d]), 4),
                     reasons=self._reasons(corpus, query, sig, qi, d),
                 )
-                for d in picks
+                for d in picks[qi]
             ]
 
-    def score(self, corpus: Corpus, queries: Sequence[_Query]) -> tuple[np.ndarray, _Signals]:
-        """Scores of every paper for every query (Q, n), before vetoes, and the signals."""
+    def score(
+        self, corpus: Corpus, queries: Sequence[_Query], allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, _Signals]:
+        """Scores of every paper for every query, shape (Q, n), and the signals behind them.
+
+        ``allowed`` (Q, n) marks the papers each query may pick; only those serve as
+        feedback examples.
+        """
         w = self.weights
-        n = len(corpus)
+        nq, n = len(queries), len(corpus)
+        if allowed is None:
+            allowed = np.ones((nq, n), dtype=bool)
         lex_raw = corpus.lexical.scores([_lexical_query(corpus, q) for q in queries])
         for qi, q in enumerate(queries):
             for key, weight in q.phrases:
                 rows, tf, idf = corpus.lexical.phrase(key)
                 if len(rows):
                     lex_raw[qi, rows] += weight * idf * tf
-        qvecs = np.zeros((len(queries), corpus.vectors.shape[1]), dtype=np.float32)
-        has_vec = np.zeros(len(queries), dtype=bool)
+        lex = _standardize(np.log1p(lex_raw))
+        has_lex = np.asarray([bool(q.terms or q.phrases) for q in queries])
+        has_vec = np.asarray([q.vector is not None for q in queries])
+        has_liked = np.asarray([len(q.liked) > 0 for q in queries])
+        qvecs = np.zeros((nq, corpus.vectors.shape[1]), dtype=np.float32)
         for qi, q in enumerate(queries):
             if q.vector is not None:
                 qvecs[qi] = q.vector
-                has_vec[qi] = True
-        qvecs = embed.unit(embed.unit(qvecs) - embed.unit(corpus.mean[None, :]))
-        sem_raw = qvecs @ corpus.vectors.T
-        liked_z = np.zeros((len(queries), n), dtype=np.float32)
-        liked_best = np.zeros((len(queries), n), dtype=np.int32)
-        liked_cos = np.zeros((len(queries), n), dtype=np.float32)
-        has_liked = np.zeros(len(queries), dtype=bool)
+        qvecs = self._center(corpus, qvecs)
+        sem = _standardize(qvecs @ corpus.vectors.T)
+        liked_best = np.zeros((nq, n), dtype=np.int32)
+        liked_cos = np.zeros((nq, n), dtype=np.float32)
         for qi, q in enumerate(queries):
             if len(q.liked):
-                lv = embed.unit(embed.unit(q.liked) - embed.unit(corpus.mean[None, :]))
-                sims = lv @ corpus.vectors.T
+                sims = self._center(corpus, q.liked) @ corpus.vectors.T
                 liked_best[qi] = sims.argmax(axis=0)
                 liked_cos[qi] = sims.max(axis=0)
-                has_liked[qi] = True
-        lex = _standardize(lex_raw)
-        sem = _standardize(sem_raw)
         liked_z = _standardize(liked_cos)
-        has_lex = np.asarray([bool(q.terms or q.phrases) for q in queries])
         wl = w.lexical_weight * has_lex
         ws = w.semantic_weight * has_vec
         wk = w.liked_weight * has_liked
-        total = np.maximum(wl + ws + wk, 1e-9)
-        fused = (wl[:, None] * lex + ws[:, None] * sem + wk[:, None] * liked_z) / total[:, None]
+        total = np.maximum(wl + ws + wk, 1e-9)[:, None]
+        base = wl[:, None] * lex + wk[:, None] * liked_z
+        if w.feedback and ws.any():
+            # Pseudo-relevance feedback: move each interests vector towards the mean of its
+            # best first-pass papers, then score again. This widens a short or unusual
+            # description to the vocabulary this edition's papers actually use.
+            first = np.where(allowed, (base + ws[:, None] * sem) / total, -np.inf)
+            k = min(w.feedback_papers, n)
+            best = np.argpartition(-first, k - 1, axis=1)[:, :k]
+            centroid = embed.unit(corpus.vectors[best].mean(axis=1))
+            qvecs = embed.unit(qvecs + w.feedback * centroid)
+            sem = _standardize(qvecs @ corpus.vectors.T)
+        fused = (base + ws[:, None] * sem) / total
         fused += corpus.boosts[None, :]
         for qi, q in enumerate(queries):
             self._boost(corpus, q, fused[qi])
-        sig = _Signals(lex, sem, liked_z, liked_best, liked_cos)
-        return fused, sig
+        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos)
+
+    @staticmethod
+    def _center(corpus: Corpus, vecs: np.ndarray) -> np.ndarray:
+        """Unit vectors with the edition's common direction taken out (as for the papers)."""
+        return embed.unit(embed.unit(vecs) - embed.unit(corpus.mean[None, :]))
 
     def _boost(self, corpus: Corpus, q: _Query, row: np.ndarray) -> None:
         w = self.weights
@@ -303,54 +331,77 @@ class Ranker:
             if len(rows):
                 row[rows] += w.category_boost
 
-    def _veto(self, corpus: Corpus, q: _Query, row: np.ndarray, seen: Collection[str]) -> None:
+    def _veto(self, corpus: Corpus, q: _Query, allowed: np.ndarray, seen: Collection[str]) -> None:
+        """Clear ``allowed`` for papers this profile must never get."""
         gone = [corpus.rows[i] for i in (*seen, *q.liked_ids) if i in corpus.rows]
         if gone:
-            row[gone] = -np.inf
+            allowed[gone] = False
         if q.restrict and q.categories:
-            keep = np.zeros(len(row), dtype=bool)
+            keep = np.zeros(len(allowed), dtype=bool)
             keep[_rows_in(corpus, q.categories)] = True
-            row[~keep] = -np.inf
+            allowed &= keep
         if q.exclude_categories:
-            row[_rows_in(corpus, q.exclude_categories)] = -np.inf
+            allowed[_rows_in(corpus, q.exclude_categories)] = False
         for key in q.exclude_terms:
             rows, _, _ = corpus.lexical.phrase(key)
             if len(rows):
-                row[rows] = -np.inf
+                allowed[rows] = False
 
-    def _select(self, corpus: Corpus, row: np.ndarray, limit: int, min_score: float) -> list[int]:
-        """Best first, ties by id; near-duplicates skipped; a mild diversity penalty (MMR)."""
-        if limit <= 0:
-            return []
-        ok = np.flatnonzero(np.isfinite(row) & (row >= min_score))
-        if not len(ok):
-            return []
-        size = min(len(ok), limit * POOL + 10)
-        if size < len(ok):
-            part = np.argpartition(-row[ok], size - 1)[:size]
-            cutoff = row[ok[part]].min()
-            ok = ok[row[ok] >= cutoff]  # keep every tie at the cut-off
-        order = ok[np.lexsort((corpus.id_order[ok], -row[ok]))]
-        vecs = corpus.vectors[order]
-        sims = vecs @ vecs.T
-        scores = row[order].astype(np.float64)
-        spread = max(float(scores[0] - scores[-1]), 1e-9) if len(scores) > 1 else 1.0
-        penalty = np.zeros(len(order))
-        taken: list[int] = []
-        alive = np.ones(len(order), dtype=bool)
+    def _select(
+        self, corpus: Corpus, scores: np.ndarray, limits: np.ndarray, floors: np.ndarray
+    ) -> list[list[int]]:
+        """The picks of each row: best first, ties by id, near-duplicates skipped.
+
+        Maximal marginal relevance over a pool of the best candidates: each next pick is
+        the best score minus ``diversity`` x (score range) x its similarity to the closest
+        paper already picked. A paper as similar as ``duplicate_similarity`` to a pick, or
+        with the same title, is never picked.
+        """
+        nq, n = scores.shape
+        out: list[list[int]] = [[] for _ in range(nq)]
+        cap = int(limits.max(initial=0))
+        if cap <= 0 or n == 0:
+            return out
+        s = np.where(scores >= floors[:, None], scores, -np.inf)
+        size = min(n, cap * POOL + 10)
+        cand = (
+            np.argpartition(-s, size - 1, axis=1)[:, :size]
+            if size < n
+            else np.tile(np.arange(n), (nq, 1))
+        )
+        cs = np.take_along_axis(s, cand, axis=1)
+        order = np.lexsort((corpus.id_order[cand], -cs), axis=1)
+        cand = np.take_along_axis(cand, order, axis=1)
+        cs = np.take_along_axis(cs, order, axis=1).astype(np.float64)
+        alive = np.isfinite(cs)
+        vecs = corpus.vectors[cand]
+        sims = np.matmul(vecs, vecs.transpose(0, 2, 1))
+        groups = corpus.title_groups[cand]
+        sims[groups[:, :, None] == groups[:, None, :]] = 1.0
+        last = np.maximum(alive.sum(axis=1) - 1, 0)
+        spread = np.maximum(cs[:, 0] - cs[np.arange(nq), last], 1e-9)
+        spread[~alive[:, 0]] = 0.0
+        lam = self.weights.diversity * spread[:, None]
         dup = self.weights.duplicate_similarity
-        titles: set[str] = set()
-        while len(taken) < limit and alive.any():
-            mmr = np.where(alive, scores - self.weights.diversity * spread * penalty, -np.inf)
-            j = int(np.argmax(mmr))  # first maximum: the lower id among equals
-            alive[j] = False
-            title = corpus.title_keys[order[j]]
-            if taken and (sims[j, taken].max() >= dup or (title and title in titles)):
-                continue
-            taken.append(j)
-            titles.add(title)
-            penalty = np.maximum(penalty, np.clip(sims[j], 0, None))
-        return [int(order[j]) for j in taken]
+        rows = np.arange(nq)
+        penalty = np.zeros_like(cs)
+        taken = np.zeros(cs.shape, dtype=bool)
+        count = np.zeros(nq, dtype=np.int64)
+        for _ in range(size):
+            active = (count < limits) & alive.any(axis=1)
+            if not active.any():
+                break
+            mmr = np.where(alive, cs - lam * penalty, -np.inf)
+            j = mmr.argmax(axis=1)  # the first maximum: the lower id among equals
+            alive[rows[active], j[active]] = False
+            sim_j = sims[rows, j]
+            take = active & ~(taken & (sim_j >= dup)).any(axis=1)
+            for qi in np.flatnonzero(take).tolist():
+                out[qi].append(int(cand[qi, j[qi]]))
+            taken[rows[take], j[take]] = True
+            penalty[take] = np.maximum(penalty[take], np.clip(sim_j[take], 0.0, None))
+            count += take
+        return out
 
     # ---- reasons --------------------------------------------------------------------
 
@@ -358,39 +409,56 @@ class Ranker:
         self, corpus: Corpus, q: _Query, sig: _Signals, qi: int, d: int
     ) -> tuple[str, ...]:
         paper = corpus.papers[d]
-        lex = corpus.lexical
         out: list[str] = []
-        for key, written, _ in q.keywords:
-            if lex.matches(key, d):
-                out.append(f"matches '{written}'")
-            if len(out) >= 3:
-                break
-        if not out:
-            contrib = []
-            for s, weight in q.terms.items():
-                if lex.matches(s, d):
-                    t = lex.vocab[s]
-                    contrib.append((weight * float(lex.idf[t]), q.surface.get(s, s)))
-            contrib.sort(key=lambda c: (-c[0], c[1]))
-            if contrib:
-                out.append("matches " + ", ".join(f"'{w}'" for _, w in contrib[:3]))
-        if q.authors:
-            for key in q.authors:
-                for row, printed in corpus.authors.get(key, ()):
-                    if row == d:
-                        out.append(f"by {printed} (followed)")
-                        break
+        matched = _matched_terms(corpus.lexical, q, d)
+        if matched:
+            out.append("matches " + ", ".join(f"'{m}'" for m in matched))
+        for key in q.authors:
+            printed = next((name for row, name in corpus.authors.get(key, ()) if row == d), None)
+            if printed:
+                out.append(f"by {printed} (followed)")
         if len(q.liked) and sig.liked_cos[qi, d] >= LIKED_REASON_SIMILARITY:
             out.append(f"close to a paper you liked: {q.liked_titles[int(sig.liked_best[qi, d])]}")
         if not out and sig.semantic[qi, d] >= SEMANTIC_REASON_Z:
             out.append("close to your interests")
         if q.categories:
-            mine = [written for c, written in q.categories.items() if d in _rows_in(corpus, {c})]
+            mine = [
+                written for c, written in q.categories.items() if c in corpus.paper_categories[d]
+            ]
             if mine:
                 out.append(f"in {mine[0]}")
         if paper.upvotes:
             out.append(f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}")
         return tuple(out)
+
+
+def _matched_terms(lex: LexicalIndex, q: _Query, d: int, limit: int = 3) -> list[str]:
+    """What the paper matches, as the subscriber wrote it: keywords first (by weight), then
+    the most telling words or two-word phrases of the interests."""
+    out: list[str] = []
+    covered: set[str] = set()
+    for key, written, _ in q.keywords:
+        if len(out) < limit and lex.matches(key, d):
+            out.append(written)
+            covered.update(key.split())
+    if len(out) >= limit:
+        return out
+    hits = (q.term_set & lex.doc_terms[d]) - covered
+    if not hits:
+        return out
+    scored: list[tuple[float, str]] = []
+    for s1, s2, written in q.bigrams:
+        if s1 in hits and s2 in hits and lex.matches(f"{s1} {s2}", d):
+            scored.append((_weight(lex, q, s1) + _weight(lex, q, s2), written))
+            hits = hits - {s1, s2}
+    scored += [(_weight(lex, q, s), q.surface.get(s, s)) for s in hits]
+    scored.sort(key=lambda c: (-c[0], c[1]))
+    return out + [w for _, w in scored[: limit - len(out)]]
+
+
+def _weight(lex: LexicalIndex, q: _Query, stem: str) -> float:
+    t = lex.vocab.get(stem)
+    return 0.0 if t is None else q.terms.get(stem, 0.0) * float(lex.idf[t])
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -453,12 +521,23 @@ def _build_query(
     if not source and not p.keywords:
         # Only liked papers: their titles stand in for the interests.
         source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
-    for s, word in text.stems_with_surface(source):
-        terms[s] = terms.get(s, 0.0) + 1.0
-        surface.setdefault(s, word)
+    bigrams: dict[tuple[str, str], str] = {}
+    for clause in text.clauses(source):
+        folded, spans = text.word_spans(clause)
+        for s, start, end in spans:
+            terms[s] = terms.get(s, 0.0) + 1.0
+            surface.setdefault(s, folded[start:end])
+        for (s1, start, _), (s2, _, end) in itertools.pairwise(spans):
+            if s1 != s2 and end - start <= 40:
+                bigrams.setdefault((s1, s2), folded[start:end])
     terms = {s: math.sqrt(c) for s, c in terms.items()}
-    phrases = [(text.phrase_key(ph), 1.0) for ph in text.quoted_phrases(p.interests)]
+    phrases: list[tuple[str, float]] = []
     keywords: list[tuple[str, str, float]] = []
+    for quoted in text.quoted_phrases(p.interests):
+        key = text.phrase_key(quoted)
+        if key:
+            phrases.append((key, 1.0))
+            keywords.append((key, quoted, 1.0))
     for kw in p.keywords:
         key = text.phrase_key(kw.term)
         if not key:
@@ -476,6 +555,8 @@ def _build_query(
     return _Query(
         terms=terms,
         surface=surface,
+        term_set=frozenset(terms),
+        bigrams=[(s1, s2, w) for (s1, s2), w in bigrams.items()],
         phrases=[(k, w) for k, w in phrases if k],
         keywords=keywords,
         vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
@@ -490,6 +571,15 @@ def _build_query(
         max_papers=p.max_papers,
         min_score=p.min_score,
     )
+
+
+def _title_groups(papers: Sequence[Paper]) -> np.ndarray:
+    seen: dict[str, int] = {}
+    out = np.empty(len(papers), dtype=np.int64)
+    for i, p in enumerate(papers):
+        key = " ".join(text.words(p.title)) or f"\x00{i}"
+        out[i] = seen.setdefault(key, len(seen))
+    return out
 
 
 def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:

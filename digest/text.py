@@ -17,7 +17,7 @@ _CATEGORY = re.compile(
 # arXiv lists both codes of an alias pair; treat each pair as one category.
 CATEGORY_ALIASES = {
     "cs.SY": "eess.SY",
-    "cs.IT": "math.IT",
+    "math.IT": "cs.IT",
     "stat.TH": "math.ST",
     "cs.NA": "math.NA",
     "q-fin.EC": "econ.GN",
@@ -41,6 +41,8 @@ _stemmer = Stemmer.Stemmer("english")
 
 def fold(text: str) -> str:
     """Lower case without accents: 'Sébastien' -> 'sebastien'."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
@@ -60,9 +62,23 @@ def stems(text: str) -> list[str]:
     return [stem(w) for w in words(text)]
 
 
-def stems_with_surface(text: str) -> list[tuple[str, str]]:
-    """(stem, the word as written, folded) pairs."""
-    return [(stem(w), w) for w in words(text)]
+_CLAUSE = re.compile(r"[.,;:!?()\[\]{}\"/\n]+")
+
+
+def clauses(text: str) -> list[str]:
+    """Text split at punctuation, so word pairs never straddle a comma or a full stop."""
+    return [c for c in _CLAUSE.split(text) if c.strip()]
+
+
+def word_spans(text: str) -> tuple[str, list[tuple[str, int, int]]]:
+    """The folded text and (stem, start, end) of each non-stopword in it."""
+    folded = fold(text)
+    spans = [
+        (stem(m.group(0)), m.start(), m.end())
+        for m in _WORD.finditer(folded)
+        if m.group(0) not in STOPWORDS
+    ]
+    return folded, spans
 
 
 def quoted_phrases(text: str) -> list[str]:

@@ -1,0 +1,230 @@
+"""Ranking quality and speed on a week of real arXiv papers (tests/data/eval).
+
+Protocol (docs: DESIGN.md, "Data at hand"): for each category with at least 15 papers (cs.AI
+and cs.LG left out as too broad, and categories whose arXiv description is under 8 words),
+a subscriber whose interests are "<name>. <description>" ranks every paper; a paper is
+relevant when it carries that category. Alias pairs (cs.SY = eess.SY, ...) count as one
+label, under arXiv's canonical code. Reported: mean nDCG@10, P@10 and MAP@100 over the
+categories, for the full ranker and for BM25-only and embedding-only rankers built from the
+same code with the other signals switched off. Then the time to rank 3,000 papers for 1,000
+profiles, and (with --newsletter) 1,000 papers for 100,000 profiles.
+
+Run: .venv/bin/python bench/rank_quality.py [--per-category] [--newsletter]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+# One core, as the targets say: pin the process and keep numpy's BLAS and the tokenizer
+# single-threaded. This must happen before numpy is imported (by digest.rank).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+from digest.config import Ranking  # noqa: E402
+from digest.models import Keyword, Paper, Profile  # noqa: E402
+from digest.rank import Corpus, Ranker  # noqa: E402
+from digest.text import CATEGORY_ALIASES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "eval"
+NOW = datetime(2025, 7, 5, tzinfo=UTC)
+BROAD = {"cs.AI", "cs.LG"}
+MIN_PAPERS = 15
+MIN_WORDS = 8
+
+
+def load_papers(path: Path) -> list[Paper]:
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            out.append(
+                Paper(
+                    id=rec["id"],
+                    title=rec["title"],
+                    abstract=rec["abstract"],
+                    categories=tuple(rec["categories"]),
+                )
+            )
+    return out
+
+
+def labels(paper: Paper) -> set[str]:
+    return {CATEGORY_ALIASES.get(c, c) for c in paper.categories}
+
+
+def eval_categories(papers: Sequence[Paper], taxonomy: dict[str, dict[str, str]]) -> list[str]:
+    counts = Counter(c for p in papers for c in labels(p))
+    out = []
+    for code, n in sorted(counts.items()):
+        if n < MIN_PAPERS or code in BROAD or code not in taxonomy:
+            continue
+        if len(taxonomy[code]["description"].split()) < MIN_WORDS:
+            continue
+        out.append(code)
+    return out
+
+
+def profile_for(code: str, taxonomy: dict[str, dict[str, str]]) -> Profile:
+    entry = taxonomy[code]
+    return Profile(
+        email=f"{code.replace('.', '-')}@eval.invalid",
+        interests=f"{entry['name']}. {entry['description']}",
+        max_papers=100,
+        min_score=0.0,
+    )
+
+
+def ndcg_at(ranked: Sequence[bool], n_relevant: int, k: int = 10) -> float:
+    dcg = sum(1.0 / math.log2(i + 2) for i, rel in enumerate(ranked[:k]) if rel)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, n_relevant)))
+    return dcg / ideal if ideal else 0.0
+
+
+def precision_at(ranked: Sequence[bool], k: int = 10) -> float:
+    return sum(ranked[:k]) / k
+
+
+def average_precision(ranked: Sequence[bool], n_relevant: int, k: int = 100) -> float:
+    hits, total = 0, 0.0
+    for i, rel in enumerate(ranked[:k]):
+        if rel:
+            hits += 1
+            total += hits / (i + 1)
+    return total / min(n_relevant, k) if n_relevant else 0.0
+
+
+def evaluate(
+    ranker: Ranker,
+    corpus: Corpus,
+    codes: Sequence[str],
+    taxonomy: dict[str, dict[str, str]],
+) -> dict[str, tuple[float, float, float]]:
+    out = {}
+    for code in codes:
+        picks = ranker.rank(corpus, profile_for(code, taxonomy), top=100)
+        rel = [code in labels(s.paper) for s in picks]
+        n_rel = sum(code in labels(p) for p in corpus.papers)
+        out[code] = (ndcg_at(rel, n_rel), precision_at(rel), average_precision(rel, n_rel))
+    return out
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def synthetic_profiles(
+    n: int, taxonomy: dict[str, dict[str, str]], seed: int = 7
+) -> Iterator[Profile]:
+    """Distinct profiles: one category's text plus keywords from two others."""
+    rng = random.Random(seed)
+    codes = sorted(c for c, e in taxonomy.items() if e["description"])
+    for i in range(n):
+        code = codes[i % len(codes)]
+        entry = taxonomy[code]
+        others = rng.sample(codes, 2)
+        yield Profile(
+            email=f"user{i}@bench.invalid",
+            interests=f"{entry['name']}. {entry['description']}",
+            keywords=tuple(Keyword(taxonomy[o]["name"].lower(), 1.0) for o in others),
+            categories=(code,) if i % 3 == 0 else (),
+            max_papers=10,
+        )
+
+
+def timing(
+    papers: Sequence[Paper], n_papers: int, n_profiles: int, taxonomy: dict[str, dict[str, str]]
+) -> None:
+    ranker = Ranker(Ranking())
+    ranker.prepare(papers[:10], NOW)  # load the model outside the timed part
+    t0 = time.perf_counter()
+    corpus = ranker.prepare(papers[:n_papers], NOW)
+    t1 = time.perf_counter()
+    picked = 0
+    for picks in ranker.rank_many(corpus, synthetic_profiles(n_profiles, taxonomy)):
+        picked += len(picks)
+    t2 = time.perf_counter()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"speed: {len(corpus):,} papers x {n_profiles:,} profiles: prepare {t1 - t0:.2f} s, "
+        f"rank {t2 - t1:.2f} s ({(t2 - t1) / n_profiles * 1e3:.2f} ms/profile), "
+        f"total {t2 - t0:.2f} s; {picked:,} picks; peak RSS {rss:.0f} MB"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--papers", type=Path, default=DATA / "papers.jsonl")
+    ap.add_argument("--taxonomy", type=Path, default=DATA / "taxonomy.json")
+    ap.add_argument("--per-category", action="store_true", help="print each category's figures")
+    ap.add_argument("--profiles", type=int, default=1000, help="profiles for the speed test")
+    ap.add_argument("--speed-papers", type=int, default=3000, help="papers for the speed test")
+    ap.add_argument(
+        "--newsletter", action="store_true", help="also time 100,000 profiles x 1,000 papers"
+    )
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed test")
+    args = ap.parse_args(argv)
+
+    papers = load_papers(args.papers)
+    taxonomy = json.loads(args.taxonomy.read_text(encoding="utf-8"))
+    codes = eval_categories(papers, taxonomy)
+    base = Ranking()
+    variants = {
+        "full ranker": Ranker(base),
+        "BM25 only": Ranker(bm25_only(base)),
+        "embedding only": Ranker(embedding_only(base)),
+    }
+    print(f"quality: {len(papers):,} papers, {len(codes)} categories ({args.papers})")
+    results = {}
+    corpus: Corpus | None = None
+    for name, ranker in variants.items():
+        t0 = time.perf_counter()
+        corpus = ranker.prepare(papers, NOW)
+        results[name] = evaluate(ranker, corpus, codes, taxonomy)
+        elapsed = time.perf_counter() - t0
+        ndcg, p10, ap = (mean([x[i] for x in results[name].values()]) for i in range(3))
+        print(
+            f"  {name:<15} nDCG@10 {ndcg:.3f}   P@10 {p10:.3f}   MAP@100 {ap:.3f}"
+            f"   ({elapsed:.1f} s)"
+        )
+    if args.per_category:
+        print(f"  {'category':<10} {'papers':>6}  " + "  ".join(f"{n:>14}" for n in variants))
+        for code in codes:
+            n_rel = sum(code in labels(p) for p in papers)
+            cells = "  ".join(f"{results[n][code][0]:>14.3f}" for n in variants)
+            print(f"  {code:<10} {n_rel:>6}  {cells}")
+    if not args.no_speed:
+        timing(papers, args.speed_papers, args.profiles, taxonomy)
+        if args.newsletter:
+            timing(papers, 1000, 100_000, taxonomy)
+    return 0
+
+
+def bm25_only(base: Ranking) -> Ranking:
+    return base.model_copy(
+        update={"semantic_weight": 0.0, "liked_weight": 0.0, "feedback": 0.0, "diversity": 0.0}
+    )
+
+
+def embedding_only(base: Ranking) -> Ranking:
+    return base.model_copy(
+        update={"lexical_weight": 0.0, "liked_weight": 0.0, "feedback": 0.0, "diversity": 0.0}
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
