@@ -61,14 +61,16 @@ class Http(Strict):
 
 
 class Ranking(Strict):
-    lexical_weight: float = Field(default=1.0, ge=0)
+    lexical_weight: float = Field(default=0.7, ge=0)
     semantic_weight: float = Field(default=1.0, ge=0)
-    liked_weight: float = Field(default=0.5, ge=0)
-    popularity_weight: float = Field(default=0.1, ge=0)
-    freshness_weight: float = Field(default=0.05, ge=0)
+    liked_weight: float = Field(default=1.0, ge=0)
+    feedback: float = Field(default=1.0, ge=0)
+    feedback_papers: int = Field(default=10, ge=1, le=100)
+    popularity_weight: float = Field(default=0.3, ge=0)
+    freshness_weight: float = Field(default=0.2, ge=0)
     freshness_half_life_days: float = Field(default=3.0, gt=0)
-    author_boost: float = Field(default=0.3, ge=0)
-    category_boost: float = Field(default=0.1, ge=0)
+    author_boost: float = Field(default=1.5, ge=0)
+    category_boost: float = Field(default=0.3, ge=0)
     diversity: float = Field(default=0.15, ge=0, le=1)
     duplicate_similarity: float = Field(default=0.9, gt=0, le=1)
 
