@@ -17,9 +17,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import islice
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config
 from .errors import DigestError, SendError
@@ -84,7 +87,7 @@ class DeliveryLog:
     """
 
     def __init__(self, store: Store, now: Clock) -> None:
-        self.store = store
+        self.writer = store.delivery_writer()
         self.now = now
         self.summary = DeliverySummary()
         self._cond = threading.Condition()
@@ -94,13 +97,16 @@ class DeliveryLog:
         self._committing = False
         self._error: BaseException | None = None
 
+    def close(self) -> None:
+        self.writer.close()
+
     def statuses(self, edition: date, emails: list[str]) -> dict[str, str]:
-        return self.store.delivery_statuses(edition, emails)
+        with _database_errors():
+            return self.writer.statuses(edition, emails)
 
     def claim(self, jobs: list[Job]) -> None:
-        self.store.claim_deliveries(
-            [(j.email, j.item.edition, j.message_id) for j in jobs], self.now()
-        )
+        with _database_errors():
+            self.writer.claim([(j.email, j.item.edition, j.message_id) for j in jobs], self.now())
 
     def record(self, job: Job, status: str, reply: str) -> None:
         with self._cond:
@@ -130,13 +136,14 @@ class DeliveryLog:
                     self._cond.notify_all()
 
     def _write(self, batch: list[tuple[Job, str, str]]) -> None:
-        self.store.finish_deliveries(
-            [
-                (j.email, j.item.edition, st, reply, j.item.paper_ids if st == "sent" else ())
-                for j, st, reply in batch
-            ],
-            self.now(),
-        )
+        with _database_errors():
+            self.writer.finish(
+                [
+                    (j.email, j.item.edition, st, reply, j.item.paper_ids if st == "sent" else ())
+                    for j, st, reply in batch
+                ],
+                self.now(),
+            )
         s = self.summary
         for j, status, reply in batch:
             if status == "sent":
@@ -153,6 +160,17 @@ class DeliveryLog:
                 status,
                 f" ({reply})" if reply else "",
             )
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise SendError(
+            f"delivery log: database error ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "the run stopped; fix the database and run again to send the rest"
+        ) from exc
 
 
 # -- rate limit ---------------------------------------------------------------------------------
@@ -221,12 +239,42 @@ class SmtpPool:
 
     def run(self, batches: Iterable[list[Job]]) -> tuple[list[Job], list[Job]]:
         """Send every job; returns (refused for now, never attempted). Stops feeding when
-        the server is unreachable; raises the fatal error, if any, after the workers end."""
-        n = self.cfg.smtp.connections
-        q: queue.Queue[Job | None] = queue.Queue(maxsize=2 * n)
+        the server is unreachable; raises the fatal error, if any, after the workers end.
+
+        With one connection everything happens in the calling thread; with several, the
+        calling thread builds messages and ``[smtp] connections`` threads send them."""
         retry: list[Job] = []
         left: list[Job] = []
         lock = threading.Lock()
+        if self.cfg.smtp.connections == 1:
+            self._inline(batches, retry, left, lock)
+        else:
+            self._threaded(batches, retry, left, lock)
+        if self.fatal is not None:
+            raise _Fatal(self.fatal, retry + left)
+        return retry, left
+
+    def _inline(
+        self, batches: Iterable[list[Job]], retry: list[Job], left: list[Job], lock: threading.Lock
+    ) -> None:
+        conn = SmtpConnection(self.cfg, self.password, self.context)
+        try:
+            for batch in batches:
+                for i, job in enumerate(batch):
+                    if self._stop.is_set():
+                        left.extend(batch[i:])
+                        break
+                    self._handle(conn, job, retry, left, lock)
+                if self._stop.is_set():
+                    break
+        finally:
+            conn.close()
+
+    def _threaded(
+        self, batches: Iterable[list[Job]], retry: list[Job], left: list[Job], lock: threading.Lock
+    ) -> None:
+        n = self.cfg.smtp.connections
+        q: queue.Queue[Job | None] = queue.Queue(maxsize=2 * n)
         threads = [
             threading.Thread(
                 target=self._worker, args=(q, retry, left, lock), name=f"smtp-{i}", daemon=True
@@ -249,9 +297,6 @@ class SmtpPool:
                 q.put(None)
             for t in threads:
                 t.join()
-        if self.fatal is not None:
-            raise _Fatal(self.fatal, retry + left)
-        return retry, left
 
     def _worker(
         self, q: queue.Queue[Job | None], retry: list[Job], left: list[Job], lock: threading.Lock
@@ -263,25 +308,36 @@ class SmtpPool:
                     with lock:
                         left.append(job)
                     continue
-                try:
-                    outcome = self._send(conn, job)
-                    if outcome.status in ("temporary", "dropped"):
-                        job.last = outcome.reply
-                        with lock:
-                            retry.append(job)
-                    else:
-                        status = "sent" if outcome.status == "sent" else "failed"
-                        self.dlog.record(job, status, outcome.reply)
-                except Abort:
-                    with lock:
-                        left.append(job)
-                except BaseException as exc:  # the database failed: stop everything
-                    with lock:
-                        left.append(job)
-                        self.fatal = self.fatal or exc
-                    self._stop.set()
+                self._handle(conn, job, retry, left, lock)
         finally:
             conn.close()
+
+    def _handle(
+        self,
+        conn: SmtpConnection,
+        job: Job,
+        retry: list[Job],
+        left: list[Job],
+        lock: threading.Lock,
+    ) -> None:
+        """Send one job and log its outcome; a 4xx or lost connection goes to ``retry``."""
+        try:
+            outcome = self._send(conn, job)
+            if outcome.status in ("temporary", "dropped"):
+                job.last = outcome.reply
+                with lock:
+                    retry.append(job)
+            else:
+                status = "sent" if outcome.status == "sent" else "failed"
+                self.dlog.record(job, status, outcome.reply)
+        except Abort:
+            with lock:
+                left.append(job)
+        except BaseException as exc:  # the database failed (or a bug): stop everything
+            with lock:
+                left.append(job)
+                self.fatal = self.fatal or exc
+            self._stop.set()
 
     def _send(self, conn: SmtpConnection, job: Job) -> Outcome:
         """One message, reconnecting after a dropped connection (same bytes each time)."""
@@ -371,10 +427,7 @@ class _Feeder:
     def jobs(self, outgoing: Iterable[Outgoing]) -> Iterator[list[Job]]:
         for chunk in _chunks(outgoing, BATCH):
             jobs: list[Job] = []
-            by_edition: dict[date, list[Outgoing]] = {}
-            for item in chunk:
-                by_edition.setdefault(item.edition, []).append(item)
-            for edition, items in by_edition.items():
+            for edition, items in _by_edition(chunk).items():
                 status = self.dlog.statuses(edition, [o.profile.email for o in items])
                 for item in items:
                     job = self._job(item, status.get(item.profile.email))
@@ -408,19 +461,27 @@ class _Feeder:
         """Log the rest of the stream as deferred, without building the messages."""
         for chunk in _chunks(stream, BATCH):
             jobs: list[Job] = []
-            for item in chunk:
-                key = (item.profile.email.lower(), item.edition)
-                status = self.dlog.statuses(item.edition, [item.profile.email])
-                if key in self.seen:
-                    continue
-                self.seen.add(key)
-                if status.get(item.profile.email) == "sent":
-                    self.dlog.summary.already_sent.append(item.profile.email)
-                    continue
-                mid = message_id(item.profile.email, item.edition, self.composer.domain)
-                jobs.append(Job(item, mid, b""))
+            for edition, items in _by_edition(chunk).items():
+                status = self.dlog.statuses(edition, [o.profile.email for o in items])
+                for item in items:
+                    key = (item.profile.email.lower(), item.edition)
+                    if key in self.seen:
+                        continue
+                    self.seen.add(key)
+                    if status.get(item.profile.email) == "sent":
+                        self.dlog.summary.already_sent.append(item.profile.email)
+                        continue
+                    mid = message_id(item.profile.email, item.edition, self.composer.domain)
+                    jobs.append(Job(item, mid, b""))
             self.dlog.claim(jobs)
             _defer(self.dlog, jobs, reason)
+
+
+def _by_edition(chunk: list[Outgoing]) -> dict[date, list[Outgoing]]:
+    out: dict[date, list[Outgoing]] = {}
+    for item in chunk:
+        out.setdefault(item.edition, []).append(item)
+    return out
 
 
 def deliver(
@@ -438,17 +499,29 @@ def deliver(
     the messages of this run not yet sent are left ``deferred`` and none is marked sent.
     """
     dlog = DeliveryLog(store, now)
-    feeder = _Feeder(cfg, dlog, now)
-    stream = iter(outgoing)
-    if not cfg.smtp.host:
-        Outbox(cfg, dlog).run(feeder.jobs(stream))
+    try:
+        feeder = _Feeder(cfg, dlog, now)
+        stream = iter(outgoing)
+        if cfg.smtp.host:
+            _send_smtp(cfg, store, dlog, feeder, stream, now, sleep)
+        else:
+            Outbox(cfg, dlog).run(feeder.jobs(stream))
         return dlog.summary
-    rate = RateLimit(
-        cfg.smtp.rate_per_second,
-        cfg.smtp.rate_per_hour,
-        sleep,
-        _recent(store, now) if cfg.smtp.rate_per_hour else (),
-    )
+    finally:
+        dlog.close()
+
+
+def _send_smtp(
+    cfg: Config,
+    store: Store,
+    dlog: DeliveryLog,
+    feeder: _Feeder,
+    stream: Iterator[Outgoing],
+    now: Clock,
+    sleep: Sleep,
+) -> None:
+    recent = _recent(store, now) if cfg.smtp.rate_per_hour else ()
+    rate = RateLimit(cfg.smtp.rate_per_second, cfg.smtp.rate_per_hour, sleep, recent)
     pool = SmtpPool(cfg, dlog, sleep, rate)
     try:
         retry, left = pool.run(feeder.jobs(stream))
@@ -476,7 +549,6 @@ def deliver(
         feeder.defer_rest(stream, reason)
     else:
         _defer(dlog, left, "not sent")
-    return dlog.summary
 
 
 def _defer(dlog: DeliveryLog, jobs: list[Job], reason: str) -> None:

@@ -199,13 +199,50 @@ def _address_header(name: str, display: str, address: str) -> str:
     return f"{name}: " + f"{CRLF} ".join(words) + f"{CRLF} <{address}>"
 
 
-def _body(text: str) -> bytes:
-    """Quoted-printable UTF-8 with CRLF line ends; every line at most 76 characters."""
-    norm = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not norm.endswith("\n"):
-        norm += "\n"
-    data = norm.replace("\n", CRLF).encode("utf-8", "replace")
-    return binascii.b2a_qp(data)
+def _qp_line(line: str) -> bytes:
+    """One line (without its line end) as quoted-printable, CRLF-terminated, at most 78
+    columns; a leading "." is written "=2E" so SMTP never needs dot-stuffing."""
+    qp = binascii.b2a_qp(line.encode("utf-8", "replace") + b"\r\n")
+    if qp.startswith(b"."):
+        qp = b"=2E" + qp[1:]
+    return qp.replace(b"\r\n.", b"\r\n=2E") if b"\n." in qp else qp
+
+
+class QpEncoder:
+    """Quoted-printable bodies, encoded line by line through a cache.
+
+    Digests to different subscribers share most of their lines (layout, styles, the
+    cards of the papers they have in common), so most lines are encoded once per run
+    rather than once per message. Two generations bound the memory (about twice
+    ``limit`` bytes of text): when the young one is full it becomes the old one, and
+    lines still in use move back on their next hit.
+    """
+
+    def __init__(self, limit: int = 8_000_000) -> None:
+        self.limit = limit
+        self.size = 0  # bytes held by the young generation
+        self.young: dict[str, bytes] = {}
+        self.old: dict[str, bytes] = {}
+
+    def encode(self, text: str) -> bytes:
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        if len(lines) > 1 and not lines[-1]:
+            lines.pop()  # the text's final line end
+        young = self.young
+        out = []
+        for line in lines:
+            qp = young.get(line)
+            if qp is None:
+                qp = self.old.get(line) or _qp_line(line)
+                self.size += len(line) + len(qp)
+                if self.size > self.limit:
+                    self.old, self.young, self.size = young, {}, len(line) + len(qp)
+                    young = self.young
+                young[line] = qp
+            out.append(qp)
+        return b"".join(out)
 
 
 class Dkim:
@@ -345,6 +382,7 @@ class Composer:
         mailto = clean(cfg.unsubscribe.mailto) or sender
         self.mailto = f"mailto:{check_address(mailto.removeprefix('mailto:'))}?subject=unsubscribe"
         self.dkim = Dkim(cfg) if dkim_configured(cfg) else None
+        self.qp = QpEncoder()
 
     def _list_id(self) -> str:
         raw = clean(self.cfg.unsubscribe.list_id)
@@ -402,10 +440,10 @@ class Composer:
                 b"This is a multipart message in MIME format.\r\n\r\n",
                 f"--{boundary}\r\n".encode(),
                 part.format(sub="plain").encode(),
-                _body(rendered.text),
+                self.qp.encode(rendered.text),
                 f"\r\n--{boundary}\r\n".encode(),
                 part.format(sub="html").encode(),
-                _body(rendered.html),
+                self.qp.encode(rendered.html),
                 f"\r\n--{boundary}--\r\n".encode(),
             )
         )

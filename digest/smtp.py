@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Literal
@@ -75,6 +76,8 @@ class SmtpConnection:
         self.password = password
         self.context = context if context is not None else tls_context(cfg)
         self.smtp: smtplib.SMTP | None = None
+        self.reader: Replies | None = None
+        self.sock: socket.socket | None = None
         self.sent = 0  # messages on this connection
         self.pipelining = False
         self.size_ext = False
@@ -120,7 +123,10 @@ class SmtpConnection:
         except (OSError, smtplib.SMTPException) as exc:
             why = str(exc) or type(exc).__name__
             raise TemporaryServerError(f"{self.where}: cannot connect ({why})") from exc
+        assert smtp.sock is not None
         self.smtp = smtp
+        self.sock = smtp.sock
+        self.reader = Replies(smtp.sock)
         self.sent = 0
         self.pipelining = smtp.has_extn("pipelining")
         self.size_ext = smtp.has_extn("size")
@@ -169,22 +175,24 @@ class SmtpConnection:
         """Send one message to one recipient. ``dropped`` means the fate is unknown."""
         if self.smtp is None:
             self.open()
-        smtp = self.smtp
-        assert smtp is not None
+        assert self.sock is not None and self.reader is not None
+        sock, read = self.sock, self.reader.reply
         body = dot_stuff(data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         size = f" SIZE={len(body)}" if self.size_ext else ""
+        mail = f"MAIL FROM:<{sender}>{size}\r\n".encode()
+        rcpt = f"RCPT TO:<{recipient}>\r\n".encode()
         try:
-            mail, rcpt = f"MAIL FROM:<{sender}>{size}", f"RCPT TO:<{recipient}>"
             if self.pipelining:
-                outcome = self._pipelined(smtp, mail, rcpt)
+                sock.sendall(mail + rcpt + b"DATA\r\n")
+                outcome = self._check(read(), read(), read())
             else:
-                outcome = self._stepwise(smtp, mail, rcpt)
+                outcome = self._stepwise(mail, rcpt)
             if outcome is not None:
                 return outcome
-            smtp.send(body + b".\r\n")
-            code, msg = smtp.getreply()
+            sock.sendall(body + b".\r\n")
+            code, msg = read()
         except (OSError, smtplib.SMTPException) as exc:
             self.close(quit=False)
             return Outcome("dropped", f"connection lost: {exc or type(exc).__name__}")
@@ -193,47 +201,53 @@ class SmtpConnection:
         self.sent += 1
         return Outcome(_kind(code), _reply(code, msg))
 
-    def _pipelined(self, smtp: smtplib.SMTP, mail: str, rcpt: str) -> Outcome | None:
-        smtp.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n")
-        replies = [smtp.getreply() for _ in range(3)]
-        (c1, m1), (c2, m2), (c3, m3) = replies
-        if c3 == 354 and (c1 != 250 or c2 not in (250, 251)):
-            # A server that opened DATA after refusing the envelope: drop it rather than
-            # risk sending an empty message.
+    def _stepwise(self, mail: bytes, rcpt: bytes) -> Outcome | None:
+        assert self.sock is not None and self.reader is not None
+        sock, read = self.sock, self.reader.reply
+        sock.sendall(mail)
+        first = read()
+        if first[0] != 250:
+            return self._check(first)
+        sock.sendall(rcpt)
+        second = read()
+        if second[0] not in (250, 251):
+            return self._check(first, second)
+        sock.sendall(b"DATA\r\n")
+        return self._check(first, second, read())
+
+    def _check(self, *replies: tuple[int, bytes]) -> Outcome | None:
+        """None when the envelope was accepted and DATA is open; else the outcome, after
+        RSET (or closing the connection when the server is going away)."""
+        bad = next(
+            (
+                (code, msg)
+                for (code, msg), ok in zip(replies, ((250, 251), (250, 251), (354,)), strict=False)
+                if code not in ok
+            ),
+            None,
+        )
+        if bad is None:
+            if len(replies) < 3:
+                raise AssertionError("envelope check needs MAIL, RCPT and DATA replies")
+            return None
+        if replies[-1][0] == 354 or bad[0] == 421 or bad[0] < 0:
+            # Going away, or DATA opened after a refused envelope (a broken server): close
+            # rather than risk sending an empty message.
             self.close(quit=False)
-            bad = (c1, m1) if c1 != 250 else (c2, m2)
-            return Outcome(_kind(bad[0]) if bad[0] >= 400 else "dropped", _reply(*bad))
-        return self._check(smtp, (c1, m1), (c2, m2), (c3, m3))
-
-    def _stepwise(self, smtp: smtplib.SMTP, mail: str, rcpt: str) -> Outcome | None:
-        c1, m1 = smtp.docmd(mail)
-        if c1 != 250:
-            return self._check(smtp, (c1, m1))
-        c2, m2 = smtp.docmd(rcpt)
-        if c2 not in (250, 251):
-            return self._check(smtp, (c1, m1), (c2, m2))
-        return self._check(smtp, (c1, m1), (c2, m2), smtp.docmd("DATA"))
-
-    def _check(self, smtp: smtplib.SMTP, *replies: tuple[int, bytes]) -> Outcome | None:
-        """None when the envelope was accepted and DATA is open; else the outcome."""
-        expected = (250, 250, 354)
-        for (code, msg), ok in zip(replies, expected, strict=False):
-            if code == ok or (ok == 250 and code == 251):
-                continue
-            if code == 421 or code < 0:
-                self.close(quit=False)
-                return Outcome("dropped", _reply(code, msg))
-            try:
-                smtp.rset()
-            except (OSError, smtplib.SMTPException):
-                self.close(quit=False)
-            return Outcome(_kind(code), _reply(code, msg))
-        if len(replies) < 3:
-            raise AssertionError("envelope check needs MAIL, RCPT and DATA replies")
-        return None
+            return Outcome(
+                "dropped" if bad[0] < 400 or bad[0] == 421 else _kind(bad[0]), _reply(*bad)
+            )
+        assert self.sock is not None and self.reader is not None
+        try:
+            self.sock.sendall(b"RSET\r\n")
+            self.reader.reply()
+        except (OSError, smtplib.SMTPException):
+            self.close(quit=False)
+        return Outcome(_kind(bad[0]), _reply(*bad))
 
     def close(self, *, quit: bool = True) -> None:
         smtp, self.smtp = self.smtp, None
+        self.sock = self.reader = None
         if smtp is None:
             return
         try:
@@ -244,6 +258,38 @@ class SmtpConnection:
         finally:
             with contextlib.suppress(OSError):
                 smtp.close()
+
+
+class Replies:
+    """SMTP replies read straight from the socket (leaner than smtplib's line reader).
+
+    The send path alternates strictly between commands and their replies, so nothing is
+    left buffered here when smtplib takes over again (RSET, QUIT)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def reply(self) -> tuple[int, bytes]:
+        lines: list[bytes] = []
+        while True:
+            end = self.buf.find(b"\n")
+            while end < 0:
+                if len(self.buf) > 65536:
+                    raise smtplib.SMTPServerDisconnected("reply line too long")
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise smtplib.SMTPServerDisconnected("connection closed by the server")
+                self.buf += chunk
+                end = self.buf.find(b"\n")
+            line, self.buf = self.buf[: end + 1], self.buf[end + 1 :]
+            lines.append(line[4:].strip())
+            try:
+                code = int(line[:3])
+            except ValueError:
+                return -1, b"\n".join(lines)
+            if line[3:4] != b"-":
+                return code, b"\n".join(lines)
 
 
 def probe(cfg: Config, password: str) -> None:

@@ -11,7 +11,8 @@ Fault modes (all optional, combinable):
   drop_after=N           each connection is closed (no QUIT) after accepting N messages
   lose_reply={k}         the k-th accepted message overall (1-based) is stored, then the
                          connection is closed before the "250" reply: fate unknown to the client
-  delay=s                every DATA reply waits s seconds (a slow server)
+  delay=s                every DATA reply comes s seconds after the message is stored
+                         (a slow server; RCPT replies wait s/4)
   auth=(user, password)  AUTH required (PLAIN/LOGIN); wrong credentials get "535"
   tls="starttls"|"ssl"   TLS with a fresh self-signed certificate; its PEM is at srv.ca_file
   pipelining=True        advertise PIPELINING (RFC 2920)
@@ -119,14 +120,14 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         srv = self.srv
-        if srv.delay:
-            await asyncio.sleep(srv.delay)
         raw = bytes(envelope.original_content or b"")
         with srv.lock:
             srv.messages.append((envelope.mail_from, list(envelope.rcpt_tos), raw))
             number = len(srv.messages)
             count = srv._per_conn.get(id(server), 0) + 1
             srv._per_conn[id(server)] = count
+        if srv.delay:  # stored already: a client that gives up now leaves a copy behind
+            await asyncio.sleep(srv.delay)
         if number in srv.lose_reply or (srv.drop_after and count >= srv.drop_after):
             if number in srv.lose_reply:
                 server.transport.close()  # stored, but the client never hears "250"

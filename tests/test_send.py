@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import itertools
+import quopri
 import re
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from digest.config import Config, Dkim, Sender, Smtp, Unsubscribe
 from digest.errors import AuthError, ConfigError, SendError
+from digest.mime import QpEncoder
 from digest.models import Profile, Rendered
 from digest.send import (
     DeliverySummary,
@@ -162,6 +164,28 @@ def test_lines_are_crlf_and_within_rfc5322_limits(tmp_path: Path) -> None:
     raw_to = email.message_from_bytes(raw, policy=email.policy.compat32)["To"]
     name = " ".join(("Émilie du Châtelet " * 8).split())[:100]  # names are cut at 100
     assert str(make_header(decode_header(raw_to))) == f"{name} <a@example.org>"
+
+
+def test_quoted_printable_cache_gives_the_same_bytes_as_encoding_afresh() -> None:
+    texts = [
+        (DATA / "digest.html").read_text(encoding="utf-8"),
+        (DATA / "digest.txt").read_text(encoding="utf-8"),
+        "",
+        "no line end",
+        ".leading dot\r\nCR LF\rCR alone\n\n",
+        "trailing space \n" * 3,
+    ]
+    small, fresh = QpEncoder(limit=2000), QpEncoder(limit=0)
+    for _ in range(3):
+        for text in texts:
+            encoded = small.encode(text)
+            assert encoded == fresh.encode(text)
+            assert encoded.endswith(b"\r\n") and b"\n." not in encoded
+            assert all(len(line) <= 78 for line in encoded.split(b"\r\n"))
+            norm = text.replace("\r\n", "\n").replace("\r", "\n")
+            decoded = quopri.decodestring(encoded).decode().replace("\r\n", "\n")
+            assert decoded == (norm if norm.endswith("\n") else norm + "\n")
+    assert sum(len(k) + len(v) for k, v in small.young.items()) == small.size <= 4000
 
 
 def test_non_ascii_subject_is_rfc2047_encoded(tmp_path: Path) -> None:
