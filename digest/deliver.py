@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config
 from .errors import DigestError, SendError
-from .mime import Composer, message_id, outbox_path
+from .mime import Composer, ascii_address, message_id, outbox_path
 from .models import Profile, Rendered
 from .smtp import Outcome, SmtpConnection, TemporaryServerError, tls_context
 from .store import Store
@@ -67,6 +67,7 @@ class Job:
     item: Outgoing
     message_id: str
     data: bytes
+    rcpt: str = ""  # the address on the wire (IDNA domain)
     tries: int = 0
     last: str = ""
 
@@ -365,7 +366,7 @@ class SmtpPool:
                     raise Abort(str(exc)) from exc
             self.rate.wait()
             job.tries += 1
-            outcome = conn.send(self.sender, job.email, job.data)
+            outcome = conn.send(self.sender, job.rcpt, job.data)
             if outcome.status != "dropped":
                 return outcome
             failures += 1
@@ -449,13 +450,14 @@ class _Feeder:
             return None
         mid = message_id(email, item.edition, self.composer.domain)
         try:
+            rcpt = ascii_address(email)
             data = self.composer.build(item.profile, item.edition, item.rendered, now=self.now())
         except SendError as exc:
             job = Job(item, mid, b"")
             self.dlog.claim([job])
             self.dlog.record(job, "failed", str(exc))
             return None
-        return Job(item, mid, data)
+        return Job(item, mid, data, rcpt)
 
     def defer_rest(self, stream: Iterator[Outgoing], reason: str) -> None:
         """Log the rest of the stream as deferred, without building the messages."""

@@ -58,6 +58,25 @@ def check_address(address: str) -> str:
     return address
 
 
+def ascii_address(address: str) -> str:
+    """The address as it goes on the wire: the domain in IDNA (punycode) form.
+
+    A non-ASCII local part would need SMTPUTF8 (RFC 6531), which we do not send."""
+    check_address(address)
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise SendError(
+            f"{address}: a non-ASCII mailbox name needs SMTPUTF8, which digest does not "
+            "use; give an ASCII address for this subscriber"
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise SendError(f"{address}: the domain is not a valid IDN ({exc})") from exc
+
+
 def domain_of(address: str) -> str:
     return address.rsplit("@", 1)[-1].lower()
 
@@ -403,7 +422,7 @@ class Composer:
     def headers(
         self, profile: Profile, edition: date, subject: str, now: datetime, mid: str
     ) -> list[str]:
-        to = check_address(profile.email)
+        to = ascii_address(profile.email)
         when = now if now.tzinfo else now.replace(tzinfo=UTC)
         url = self.unsubscribe_url(to)
         targets = [f"<{self.mailto}>"] + ([f"<{url}>"] if url else [])

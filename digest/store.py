@@ -376,9 +376,9 @@ class Store:
             s.commit()
 
     # bulk delivery log (the send path: few transactions, no ORM objects) ------
-    def delivery_writer(self) -> DeliveryWriter:
+    def delivery_writer(self, *, direct: bool = True) -> DeliveryWriter:
         """One connection for a whole send run; see ``DeliveryWriter``."""
-        return DeliveryWriter(self.engine)
+        return DeliveryWriter(self.engine, direct=direct)
 
     def delivery_statuses(self, edition: date, emails: Sequence[str]) -> dict[str, str]:
         """The logged status of each of ``emails`` for ``edition`` (absent when none)."""
@@ -511,10 +511,11 @@ class DeliveryWriter:
 
     ``claim`` marks (email, edition, message_id) rows "sending"; ``finish`` writes final
     states and, for "sent" rows, records the papers as sent to that subscriber in the
-    same transaction. Calls from several threads are serialized.
+    same transaction. Calls from several threads are serialized. ``direct``: write
+    outcomes through sqlite3 itself when the database is SQLite (the fast path).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, direct: bool = True) -> None:
         self.conn = engine.connect()
         self.lock = threading.Lock()
         t = _DELIVERY
@@ -540,7 +541,7 @@ class DeliveryWriter:
         )
         self._insert_papers = _insert_ignore(engine, _SENT_PAPER)
         self._sqlite: Any = None
-        if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+        if direct and engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
             self._sqlite = self.conn.connection.dbapi_connection
 
     def __enter__(self) -> DeliveryWriter:

@@ -9,7 +9,7 @@ import quopri
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,29 @@ def test_no_value_can_inject_a_header(tmp_path: Path) -> None:
     ):
         with pytest.raises(SendError, match="not a single email address"):
             build_message(make_config(tmp_path), Profile(email=bad), EDITION, r, now=NOW)
+
+
+def test_internationalized_addresses(tmp_path: Path, store: Store) -> None:
+    cfg = make_config(tmp_path)
+    raw = build_message(cfg, Profile(email="user@exämple.de"), EDITION, rendered(), now=NOW)
+    assert parse(raw)["To"] == "user@xn--exmple-cua.de"
+    with pytest.raises(SendError, match="SMTPUTF8"):
+        build_message(cfg, Profile(email="jörg@example.de"), EDITION, rendered(), now=NOW)
+    with SmtpServer() as srv:
+        emails = ["user@exämple.de", "jörg@example.de", "plain@example.net"]
+        summary = deliver(make_config(tmp_path, srv), store, outgoing(emails), now=clock)
+        assert sorted(srv.recipients()) == ["plain@example.net", "user@xn--exmple-cua.de"]
+    assert [email for email, _ in summary.failed] == ["jörg@example.de"]
+    assert "SMTPUTF8" in summary.failed[0][1]
+    assert statuses_of(store) == {
+        "user@exämple.de": "sent",
+        "jörg@example.de": "failed",
+        "plain@example.net": "sent",
+    }
+
+
+def statuses_of(store: Store) -> dict[str, str]:
+    return {d.email: d.status for d in store.deliveries(EDITION)}
 
 
 def test_message_id_is_deterministic_per_subscriber_and_edition() -> None:
@@ -432,3 +455,31 @@ def test_rate_per_hour_counts_earlier_runs(tmp_path: Path, store: Store) -> None
         deliver(cfg, store, iter(outgoing(addresses(3, 2))), now=clock, sleep=waits.append)
     # 2 sent earlier this hour + 1 now fill the window; the next two must wait about an hour
     assert len(waits) == 2 and all(3500 < w <= 3600 for w in waits)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_delivery_writer_paths_store_the_same_rows(tmp_path: Path, direct: bool) -> None:
+    """The send path writes outcomes through sqlite3 directly on SQLite, and through
+    SQLAlchemy elsewhere; both leave the same log behind."""
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    try:
+        with store.delivery_writer(direct=direct) as w:
+            w.claim([("a@example.org", EDITION, "<a>"), ("b@example.org", EDITION, "<b>")], NOW)
+            assert w.statuses(EDITION, ["a@example.org", "b@example.org", "c@example.org"]) == {
+                "a@example.org": "sending",
+                "b@example.org": "sending",
+            }
+            w.finish([("a@example.org", EDITION, "sent", "250 ok", ("p1", "p2", "p1"))], NOW)
+            w.finish([("b@example.org", EDITION, "failed", "550 " + "x" * 2000, ())], NOW)
+            w.claim([("a@example.org", EDITION, "<a>")], NOW)  # a rerun of the same edition
+            w.finish([("a@example.org", EDITION, "sent", "250 again", ("p2", "p3"))], NOW)
+        rows = {d.email: d for d in store.deliveries(EDITION)}
+        assert (rows["a@example.org"].status, rows["a@example.org"].reply) == ("sent", "250 again")
+        assert rows["a@example.org"].message_id == "<a>"
+        assert rows["b@example.org"].status == "failed"
+        assert len(rows["b@example.org"].reply) == 1000
+        assert store.sent_paper_ids("a@example.org") == {"p1", "p2", "p3"}
+        assert store.sent_paper_ids("b@example.org") == set()
+        assert store.sent_since(NOW - timedelta(minutes=1)) == [NOW]
+    finally:
+        store.close()
