@@ -74,18 +74,40 @@ def _tokenizer() -> Any:
         return _plain_tokenizer
 
 
+_CHUNK_CACHE_LIMIT = 500_000
+_chunk_ids: dict[str, list[int]] = {}
+
+
+def token_ids(text: str) -> list[int]:
+    """The model's token ids for ``text``.
+
+    The tokenizer never merges across whitespace, so each whitespace-separated chunk is
+    tokenized once and remembered; runs of spaces count as one.
+    """
+    out: list[int] = []
+    cache = _chunk_ids
+    for chunk in text.split():
+        ids = cache.get(chunk)
+        if ids is None:
+            if len(cache) >= _CHUNK_CACHE_LIMIT:
+                cache.clear()
+            ids = list(_tokenizer().encode(chunk, add_special_tokens=False).ids)
+            cache[chunk] = ids
+        out.extend(ids)
+    return out
+
+
 def embed(texts: Sequence[str], chunk: int = 64) -> np.ndarray:
     """Mean-pooled token embeddings, float32, shape (len(texts), 256), not normalized.
 
-    The same vectors as ``WordLlama.embed``, computed in small chunks so that no
-    (texts x tokens x 256) array is ever built.
+    The vectors of ``WordLlama.embed`` (up to runs of spaces), computed in small chunks so
+    that no (texts x tokens x 256) array is ever built.
     """
     table = model().embedding
     out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
     if not texts:
         return out
-    encoded = _tokenizer().encode_batch_fast(list(texts), add_special_tokens=False)
-    ids = [e.ids for e in encoded]
+    ids = [token_ids(t) for t in texts]
     lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
     np.clip(flat, 0, table.shape[0] - 1, out=flat)

@@ -29,8 +29,10 @@ class LexicalIndex:
     doc_text: list[str]  # " stem stem ... " per doc, for phrase matching
     doc_terms: list[frozenset[str]]  # the stems of each doc, for reasons
     doc_len: np.ndarray  # (n,) float32
+    idf_of: dict[str, float]  # stem -> idf, for reasons
     avg_len: float
     _phrases: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    _phrase_docs: dict[str, frozenset[int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, docs: Sequence[tuple[str, str]]) -> LexicalIndex:
@@ -67,10 +69,12 @@ class LexicalIndex:
         df = counts.astype(np.float32)
         norm = K1 * (1 - B + B * lengths[r] / max(avg, 1e-9))
         post_tf = (tf * (K1 + 1) / (tf + norm)).astype(np.float32)
+        idf = _idf(df, n)
         return cls(
             n_docs=n,
             vocab=vocab,
-            idf=_idf(df, n),
+            idf=idf,
+            idf_of=dict(zip(vocab, idf.tolist(), strict=True)),
             indptr=indptr,
             post_docs=r,
             post_tf=post_tf,
@@ -129,7 +133,10 @@ class LexicalIndex:
         """Does the phrase (or term) ``key`` occur in doc ``doc``?"""
         if " " not in key:
             return key in self.doc_terms[doc]
-        return f" {key} " in self.doc_text[doc]
+        docs = self._phrase_docs.get(key)
+        if docs is None:
+            docs = self._phrase_docs[key] = frozenset(self.phrase(key)[0].tolist())
+        return doc in docs
 
     def scores(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """BM25 of every doc for each query (term ids, weights times idf): shape (Q, n)."""

@@ -13,11 +13,10 @@ average, plus bounded boosts (followed authors, categories, popularity, freshnes
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -29,8 +28,8 @@ from .models import Paper, Profile, Scored
 
 KEYWORD_FACTOR = 2.0  # an explicit keyword counts as much as two mentions in the interests
 POPULARITY_CAP = 500  # upvotes at which the popularity boost is full
-LIKED_REASON_SIMILARITY = 0.55  # centered cosine needed to say "close to a paper you liked"
-SEMANTIC_REASON_Z = 2.5
+LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a paper you liked"
+SEMANTIC_REASON_Z = 1.0
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 512
 _CACHE_SIZE = 4096
@@ -52,6 +51,7 @@ class Corpus:
     paper_categories: list[frozenset[str]]  # canonical categories of each paper
     authors: dict[str, list[tuple[int, str]]]  # author key -> (row, name as printed)
     title_groups: np.ndarray  # (n,) papers with the same normalized title share a number
+    title_index: dict[str, int]  # normalized title -> its group number
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -64,12 +64,14 @@ class _Query:
     terms: dict[str, float]  # stem -> weight from the interests and single-word keywords
     surface: dict[str, str]  # stem -> the word as the subscriber wrote it
     term_set: frozenset[str]
-    bigrams: list[tuple[str, str, str]]  # adjacent words of the interests: stems, as written
+    position: dict[str, int]  # order of first appearance, for stable reasons
+    bigrams: dict[str, list[tuple[str, str]]]  # two-word phrases of the interests
     phrases: list[tuple[str, float]]  # phrase keys (stems) with weights
     keywords: list[tuple[str, str, float]]  # (key, as written, weight) for reasons
     vector: np.ndarray | None  # raw embedding of the interests text
     liked: np.ndarray  # (m, d) raw embeddings of liked papers
     liked_titles: list[str]
+    liked_title_keys: list[str]
     liked_ids: frozenset[str]
     authors: dict[str, str]  # author key -> name as written
     categories: dict[str, str]  # canonical code -> code as written
@@ -89,7 +91,7 @@ class _Signals:
     liked: np.ndarray
     liked_best: np.ndarray  # (Q, n) index of the closest liked paper
     liked_cos: np.ndarray  # (Q, n) cosine to it
-    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    relevance: np.ndarray  # (Q, n) the interests' part of the score
 
 
 class Ranker:
@@ -112,6 +114,7 @@ class Ranker:
         mean = raw.mean(axis=0) if len(plist) else np.zeros(raw.shape[1], dtype=np.float32)
         vectors = embed.unit(embed.unit(raw) - embed.unit(mean[None, :]))
         ids = [p.id for p in plist]
+        groups, title_index = _title_groups(plist)
         order = np.empty(len(ids), dtype=np.int64)
         order[np.argsort(np.asarray(ids, dtype=object), kind="stable")] = np.arange(len(ids))
         cats: dict[str, list[int]] = {}
@@ -137,7 +140,8 @@ class Ranker:
                 frozenset(text.canonical_category(c) for c in p.categories) for p in plist
             ],
             authors=authors,
-            title_groups=_title_groups(plist),
+            title_groups=groups,
+            title_index=title_index,
         )
 
     def _boosts(self, papers: Sequence[Paper], now: datetime) -> np.ndarray:
@@ -249,6 +253,8 @@ class Ranker:
         floors = np.asarray([q.min_score for q in queries], dtype=np.float32)
         picks = self._select(corpus, scores, limits, floors)
         for qi, query in enumerate(queries):
+            row = scores[qi]
+            picks[qi].sort(key=lambda d: (-row[d], corpus.id_order[d]))
             yield [
                 Scored(
                     paper=corpus.papers[d],
@@ -276,44 +282,55 @@ class Ranker:
                 rows, tf, idf = corpus.lexical.phrase(key)
                 if len(rows):
                     lex_raw[qi, rows] += weight * idf * tf
-        lex = _standardize(np.log1p(lex_raw))
+        lex = _standardize(np.log1p(lex_raw), allowed)
         has_lex = np.asarray([bool(q.terms or q.phrases) for q in queries])
         has_vec = np.asarray([q.vector is not None for q in queries])
-        has_liked = np.asarray([len(q.liked) > 0 for q in queries])
         qvecs = np.zeros((nq, corpus.vectors.shape[1]), dtype=np.float32)
         for qi, q in enumerate(queries):
             if q.vector is not None:
                 qvecs[qi] = q.vector
         qvecs = self._center(corpus, qvecs)
-        sem = _standardize(qvecs @ corpus.vectors.T)
+        sem = _standardize(qvecs @ corpus.vectors.T, allowed)
         liked_best = np.zeros((nq, n), dtype=np.int32)
         liked_cos = np.zeros((nq, n), dtype=np.float32)
+        liked_z = np.zeros((nq, n), dtype=np.float32)
+        has_liked = np.zeros(nq, dtype=bool)
         for qi, q in enumerate(queries):
             if len(q.liked):
                 sims = self._center(corpus, q.liked) @ corpus.vectors.T
                 liked_best[qi] = sims.argmax(axis=0)
                 liked_cos[qi] = sims.max(axis=0)
-        liked_z = _standardize(liked_cos)
-        wl = w.lexical_weight * has_lex
-        ws = w.semantic_weight * has_vec
-        wk = w.liked_weight * has_liked
-        total = np.maximum(wl + ws + wk, 1e-9)[:, None]
-        base = wl[:, None] * lex + wk[:, None] * liked_z
-        if w.feedback and ws.any():
+                liked_z[qi] = _standardize(liked_cos[qi : qi + 1], allowed[qi : qi + 1])[0]
+                has_liked[qi] = True
+        wl = (w.lexical_weight * has_lex)[:, None]
+        ws = (w.semantic_weight * has_vec)[:, None]
+        wk = (min(w.liked_weight, 1.0) * has_liked)[:, None]
+        total = np.maximum(wl + ws, 1e-9)
+
+        def fuse(sem: np.ndarray) -> np.ndarray:
+            # Relevance to the interests, lifted towards the similarity to liked papers
+            # where that is higher: a liked paper pulls its neighbours up and never
+            # pushes the interests' matches down.
+            rel = (wl * lex + ws * sem) / total
+            return rel + wk * np.maximum(liked_z - rel, 0.0)
+
+        if w.feedback and has_vec.any():
             # Pseudo-relevance feedback: move each interests vector towards the mean of its
             # best first-pass papers, then score again. This widens a short or unusual
             # description to the vocabulary this edition's papers actually use.
-            first = np.where(allowed, (base + ws[:, None] * sem) / total, -np.inf)
+            first = np.where(allowed, fuse(sem), -np.inf)
             k = min(w.feedback_papers, n)
             best = np.argpartition(-first, k - 1, axis=1)[:, :k]
             centroid = embed.unit(corpus.vectors[best].mean(axis=1))
-            qvecs = embed.unit(qvecs + w.feedback * centroid)
-            sem = _standardize(qvecs @ corpus.vectors.T)
-        fused = (base + ws[:, None] * sem) / total
-        fused += corpus.boosts[None, :]
+            feedback = embed.unit(qvecs + w.feedback * centroid)
+            sem = np.where(
+                has_vec[:, None], _standardize(feedback @ corpus.vectors.T, allowed), sem
+            )
+        relevance = (wl * lex + ws * sem) / total
+        fused = fuse(sem) + corpus.boosts[None, :]
         for qi, q in enumerate(queries):
             self._boost(corpus, q, fused[qi])
-        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos)
+        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos, relevance)
 
     @staticmethod
     def _center(corpus: Corpus, vecs: np.ndarray) -> np.ndarray:
@@ -336,6 +353,10 @@ class Ranker:
         gone = [corpus.rows[i] for i in (*seen, *q.liked_ids) if i in corpus.rows]
         if gone:
             allowed[gone] = False
+        for key in q.liked_title_keys:  # a paper the subscriber already has is no news
+            group = corpus.title_index.get(key)
+            if group is not None:
+                allowed[corpus.title_groups == group] = False
         if q.restrict and q.categories:
             keep = np.zeros(len(allowed), dtype=bool)
             keep[_rows_in(corpus, q.categories)] = True
@@ -417,10 +438,11 @@ class Ranker:
             printed = next((name for row, name in corpus.authors.get(key, ()) if row == d), None)
             if printed:
                 out.append(f"by {printed} (followed)")
-        if len(q.liked) and sig.liked_cos[qi, d] >= LIKED_REASON_SIMILARITY:
+        liked_z = sig.liked[qi, d]
+        if len(q.liked) and liked_z >= LIKED_REASON_Z and liked_z > sig.relevance[qi, d]:
             out.append(f"close to a paper you liked: {q.liked_titles[int(sig.liked_best[qi, d])]}")
         if not out and sig.semantic[qi, d] >= SEMANTIC_REASON_Z:
-            out.append("close to your interests")
+            out.append("related to your interests")
         if q.categories:
             mine = [
                 written for c, written in q.categories.items() if c in corpus.paper_categories[d]
@@ -447,18 +469,19 @@ def _matched_terms(lex: LexicalIndex, q: _Query, d: int, limit: int = 3) -> list
     if not hits:
         return out
     scored: list[tuple[float, str]] = []
-    for s1, s2, written in q.bigrams:
-        if s1 in hits and s2 in hits and lex.matches(f"{s1} {s2}", d):
-            scored.append((_weight(lex, q, s1) + _weight(lex, q, s2), written))
-            hits = hits - {s1, s2}
-    scored += [(_weight(lex, q, s), q.surface.get(s, s)) for s in hits]
+    idf = lex.idf_of
+    for s1 in sorted(hits, key=q.position.__getitem__):
+        if s1 not in hits:
+            continue
+        for s2, written in q.bigrams.get(s1, ()):
+            if s2 in hits and lex.matches(f"{s1} {s2}", d):
+                weight = q.terms[s1] * idf[s1] + q.terms[s2] * idf[s2]
+                scored.append((weight, written))
+                hits = hits - {s1, s2}
+                break
+    scored += [(q.terms[s] * idf[s], q.surface.get(s, s)) for s in hits]
     scored.sort(key=lambda c: (-c[0], c[1]))
     return out + [w for _, w in scored[: limit - len(out)]]
-
-
-def _weight(lex: LexicalIndex, q: _Query, stem: str) -> float:
-    t = lex.vocab.get(stem)
-    return 0.0 if t is None else q.terms.get(stem, 0.0) * float(lex.idf[t])
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -515,22 +538,12 @@ def _profile_key(p: Profile, liked: Sequence[Paper]) -> str:
 def _build_query(
     p: Profile, liked: Sequence[Paper], vector: np.ndarray, liked_vecs: np.ndarray
 ) -> _Query:
-    terms: dict[str, float] = {}
-    surface: dict[str, str] = {}
     source = p.interests
     if not source and not p.keywords:
         # Only liked papers: their titles stand in for the interests.
         source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
-    bigrams: dict[tuple[str, str], str] = {}
-    for clause in text.clauses(source):
-        folded, spans = text.word_spans(clause)
-        for s, start, end in spans:
-            terms[s] = terms.get(s, 0.0) + 1.0
-            surface.setdefault(s, folded[start:end])
-        for (s1, start, _), (s2, _, end) in itertools.pairwise(spans):
-            if s1 != s2 and end - start <= 40:
-                bigrams.setdefault((s1, s2), folded[start:end])
-    terms = {s: math.sqrt(c) for s, c in terms.items()}
+    counts, surface, bigrams = text.parse_terms(source)
+    terms = {s: math.sqrt(c) for s, c in counts.items()}
     phrases: list[tuple[str, float]] = []
     keywords: list[tuple[str, str, float]] = []
     for quoted in text.quoted_phrases(p.interests):
@@ -550,18 +563,21 @@ def _build_query(
             surface.setdefault(key, kw.term)
     keywords.sort(key=lambda k: -k[2])
     has_text = bool(p.interests or p.keywords or source)
+    liked_titles = [x.title for x in liked] + [t for t, _ in p.liked_texts]
     ex_cats = frozenset(text.canonical_category(e) for e in p.exclude if text.is_category(e))
     ex_terms = [text.phrase_key(e) for e in p.exclude if not text.is_category(e)]
     return _Query(
         terms=terms,
         surface=surface,
         term_set=frozenset(terms),
-        bigrams=[(s1, s2, w) for (s1, s2), w in bigrams.items()],
+        position={s: i for i, s in enumerate(terms)},
+        bigrams=bigrams,
         phrases=[(k, w) for k, w in phrases if k],
         keywords=keywords,
         vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
         liked=liked_vecs,
-        liked_titles=[x.title for x in liked] + [t for t, _ in p.liked_texts],
+        liked_titles=liked_titles,
+        liked_title_keys=[_title_key(t) for t in liked_titles],
         liked_ids=frozenset(p.liked),
         authors={text.author_key(a): a for a in p.authors if text.author_key(a)},
         categories={text.canonical_category(c): c for c in p.categories},
@@ -573,13 +589,17 @@ def _build_query(
     )
 
 
-def _title_groups(papers: Sequence[Paper]) -> np.ndarray:
-    seen: dict[str, int] = {}
+def _title_key(title: str) -> str:
+    return " ".join(text.words(title))
+
+
+def _title_groups(papers: Sequence[Paper]) -> tuple[np.ndarray, dict[str, int]]:
+    index: dict[str, int] = {}
     out = np.empty(len(papers), dtype=np.int64)
     for i, p in enumerate(papers):
-        key = " ".join(text.words(p.title)) or f"\x00{i}"
-        out[i] = seen.setdefault(key, len(seen))
-    return out
+        key = _title_key(p.title) or f"\x00{i}"
+        out[i] = index.setdefault(key, len(index))
+    return out, index
 
 
 def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:
@@ -596,10 +616,16 @@ def _lexical_query(corpus: Corpus, q: _Query) -> tuple[np.ndarray, np.ndarray]:
     return t, w
 
 
-def _standardize(x: np.ndarray) -> np.ndarray:
-    """Each row in standard deviations above its mean (a constant row gives zeros)."""
-    mean = x.mean(axis=1, keepdims=True)
-    std = x.std(axis=1, keepdims=True)
+def _standardize(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Each row in standard deviations above its mean over the ``mask``ed entries (papers
+    that can be picked); a constant row gives zeros."""
+    if mask is None:
+        mean = x.mean(axis=1, keepdims=True)
+        std = x.std(axis=1, keepdims=True)
+    else:
+        count = np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        mean = np.where(mask, x, 0.0).sum(axis=1, keepdims=True) / count
+        std = np.sqrt(np.where(mask, (x - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count)
     return ((x - mean) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)
 
 

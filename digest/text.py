@@ -62,23 +62,39 @@ def stems(text: str) -> list[str]:
     return [stem(w) for w in words(text)]
 
 
-_CLAUSE = re.compile(r"[.,;:!?()\[\]{}\"/\n]+")
+_BREAK = re.compile(r"[.,;:!?()\[\]{}\"/\n]")
 
 
-def clauses(text: str) -> list[str]:
-    """Text split at punctuation, so word pairs never straddle a comma or a full stop."""
-    return [c for c in _CLAUSE.split(text) if c.strip()]
-
-
-def word_spans(text: str) -> tuple[str, list[tuple[str, int, int]]]:
-    """The folded text and (stem, start, end) of each non-stopword in it."""
+def parse_terms(
+    text: str,
+) -> tuple[dict[str, int], dict[str, str], dict[str, list[tuple[str, str]]]]:
+    """One pass over free text: stem counts, each stem's first word as written (folded), and
+    the two-word phrases (adjacent non-stopwords in one clause; stopwords between them are
+    kept in the label) as {first stem: [(second stem, label)]}."""
     folded = fold(text)
-    spans = [
-        (stem(m.group(0)), m.start(), m.end())
-        for m in _WORD.finditer(folded)
-        if m.group(0) not in STOPWORDS
-    ]
-    return folded, spans
+    counts: dict[str, int] = {}
+    surface: dict[str, str] = {}
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    prev = ""
+    prev_start = prev_end = 0
+    for m in _WORD.finditer(folded):
+        word = m.group(0)
+        if word in STOPWORDS:
+            continue
+        s = stem(word)
+        counts[s] = counts.get(s, 0) + 1
+        if s not in surface:
+            surface[s] = word
+        start, end = m.span()
+        if (
+            prev
+            and prev != s
+            and end - prev_start <= 40
+            and not _BREAK.search(folded, prev_end, start)
+        ):
+            pairs.setdefault(prev, []).append((s, folded[prev_start:end]))
+        prev, prev_start, prev_end = s, start, end
+    return counts, surface, pairs
 
 
 def quoted_phrases(text: str) -> list[str]:
