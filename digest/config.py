@@ -69,7 +69,7 @@ class Ranking(Strict):
     popularity_weight: float = Field(default=0.3, ge=0)
     freshness_weight: float = Field(default=0.2, ge=0)
     freshness_half_life_days: float = Field(default=3.0, gt=0)
-    author_boost: float = Field(default=1.5, ge=0)
+    author_boost: float = Field(default=3.0, ge=0)
     category_boost: float = Field(default=0.3, ge=0)
     diversity: float = Field(default=0.15, ge=0, le=1)
     duplicate_similarity: float = Field(default=0.9, gt=0, le=1)

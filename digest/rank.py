@@ -400,8 +400,8 @@ class Ranker:
         groups = corpus.title_groups[cand]
         sims[groups[:, :, None] == groups[:, None, :]] = 1.0
         last = np.maximum(alive.sum(axis=1) - 1, 0)
-        spread = np.maximum(cs[:, 0] - cs[np.arange(nq), last], 1e-9)
-        spread[~alive[:, 0]] = 0.0
+        finite = np.where(alive, cs, 0.0)
+        spread = np.maximum(finite[:, 0] - finite[np.arange(nq), last], 1e-9)
         lam = self.weights.diversity * spread[:, None]
         dup = self.weights.duplicate_similarity
         rows = np.arange(nq)
