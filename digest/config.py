@@ -147,12 +147,14 @@ class Config(Strict):
         names = [f.name for f in self.feeds]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"feeds: duplicate feed name {dupes[0]!r}; give each feed its own name")
+            raise ValueError(
+                f"feeds: duplicate feed name {dupes[0]!r}; give each feed its own name"
+            )
         return self
 
     def resolve(self, value: str) -> Path:
         p = Path(value).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
+        return p if p.is_absolute() else Path(os.path.normpath(self.base_dir / p))
 
     @property
     def database_url(self) -> str:
@@ -194,6 +196,28 @@ class Config(Strict):
             )
         return value
 
+    def preflight(self) -> None:
+        """Check what the file cannot show (secrets in the environment, key files) before
+        anything is fetched or sent; raises ``ConfigError``."""
+        if self.smtp.host:
+            self.smtp_password()
+            if self.smtp.ca_file and not self.resolve(self.smtp.ca_file).is_file():
+                raise ConfigError(f"{self.path}: [smtp] ca_file: {self.smtp.ca_file} not found")
+        if self.unsubscribe.url:
+            if not self.unsubscribe.url.startswith("https://"):
+                raise ConfigError(f"{self.path}: [unsubscribe] url: must start with https://")
+            if not os.environ.get(self.unsubscribe.secret_env, ""):
+                raise ConfigError(
+                    f"{self.path}: [unsubscribe] url is set but environment variable "
+                    f"{self.unsubscribe.secret_env} is empty; export a long random secret there"
+                )
+        if self.dkim.selector or self.dkim.private_key_file:
+            key = self.resolve(self.dkim.private_key_file) if self.dkim.private_key_file else None
+            if key is None or not key.is_file() or not self.dkim.selector:
+                raise ConfigError(
+                    f"{self.path}: [dkim] needs both selector and a readable private_key_file"
+                )
+
     def feed_base(self, url: str) -> str:
         """A feed url, with a relative local path resolved against the config folder."""
         if "://" in url:
@@ -205,7 +229,9 @@ def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown timezone {value!r}; use an IANA name like 'Europe/Paris'") from exc
+        raise ValueError(
+            f"unknown timezone {value!r}; use an IANA name like 'Europe/Paris'"
+        ) from exc
     return value
 
 
