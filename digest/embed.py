@@ -97,18 +97,15 @@ def token_ids(text: str) -> list[int]:
     return out
 
 
-def embed(texts: Sequence[str], chunk: int = 64) -> np.ndarray:
-    """Mean-pooled token embeddings, float32, shape (len(texts), 256), not normalized.
-
-    The vectors of ``WordLlama.embed`` (up to runs of spaces), computed in small chunks so
-    that no (texts x tokens x 256) array is ever built.
-    """
+def _sums(texts: Sequence[str], chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of token embeddings and number of tokens of each text, in small chunks so that
+    no (texts x tokens x 256) array is ever built."""
     table = model().embedding
     out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
-    if not texts:
-        return out
     ids = [token_ids(t) for t in texts]
     lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    if not texts:
+        return out, lens
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
     np.clip(flat, 0, table.shape[0] - 1, out=flat)
     ends = np.cumsum(lens)
@@ -121,8 +118,47 @@ def embed(texts: Sequence[str], chunk: int = 64) -> np.ndarray:
         base = starts[rows[0]]
         gathered = table[flat[base : ends[rows[-1]]]]
         out[rows] = np.add.reduceat(gathered, starts[rows] - base, axis=0)
-    out /= np.maximum(lens, 1)[:, None]
-    return out
+    return out, lens
+
+
+def embed(texts: Sequence[str]) -> np.ndarray:
+    """Mean-pooled token embeddings, float32, shape (len(texts), 256), not normalized: the
+    vectors of ``WordLlama.embed`` (up to runs of spaces)."""
+    sums, lens = _sums(texts)
+    return sums / np.maximum(lens, 1)[:, None]
+
+
+class PartCache:
+    """Embeddings of texts made of parts (interests, keywords), pooled over all their tokens.
+
+    Each part's token sum and count is remembered, so a part shared by many profiles (a
+    common keyword, a preset interests text) is tokenized once per run.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._parts: dict[str, tuple[np.ndarray, int]] = {}
+
+    def embed(self, groups: Sequence[Sequence[str]]) -> np.ndarray:
+        """One mean-pooled vector per group of parts."""
+        parts = self._parts
+        todo = list(dict.fromkeys(t for g in groups for t in g if t not in parts))
+        if todo:
+            if len(parts) + len(todo) > self.size:
+                parts.clear()
+            sums, lens = _sums(todo)
+            parts.update(zip(todo, zip(sums, lens.tolist(), strict=True), strict=True))
+        dim = model().embedding.shape[1]
+        out = np.zeros((len(groups), dim), dtype=np.float32)
+        for i, group in enumerate(groups):
+            if len(group) == 1:
+                vec, count = parts[group[0]]
+                out[i] = vec / max(count, 1)
+            elif group:
+                found = [parts[t] for t in group]
+                total = sum(c for _, c in found)
+                out[i] = np.sum([v for v, _ in found], axis=0) / max(total, 1)
+        return out
 
 
 def unit(matrix: np.ndarray) -> np.ndarray:

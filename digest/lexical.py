@@ -30,6 +30,7 @@ class LexicalIndex:
     doc_terms: list[frozenset[str]]  # the stems of each doc, for reasons
     doc_len: np.ndarray  # (n,) float32
     idf_of: dict[str, float]  # stem -> idf, for reasons
+    terms: list[str]  # term id -> stem
     avg_len: float
     _phrases: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
     _phrase_docs: dict[str, frozenset[int]] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class LexicalIndex:
             vocab=vocab,
             idf=idf,
             idf_of=dict(zip(vocab, idf.tolist(), strict=True)),
+            terms=list(vocab),
             indptr=indptr,
             post_docs=r,
             post_tf=post_tf,
@@ -138,11 +140,10 @@ class LexicalIndex:
             docs = self._phrase_docs[key] = frozenset(self.phrase(key)[0].tolist())
         return doc in docs
 
-    def scores(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """BM25 of every doc for each query (term ids, weights times idf): shape (Q, n)."""
-        n = self.n_docs
-        if not queries or n == 0:
-            return np.zeros((len(queries), n), dtype=np.float32)
+    def _expand(
+        self, queries: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting of every query term: (query, doc, term, BM25 contribution)."""
         qs = np.concatenate(
             [np.full(len(t), i, dtype=np.int64) for i, (t, _) in enumerate(queries)]
         )
@@ -151,15 +152,49 @@ class LexicalIndex:
         starts = self.indptr[terms]
         lens = self.indptr[terms + 1] - starts
         total = int(lens.sum())
-        if total == 0:
-            return np.zeros((len(queries), n), dtype=np.float32)
         # Positions of every posting of every query term, without a Python loop.
         shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
         pos = shift + np.arange(total, dtype=np.int64)
-        flat = np.repeat(qs * n, lens) + self.post_docs[pos]
         vals = self.post_tf[pos] * np.repeat(weights, lens)
-        out = np.bincount(flat, weights=vals, minlength=len(queries) * n)
+        return np.repeat(qs, lens), self.post_docs[pos], np.repeat(terms, lens), vals
+
+    def scores(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """BM25 of every doc for each query (term ids, weights times idf): shape (Q, n)."""
+        n = self.n_docs
+        if not queries or n == 0:
+            return np.zeros((len(queries), n), dtype=np.float32)
+        qs, docs, _, vals = self._expand(queries)
+        out = np.bincount(qs * n + docs, weights=vals, minlength=len(queries) * n)
         return out.reshape(len(queries), n).astype(np.float32)
+
+    def hits(
+        self, queries: Sequence[tuple[np.ndarray, np.ndarray]], picked: np.ndarray, most: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The query terms found in picked (query, doc) pairs, largest contribution first.
+
+        ``picked`` is a (Q, n) boolean mask. Returns ``slot`` (Q * n,) and ``table``
+        (pairs, most): row ``slot[q * n + d]`` of ``table`` holds the term ids for that
+        pair, padded with -1; ``slot`` is -1 for pairs without any.
+        """
+        n = self.n_docs
+        slot = np.full(picked.size, -1, dtype=np.int64)
+        if not queries or n == 0:
+            return slot, np.zeros((0, most), dtype=np.int64)
+        qs, docs, terms, vals = self._expand(queries)
+        keys = qs * n + docs
+        keep = picked.ravel()[keys]
+        keys, terms, vals = keys[keep], terms[keep], vals[keep]
+        order = np.lexsort((terms, -vals, keys))
+        keys, terms = keys[order], terms[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        group = np.cumsum(first) - 1
+        rank = np.arange(len(keys)) - np.flatnonzero(first)[group]
+        table = np.full((int(first.sum()), most), -1, dtype=np.int64)
+        top = rank < most
+        table[group[top], rank[top]] = terms[top]
+        slot[keys[first]] = np.arange(len(table))
+        return slot, table
 
 
 def _idf(df: np.ndarray, n: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,6 +31,8 @@ KEYWORD_FACTOR = 2.0  # an explicit keyword counts as much as two mentions in th
 POPULARITY_CAP = 500  # upvotes at which the popularity boost is full
 LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a paper you liked"
 SEMANTIC_REASON_Z = 1.0
+REASON_TERMS = 3  # words or phrases named in "matches ..."
+COMMON_WORD_IDF = 1.2  # words in more than ~30% of the edition's papers are not named as reasons
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 512
 _CACHE_SIZE = 4096
@@ -63,9 +66,7 @@ class _Query:
 
     terms: dict[str, float]  # stem -> weight from the interests and single-word keywords
     surface: dict[str, str]  # stem -> the word as the subscriber wrote it
-    term_set: frozenset[str]
-    position: dict[str, int]  # order of first appearance, for stable reasons
-    bigrams: dict[str, list[tuple[str, str]]]  # two-word phrases of the interests
+    partners: dict[str, list[tuple[str, str, str]]]  # stem -> (other stem, phrase key, label)
     phrases: list[tuple[str, float]]  # phrase keys (stems) with weights
     keywords: list[tuple[str, str, float]]  # (key, as written, weight) for reasons
     vector: np.ndarray | None  # raw embedding of the interests text
@@ -92,6 +93,7 @@ class _Signals:
     liked_best: np.ndarray  # (Q, n) index of the closest liked paper
     liked_cos: np.ndarray  # (Q, n) cosine to it
     relevance: np.ndarray  # (Q, n) the interests' part of the score
+    lexical_queries: list[tuple[np.ndarray, np.ndarray]]
 
 
 class Ranker:
@@ -100,6 +102,7 @@ class Ranker:
     def __init__(self, weights: Ranking | None = None) -> None:
         self.weights = weights or Ranking()
         self._queries: OrderedDict[str, _Query] = OrderedDict()
+        self._parts = embed.PartCache()
 
     # ---- editions -------------------------------------------------------------------
 
@@ -210,18 +213,19 @@ class Ranker:
         keys = [_profile_key(p, liked.get(p.email, ())) for p in profiles]
         out: list[_Query | None] = [self._queries.get(k) for k in keys]
         todo = [i for i, q in enumerate(out) if q is None]
-        texts: list[str] = []
-        liked_texts: list[list[str]] = []
+        groups: list[list[str]] = []
+        liked_counts: list[int] = []
         for i in todo:
-            texts.append(_profile_text(profiles[i]))
-            liked_texts.append(_liked_texts(profiles[i], liked.get(profiles[i].email, ())))
-        flat = [t for group in liked_texts for t in group]
-        vecs = embed.embed(texts + flat) if texts else np.zeros((0, 256), dtype=np.float32)
-        cursor = len(texts)
+            groups.append(_profile_parts(profiles[i]))
+        for i in todo:
+            texts = _liked_texts(profiles[i], liked.get(profiles[i].email, ()))
+            groups.extend([t] for t in texts)
+            liked_counts.append(len(texts))
+        vecs = self._parts.embed(groups)
+        cursor = len(todo)
         for j, i in enumerate(todo):
-            m = len(liked_texts[j])
-            liked_vecs = vecs[cursor : cursor + m]
-            cursor += m
+            liked_vecs = vecs[cursor : cursor + liked_counts[j]]
+            cursor += liked_counts[j]
             q = _build_query(profiles[i], liked.get(profiles[i].email, ()), vecs[j], liked_vecs)
             out[i] = q
             self._queries[keys[i]] = q
@@ -252,14 +256,21 @@ class Ranker:
         limits = np.asarray([q.max_papers if top is None else top for q in queries])
         floors = np.asarray([q.min_score for q in queries], dtype=np.float32)
         picks = self._select(corpus, scores, limits, floors)
+        picked = np.zeros(scores.shape, dtype=bool)
+        for qi, rows in enumerate(picks):
+            picked[qi, rows] = True
+        slot, table = corpus.lexical.hits(sig.lexical_queries, picked, REASON_TERMS + 4)
+        n = len(corpus)
         for qi, query in enumerate(queries):
             row = scores[qi]
             picks[qi].sort(key=lambda d: (-row[d], corpus.id_order[d]))
             yield [
                 Scored(
                     paper=corpus.papers[d],
-                    score=round(float(scores[qi, d]), 4),
-                    reasons=self._reasons(corpus, query, sig, qi, d),
+                    score=round(float(row[d]), 4),
+                    reasons=self._reasons(
+                        corpus, query, sig, qi, d, _found(slot, table, qi * n + d)
+                    ),
                 )
                 for d in picks[qi]
             ]
@@ -276,7 +287,8 @@ class Ranker:
         nq, n = len(queries), len(corpus)
         if allowed is None:
             allowed = np.ones((nq, n), dtype=bool)
-        lex_raw = corpus.lexical.scores([_lexical_query(corpus, q) for q in queries])
+        lex_queries = [_lexical_query(corpus, q) for q in queries]
+        lex_raw = corpus.lexical.scores(lex_queries)
         for qi, q in enumerate(queries):
             for key, weight in q.phrases:
                 rows, tf, idf = corpus.lexical.phrase(key)
@@ -330,7 +342,7 @@ class Ranker:
         fused = fuse(sem) + corpus.boosts[None, :]
         for qi, q in enumerate(queries):
             self._boost(corpus, q, fused[qi])
-        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos, relevance)
+        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos, relevance, lex_queries)
 
     @staticmethod
     def _center(corpus: Corpus, vecs: np.ndarray) -> np.ndarray:
@@ -427,11 +439,11 @@ class Ranker:
     # ---- reasons --------------------------------------------------------------------
 
     def _reasons(
-        self, corpus: Corpus, q: _Query, sig: _Signals, qi: int, d: int
+        self, corpus: Corpus, q: _Query, sig: _Signals, qi: int, d: int, found: Sequence[int]
     ) -> tuple[str, ...]:
         paper = corpus.papers[d]
         out: list[str] = []
-        matched = _matched_terms(corpus.lexical, q, d)
+        matched = _matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
         if matched:
             out.append("matches " + ", ".join(f"'{m}'" for m in matched))
         for key in q.authors:
@@ -454,9 +466,17 @@ class Ranker:
         return tuple(out)
 
 
-def _matched_terms(lex: LexicalIndex, q: _Query, d: int, limit: int = 3) -> list[str]:
+def _found(slot: np.ndarray, table: np.ndarray, key: int) -> list[int]:
+    row = int(slot[key])
+    return [] if row < 0 else [t for t in table[row].tolist() if t >= 0]
+
+
+def _matched_terms(
+    lex: LexicalIndex, q: _Query, d: int, found: Sequence[int], limit: int = 3
+) -> list[str]:
     """What the paper matches, as the subscriber wrote it: keywords first (by weight), then
-    the most telling words or two-word phrases of the interests."""
+    the words of the interests that weigh most in this paper's score, two adjacent ones
+    shown as a phrase where the paper has them side by side."""
     out: list[str] = []
     covered: set[str] = set()
     for key, written, _ in q.keywords:
@@ -465,23 +485,26 @@ def _matched_terms(lex: LexicalIndex, q: _Query, d: int, limit: int = 3) -> list
             covered.update(key.split())
     if len(out) >= limit:
         return out
-    hits = (q.term_set & lex.doc_terms[d]) - covered
-    if not hits:
-        return out
-    scored: list[tuple[float, str]] = []
-    idf = lex.idf_of
-    for s1 in sorted(hits, key=q.position.__getitem__):
-        if s1 not in hits:
+    top = [s for s in (lex.terms[t] for t in found) if s not in covered]
+    used: set[str] = set()
+    for s1 in top:
+        if s1 in used:
             continue
-        for s2, written in q.bigrams.get(s1, ()):
-            if s2 in hits and lex.matches(f"{s1} {s2}", d):
-                weight = q.terms[s1] * idf[s1] + q.terms[s2] * idf[s2]
-                scored.append((weight, written))
-                hits = hits - {s1, s2}
+        used.add(s1)
+        label = None
+        for s2, key, pair in q.partners.get(s1, ()):
+            if s2 in top and s2 not in used and lex.matches(key, d):
+                label = pair
+                used.add(s2)
                 break
-    scored += [(q.terms[s] * idf[s], q.surface.get(s, s)) for s in hits]
-    scored.sort(key=lambda c: (-c[0], c[1]))
-    return out + [w for _, w in scored[: limit - len(out)]]
+        if label is None:
+            if lex.idf_of[s1] < COMMON_WORD_IDF:
+                continue  # true, but says nothing: most papers of the edition have it
+            label = q.surface.get(s1, s1)
+        out.append(label)
+        if len(out) >= limit:
+            break
+    return out
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -506,10 +529,9 @@ def _paper_text(p: Paper) -> str:
     return f"{p.title}. {p.title}. {p.abstract}"
 
 
-def _profile_text(p: Profile) -> str:
-    parts = [p.interests] if p.interests else []
-    parts += [k.term for k in p.keywords]
-    return ". ".join(parts)
+def _profile_parts(p: Profile) -> list[str]:
+    """The texts whose tokens make the interests vector."""
+    return [t for t in (p.interests, *(k.term for k in p.keywords)) if t.strip()]
 
 
 def _liked_texts(p: Profile, liked: Sequence[Paper]) -> list[str]:
@@ -542,7 +564,8 @@ def _build_query(
     if not source and not p.keywords:
         # Only liked papers: their titles stand in for the interests.
         source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
-    counts, surface, bigrams = text.parse_terms(source)
+    counts, surface, pairs = _parse(source)
+    surface = dict(surface)
     terms = {s: math.sqrt(c) for s, c in counts.items()}
     phrases: list[tuple[str, float]] = []
     keywords: list[tuple[str, str, float]] = []
@@ -569,9 +592,7 @@ def _build_query(
     return _Query(
         terms=terms,
         surface=surface,
-        term_set=frozenset(terms),
-        position={s: i for i, s in enumerate(terms)},
-        bigrams=bigrams,
+        partners=pairs,
         phrases=[(k, w) for k, w in phrases if k],
         keywords=keywords,
         vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
@@ -587,6 +608,9 @@ def _build_query(
         max_papers=p.max_papers,
         min_score=p.min_score,
     )
+
+
+_parse = lru_cache(maxsize=8192)(text.parse_terms)  # results are shared: never mutate them
 
 
 def _title_key(title: str) -> str:

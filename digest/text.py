@@ -65,16 +65,18 @@ def stems(text: str) -> list[str]:
 _BREAK = re.compile(r"[.,;:!?()\[\]{}\"/\n]")
 
 
-def parse_terms(
-    text: str,
-) -> tuple[dict[str, int], dict[str, str], dict[str, list[tuple[str, str]]]]:
+Pairs = dict[str, list[tuple[str, str, str]]]
+
+
+def parse_terms(text: str) -> tuple[dict[str, int], dict[str, str], Pairs]:
     """One pass over free text: stem counts, each stem's first word as written (folded), and
     the two-word phrases (adjacent non-stopwords in one clause; stopwords between them are
-    kept in the label) as {first stem: [(second stem, label)]}."""
+    kept in the label), indexed by either stem: {stem: [(other stem, phrase key, label)]}
+    where the phrase key is the two stems in text order."""
     folded = fold(text)
     counts: dict[str, int] = {}
     surface: dict[str, str] = {}
-    pairs: dict[str, list[tuple[str, str]]] = {}
+    pairs: Pairs = {}
     prev = ""
     prev_start = prev_end = 0
     for m in _WORD.finditer(folded):
@@ -92,7 +94,9 @@ def parse_terms(
             and end - prev_start <= 40
             and not _BREAK.search(folded, prev_end, start)
         ):
-            pairs.setdefault(prev, []).append((s, folded[prev_start:end]))
+            entry = (f"{prev} {s}", folded[prev_start:end])
+            pairs.setdefault(prev, []).append((s, *entry))
+            pairs.setdefault(s, []).append((prev, *entry))
         prev, prev_start, prev_end = s, start, end
     return counts, surface, pairs
 
