@@ -33,6 +33,7 @@ LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a pap
 SEMANTIC_REASON_Z = 1.0
 REASON_TERMS = 3  # words or phrases named in "matches ..."
 COMMON_WORD_IDF = 1.2  # words in more than ~30% of the edition's papers are not named as reasons
+SELECT_BYTES = 64 << 20  # memory for the pairwise similarities of one diversity step
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 512
 _CACHE_SIZE = 4096
@@ -391,12 +392,21 @@ class Ranker:
         with the same title, is never picked.
         """
         nq, n = scores.shape
-        out: list[list[int]] = [[] for _ in range(nq)]
         cap = int(limits.max(initial=0))
         if cap <= 0 or n == 0:
-            return out
-        s = np.where(scores >= floors[:, None], scores, -np.inf)
+            return [[] for _ in range(nq)]
         size = min(n, cap * POOL + 10)
+        rows = max(1, SELECT_BYTES // (size * size * 4))  # bounds the (rows, pool, pool) array
+        if nq > rows:
+            return [
+                picks
+                for lo in range(0, nq, rows)
+                for picks in self._select(
+                    corpus, scores[lo : lo + rows], limits[lo : lo + rows], floors[lo : lo + rows]
+                )
+            ]
+        out: list[list[int]] = [[] for _ in range(nq)]
+        s = np.where(scores >= floors[:, None], scores, -np.inf)
         cand = (
             np.argpartition(-s, size - 1, axis=1)[:, :size]
             if size < n
