@@ -188,6 +188,7 @@ class RateLimit:
         self.sleep = sleep
         self.lock = threading.Lock()
         self.next_at = 0.0
+        self.logged_at = -60.0
         self.window: deque[float] = deque(sorted(recent))
 
     @property
@@ -205,11 +206,13 @@ class RateLimit:
                     self.window.popleft()
                 if len(self.window) >= self.per_hour:
                     at = max(at, self.window[0] + 3600)
-                    log.info(
-                        "hourly limit of %d messages reached; waiting %.0f s",
-                        self.per_hour,
-                        at - now,
-                    )
+                    if now >= self.logged_at + 60:
+                        self.logged_at = now
+                        log.info(
+                            "[smtp] rate_per_hour = %d reached; next message in %.0f s",
+                            self.per_hour,
+                            at - now,
+                        )
                 self.window.append(at)
             self.next_at = at + self.interval
         if at > now:
@@ -391,7 +394,7 @@ class Outbox:
 
     def run(self, jobs: Iterator[list[Job]]) -> tuple[list[Job], list[Job]]:
         for batch in jobs:
-            for job in batch:
+            for i, job in enumerate(batch):
                 path = outbox_path(self.cfg, job.item.profile, job.item.edition)
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -399,10 +402,12 @@ class Outbox:
                     tmp.write_bytes(job.data)
                     os.replace(tmp, path)
                 except OSError as exc:
-                    raise SendError(
+                    error = SendError(
                         f"{path}: cannot write to the outbox ({exc.strerror}); check `outbox` "
                         "in the config and the folder's permissions"
-                    ) from exc
+                    )
+                    _defer(self.dlog, batch[i:], str(error))
+                    raise error from exc
                 self.dlog.record(job, "sent", f"written to {path}")
         return [], []
 

@@ -479,8 +479,10 @@ def build_message(
 
 
 def eml_name(profile: Profile) -> str:
-    """A safe file name for a subscriber's .eml in the outbox."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", profile.slug).strip("._") or "subscriber"
+    """A safe file name for a subscriber's .eml in the outbox: the subscriber file's name,
+    or the whole address for a profile that did not come from a file."""
+    name = profile.path.stem if profile.path is not None else profile.email
+    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._") or "subscriber"
     return f"{stem}.eml"
 
 

@@ -313,6 +313,15 @@ def test_outbox_writes_one_eml_per_subscriber_and_rerun_sends_nothing(
     assert again.sent == [] and sorted(again.already_sent) == summary.sent
 
 
+def test_outbox_that_cannot_be_written_stops_with_a_clear_error(
+    tmp_path: Path, store: Store
+) -> None:
+    (tmp_path / "outbox").write_text("a file where the folder should be")
+    with pytest.raises(SendError, match="cannot write to the outbox"):
+        deliver(make_config(tmp_path), store, outgoing(addresses(3)), now=clock)
+    assert {d.status for d in store.deliveries(EDITION)} == {"deferred"}
+
+
 # -- SMTP transport -----------------------------------------------------------------------------
 
 
