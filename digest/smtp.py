@@ -218,18 +218,16 @@ class SmtpConnection:
     def _check(self, *replies: tuple[int, bytes]) -> Outcome | None:
         """None when the envelope was accepted and DATA is open; else the outcome, after
         RSET (or closing the connection when the server is going away)."""
-        bad = next(
-            (
-                (code, msg)
-                for (code, msg), ok in zip(replies, ((250, 251), (250, 251), (354,)), strict=False)
-                if code not in ok
-            ),
-            None,
-        )
-        if bad is None:
+        expected = ((250, 251), (250, 251), (354,))
+        failed = [i for i, (code, _) in enumerate(replies) if code not in expected[i]]
+        if not failed:
             if len(replies) < 3:
                 raise AssertionError("envelope check needs MAIL, RCPT and DATA replies")
             return None
+        bad = replies[failed[0]]
+        if bad[0] == 530 or (failed[0] == 0 and bad[0] >= 500):
+            self.close()
+            self._refused_for_all(*bad)
         if replies[-1][0] == 354 or bad[0] == 421 or bad[0] < 0:
             # Going away, or DATA opened after a refused envelope (a broken server): close
             # rather than risk sending an empty message.
@@ -244,6 +242,19 @@ class SmtpConnection:
         except (OSError, smtplib.SMTPException):
             self.close(quit=False)
         return Outcome(_kind(bad[0]), _reply(*bad))
+
+    def _refused_for_all(self, code: int, msg: bytes) -> None:
+        """A refusal that would repeat for every message: stop the run with the reason."""
+        reply = _reply(code, msg)
+        if code == 530:
+            raise AuthError(
+                f"{self.where}: the server requires authentication ({reply}); set [smtp] user "
+                f"and export the password in {self.cfg.smtp.password_env}"
+            )
+        raise SendError(
+            f"{self.where}: the server refused our sender {self.cfg.sender.address} ({reply}); "
+            "check [sender] address: the relay must allow it for [smtp] user"
+        )
 
     def close(self, *, quit: bool = True) -> None:
         smtp, self.smtp = self.smtp, None

@@ -17,6 +17,7 @@ Fault modes (all optional, combinable):
   tls="starttls"|"ssl"   TLS with a fresh self-signed certificate; its PEM is at srv.ca_file
   pipelining=True        advertise PIPELINING (RFC 2920)
   starttls_advertised    False: a plain server that does not offer STARTTLS at all
+  reject_sender=True     MAIL FROM is answered "550 5.7.1 sender not allowed"
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ class _Handler:
         if self.srv.pipelining:
             out.insert(-1, "250-PIPELINING")
         return out
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.srv.reject_sender:
+            return f"550 5.7.1 <{address}>: sender not allowed"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -184,6 +194,7 @@ class SmtpServer:
         tls: str | None = None,
         pipelining: bool = False,
         starttls_advertised: bool = True,
+        reject_sender: bool = False,
         port: int | None = None,
     ) -> None:
         self.host = HOST
@@ -197,6 +208,7 @@ class SmtpServer:
         self.tls = tls
         self.pipelining = pipelining
         self.starttls_advertised = starttls_advertised
+        self.reject_sender = reject_sender
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.refusals: list[tuple[str, int]] = []  # (recipient, code) for refused RCPTs
         self.logins: list[tuple[str, bool]] = []  # (user, accepted)

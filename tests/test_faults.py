@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.errors import AuthError, SendError
 from digest.send import deliver, message_id
 from digest.store import Store
 from tests.smtpserver import SmtpServer
@@ -177,3 +178,23 @@ def test_mixed_faults_with_parallel_connections(tmp_path: Path, store: Store) ->
         emails[7]: "failed",
         emails[40]: "deferred",
     }
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_refused_sender_stops_the_run_instead_of_failing_everyone(
+    tmp_path: Path, store: Store, pipelining: bool
+) -> None:
+    with SmtpServer(reject_sender=True, pipelining=pipelining) as srv:
+        with pytest.raises(SendError, match=r"refused our sender digest@example\.org") as info:
+            deliver(make_config(tmp_path, srv), store, outgoing(addresses(30)), now=clock)
+        assert srv.messages == []
+    assert "550 5.7.1" in str(info.value)
+    assert set(statuses(store).values()) == {"deferred"}
+
+
+def test_authentication_required_but_not_configured(tmp_path: Path, store: Store) -> None:
+    with SmtpServer(tls="starttls", auth=("digest", "pw")) as srv:
+        with pytest.raises(AuthError, match=r"requires authentication \(530"):
+            deliver(make_config(tmp_path, srv), store, outgoing(addresses(3)), now=clock)
+        assert srv.messages == []
+    assert "sent" not in set(statuses(store).values())
