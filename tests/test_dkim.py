@@ -163,3 +163,19 @@ def test_without_dkim_config_nothing_is_signed(tmp_path: Path) -> None:
         make_config(tmp_path), Profile(email="a@example.org"), EDITION, rendered(), now=NOW
     )
     assert b"DKIM-Signature" not in raw
+
+
+def test_a_dkim_domain_that_does_not_align_with_from_is_reported(
+    tmp_path: Path, keypair: tuple[Path, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    key, _ = keypair
+    d = Dkim(selector="s1", domain="other.example", private_key_file=str(key))
+    build_message(
+        make_config(tmp_path, dkim=d), Profile(email="a@example.org"), EDITION, rendered(), now=NOW
+    )
+    assert "will not align for DMARC" in caplog.text
+    caplog.clear()
+    build_message(
+        dkim_config(tmp_path, key), Profile(email="a@example.org"), EDITION, rendered(), now=NOW
+    )
+    assert "align" not in caplog.text

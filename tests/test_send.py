@@ -279,9 +279,16 @@ def test_unsubscribe_url_template_and_unconfigured(tmp_path: Path, monkeypatch: 
         unsubscribe_url(cfg, "a@example.org")
 
 
-def test_without_https_url_no_one_click_header(tmp_path: Path) -> None:
+def test_without_https_url_no_one_click_header(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cfg = make_config(tmp_path, unsubscribe=Unsubscribe(mailto="leave@example.org"))
     msg = parse(build_message(cfg, Profile(email="a@example.org"), EDITION, rendered(), now=NOW))
+    assert "one-click" not in caplog.text  # the outbox: nobody's inbox to protect
+    with SmtpServer() as srv:
+        smtp_cfg = make_config(tmp_path, srv, unsubscribe=Unsubscribe(mailto="leave@example.org"))
+        build_message(smtp_cfg, Profile(email="a@example.org"), EDITION, rendered(), now=NOW)
+    assert "require one-click unsubscribe (RFC 8058)" in caplog.text
     assert msg["List-Unsubscribe"] == "<mailto:leave@example.org?subject=unsubscribe>"
     assert msg["List-Unsubscribe-Post"] is None  # RFC 8058 needs an https URI
 

@@ -1,0 +1,295 @@
+"""When things run: which edition each subscriber is on and whether it is due (pure
+functions of ``now``), and the APScheduler 3.x loop behind ``digest schedule``.
+
+A subscriber with a ``send_hour`` is on the edition of their own local date and is due
+once their local wall-clock hour is at or past ``send_hour`` on that date. "At or past"
+(not "equal to") is what makes daylight-saving changes safe: a skipped hour still sends
+later that day, and the delivery log, keyed by (email, edition), stops a repeated hour
+from sending twice. A subscriber without a ``send_hour`` is on the service's date (the
+config's ``timezone``) and is due at every run: the schedule decides when.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from .config import Config, Schedule, load
+from .errors import ConfigError, DigestError, LockedError
+from .models import Profile
+from .profiles import WEEKDAYS
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger(__name__)
+
+NOT_DUE = "not due yet (send_hour)"
+NOT_THEIR_DAY = "weekly, not their day"
+
+Runner = Callable[[Config, threading.Event], Any]
+
+
+# ---------------------------------------------------------------- who is due (pure)
+
+
+def subscriber_edition(cfg: Config, profile: Profile, now: datetime) -> date:
+    """The edition ``profile`` is on at ``now``: their local date if they have a send hour,
+    else the service's date in the config's ``timezone``."""
+    zone = cfg.timezone if profile.send_hour is None else profile.timezone
+    return now.astimezone(ZoneInfo(zone)).date()
+
+
+def why_not_due(profile: Profile, now: datetime, edition: date) -> str | None:
+    """None when ``profile`` should get ``edition`` at ``now``; otherwise the reason not."""
+    if profile.frequency == "weekly" and edition.weekday() != WEEKDAYS.index(profile.weekday):
+        return NOT_THEIR_DAY
+    if profile.send_hour is None:
+        return None
+    local = now.astimezone(ZoneInfo(profile.timezone))
+    if local.date() > edition:  # a past edition (backfill, or a run that was late)
+        return None
+    if local.date() < edition or local.hour < profile.send_hour:
+        return NOT_DUE
+    return None
+
+
+def due(profile: Profile, now: datetime, edition: date) -> bool:
+    """Whether ``profile`` should receive ``edition`` at ``now`` (if not already sent)."""
+    return why_not_due(profile, now, edition) is None
+
+
+def describe_timing(profile: Profile) -> str:
+    """'daily at 07:00 Europe/Paris', 'weekly on monday at each run', ..."""
+    when = (
+        "at each run"
+        if profile.send_hour is None
+        else f"at {profile.send_hour:02d}:00 {profile.timezone}"
+    )
+    if profile.frequency == "weekly":
+        return f"weekly on {profile.weekday} {when}"
+    return f"daily {when}"
+
+
+# ---------------------------------------------------------------- the schedule
+
+
+def cron_trigger(schedule: Schedule, *, seconds: str | None = None) -> CronTrigger:
+    """The trigger for ``[schedule]``; ``seconds`` (a cron field for seconds) replaces the
+    cron expression, so a test can see a run start within a second or two."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    tz = ZoneInfo(schedule.timezone)
+    try:
+        if seconds is not None:
+            return CronTrigger(second=seconds, timezone=tz)
+        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
+    except ValueError as exc:
+        raise ConfigError(
+            f"[schedule] cron: {schedule.cron!r} is not a cron expression ({exc}); use five "
+            "fields: minute hour day month weekday, e.g. '0 7 * * *' or '0 * * * *'"
+        ) from exc
+
+
+def fire_times(
+    trigger: CronTrigger, after: datetime, until: datetime, *, limit: int = 100_000
+) -> list[datetime]:
+    """Every time ``trigger`` fires in (after, until], in order (as the scheduler sees it),
+    at most ``limit`` of them."""
+    tz = trigger.timezone
+    out: list[datetime] = []
+    previous: datetime | None = None
+    now = (after.astimezone(UTC) + timedelta(microseconds=1)).astimezone(tz)
+    end = until.astimezone(UTC)
+    while True:
+        nxt = trigger.get_next_fire_time(previous, now)
+        if nxt is None or nxt.astimezone(UTC) > end or len(out) >= limit:
+            return out
+        out.append(nxt)
+        # The scheduler asks again just after a fire, with a local "now" (fold set right).
+        previous, now = nxt, (nxt.astimezone(UTC) + timedelta(microseconds=1)).astimezone(tz)
+
+
+def next_run(cfg: Config, now: datetime) -> datetime | None:
+    """When ``digest schedule`` fires next after ``now``."""
+    return cron_trigger(cfg.schedule).get_next_fire_time(None, now)
+
+
+def never_due(cfg: Config, profiles: Iterable[Profile], times: Sequence[datetime]) -> list[Profile]:
+    """Active subscribers that are due at none of ``times`` (say, a week of fire times):
+    with a daily 07:00 UTC schedule, someone in Los Angeles with send_hour 8 never is."""
+    verdict: dict[tuple[str, int | None, str, str], bool] = {}
+    out = []
+    for p in profiles:
+        if not p.active:
+            continue
+        key = (p.timezone, p.send_hour, p.frequency, p.weekday)
+        if key not in verdict:
+            verdict[key] = any(due(p, t, subscriber_edition(cfg, p, t)) for t in times)
+        if not verdict[key]:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def run_pipeline(cfg: Config, stop: threading.Event) -> Any:
+    from .pipeline import run
+
+    return run(cfg, stop=stop)
+
+
+def run_job(config_path: Any, stop: threading.Event, runner: Runner = run_pipeline) -> bool:
+    """One scheduled run: re-read the config, take the run lock, run, log the outcome.
+
+    Never raises: a failing run is logged and the scheduler carries on. Returns whether
+    the run completed without problems.
+    """
+    from .pipeline import run_lock
+
+    if stop.is_set():
+        return False
+    try:
+        cfg = load(config_path)
+        with run_lock(cfg):
+            summary = runner(cfg, stop)
+    except LockedError as exc:
+        log.warning("skipping this run: %s", exc)
+        return False
+    except DigestError as exc:
+        log.error("run failed: %s; the scheduler carries on", exc)
+        return False
+    except Exception:
+        log.exception("run failed with an unexpected error; the scheduler carries on")
+        return False
+    log.info("run finished: %s", summary_line(summary))
+    return bool(getattr(summary, "ok", True))
+
+
+def summary_line(summary: Any) -> str:
+    """One log line for a RunSummary."""
+    if not hasattr(summary, "as_dict"):
+        return str(summary)
+    d = summary.as_dict()
+    parts = [
+        f"edition {d['edition']}",
+        f"{d.get('due', 0)} due",
+        f"{d['sent']} sent",
+        f"{d['already_sent']} already sent",
+        f"{len(d['deferred'])} deferred",
+        f"{len(d['failed'])} failed",
+    ]
+    if d["nothing"]:
+        parts.append(f"{d['nothing']} with nothing new")
+    if d["feed_errors"]:
+        parts.append(f"{len(d['feed_errors'])} feed(s) failed")
+    if d["profile_errors"]:
+        parts.append(f"{len(d['profile_errors'])} subscriber error(s)")
+    if d.get("stopped"):
+        parts.append("stopped early")
+    return ", ".join(parts)
+
+
+def serve(
+    cfg: Config,
+    stop: threading.Event,
+    *,
+    runner: Runner = run_pipeline,
+    trigger: CronTrigger | None = None,
+    run_now: bool = False,
+) -> None:
+    """Run the pipeline on ``[schedule]`` until ``stop`` is set, then wait for the run in
+    progress (which stops after the message in flight) and return."""
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    tz = ZoneInfo(cfg.schedule.timezone)
+    label = f"cron {cfg.schedule.cron!r}" if trigger is None else str(trigger)
+    trigger = trigger or cron_trigger(cfg.schedule)
+    warn_never_due(cfg, trigger)
+    scheduler = BackgroundScheduler(timezone=tz)
+    extra: dict[str, Any] = {"next_run_time": datetime.now(tz)} if run_now else {}
+    job = scheduler.add_job(
+        run_job,
+        trigger,
+        args=(cfg.path, stop, runner),
+        id="digest-run",
+        name="digest run",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=cfg.schedule.misfire_grace_seconds,
+        **extra,
+    )
+
+    def log_next(_event: JobExecutionEvent) -> None:
+        if not stop.is_set() and job.next_run_time is not None:
+            log.info("next run at %s", _when(job.next_run_time))
+
+    scheduler.add_listener(log_next, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    scheduler.start()
+    log.info(
+        "scheduler started: %s (%s); next run at %s",
+        label,
+        cfg.schedule.timezone,
+        _when(job.next_run_time),
+    )
+    try:
+        while not stop.wait(1.0):
+            pass
+        log.info("stopping: letting the run in progress finish the message in flight")
+    finally:
+        scheduler.shutdown(wait=True)
+    log.info("scheduler stopped")
+
+
+def warn_never_due(cfg: Config, trigger: CronTrigger, now: datetime | None = None) -> None:
+    """Warn about subscribers whose send hour this schedule never reaches."""
+    from .profiles import load_profiles
+
+    try:
+        profiles, _ = load_profiles(cfg.subscribers_path)
+    except DigestError as exc:
+        log.warning("%s", exc)
+        return
+    start = now or datetime.now(ZoneInfo(cfg.schedule.timezone))
+    times = fire_times(trigger, start, start + timedelta(days=8), limit=10_000)
+    missed = never_due(cfg, profiles, times)
+    for p in missed:
+        log.warning(
+            "%s (%s) is never due with this schedule: they want theirs %s, but the schedule "
+            'does not run then; run hourly ([schedule] cron = "0 * * * *")',
+            p.email,
+            p.path or "",
+            describe_timing(p),
+        )
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT set ``stop`` (a clean exit); a second one exits at once."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: exiting now, without waiting for the run", name)
+            for h in logging.getLogger().handlers:
+                h.flush()
+            os._exit(1)
+        log.info("%s received: stopping after the message in flight", name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "never (the schedule has no more fire times)"
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z")
