@@ -12,13 +12,11 @@ average, plus bounded boosts (followed authors, categories, popularity, freshnes
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 
 import numpy as np
 
@@ -26,13 +24,21 @@ from . import embed, text
 from .config import Ranking
 from .lexical import LexicalIndex
 from .models import Paper, Profile, Scored
+from .query import (
+    REASON_TERMS,
+    Query,
+    build_query,
+    liked_texts,
+    matched_terms,
+    paper_text,
+    profile_key,
+    profile_parts,
+    title_key,
+)
 
-KEYWORD_FACTOR = 2.0  # an explicit keyword counts as much as two mentions in the interests
 POPULARITY_CAP = 500  # upvotes at which the popularity boost is full
 LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a paper you liked"
 SEMANTIC_REASON_Z = 1.0
-REASON_TERMS = 3  # words or phrases named in "matches ..."
-COMMON_WORD_IDF = 1.2  # words in more than ~30% of the edition's papers are not named as reasons
 SELECT_BYTES = 64 << 20  # memory for the pairwise similarities of one diversity step
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 512
@@ -62,29 +68,6 @@ class Corpus:
 
 
 @dataclass
-class _Query:
-    """A profile encoded for ranking (independent of the edition)."""
-
-    terms: dict[str, float]  # stem -> weight from the interests and single-word keywords
-    surface: dict[str, str]  # stem -> the word as the subscriber wrote it
-    partners: dict[str, list[tuple[str, str, str]]]  # stem -> (other stem, phrase key, label)
-    phrases: list[tuple[str, float]]  # phrase keys (stems) with weights
-    keywords: list[tuple[str, str, float]]  # (key, as written, weight) for reasons
-    vector: np.ndarray | None  # raw embedding of the interests text
-    liked: np.ndarray  # (m, d) raw embeddings of liked papers
-    liked_titles: list[str]
-    liked_title_keys: list[str]
-    liked_ids: frozenset[str]
-    authors: dict[str, str]  # author key -> name as written
-    categories: dict[str, str]  # canonical code -> code as written
-    restrict: bool
-    exclude_categories: frozenset[str]
-    exclude_terms: list[str]  # phrase keys
-    max_papers: int
-    min_score: float
-
-
-@dataclass
 class _Signals:
     """The standardized signals of one batch of queries: each (Q, n)."""
 
@@ -102,7 +85,7 @@ class Ranker:
 
     def __init__(self, weights: Ranking | None = None) -> None:
         self.weights = weights or Ranking()
-        self._queries: OrderedDict[str, _Query] = OrderedDict()
+        self._queries: OrderedDict[str, Query] = OrderedDict()
         self._parts = embed.PartCache()
 
     # ---- editions -------------------------------------------------------------------
@@ -114,7 +97,7 @@ class Ranker:
             unique.setdefault(p.id, p)
         plist = tuple(unique.values())
         lexical = LexicalIndex.build([(p.title, p.abstract) for p in plist])
-        raw = embed.embed([_paper_text(p) for p in plist])
+        raw = embed.embed([paper_text(p) for p in plist])
         mean = raw.mean(axis=0) if len(plist) else np.zeros(raw.shape[1], dtype=np.float32)
         vectors = embed.unit(embed.unit(raw) - embed.unit(mean[None, :]))
         ids = [p.id for p in plist]
@@ -209,17 +192,17 @@ class Ranker:
 
     def encode(
         self, profiles: Sequence[Profile], liked: Mapping[str, Sequence[Paper]]
-    ) -> list[_Query]:
+    ) -> list[Query]:
         """Profiles as queries, from the cache where possible; new ones embedded together."""
-        keys = [_profile_key(p, liked.get(p.email, ())) for p in profiles]
-        out: list[_Query | None] = [self._queries.get(k) for k in keys]
+        keys = [profile_key(p, liked.get(p.email, ())) for p in profiles]
+        out: list[Query | None] = [self._queries.get(k) for k in keys]
         todo = [i for i, q in enumerate(out) if q is None]
         groups: list[list[str]] = []
         liked_counts: list[int] = []
         for i in todo:
-            groups.append(_profile_parts(profiles[i]))
+            groups.append(profile_parts(profiles[i]))
         for i in todo:
-            texts = _liked_texts(profiles[i], liked.get(profiles[i].email, ()))
+            texts = liked_texts(profiles[i], liked.get(profiles[i].email, ()))
             groups.extend([t] for t in texts)
             liked_counts.append(len(texts))
         vecs = self._parts.embed(groups)
@@ -227,7 +210,7 @@ class Ranker:
         for j, i in enumerate(todo):
             liked_vecs = vecs[cursor : cursor + liked_counts[j]]
             cursor += liked_counts[j]
-            q = _build_query(profiles[i], liked.get(profiles[i].email, ()), vecs[j], liked_vecs)
+            q = build_query(profiles[i], liked.get(profiles[i].email, ()), vecs[j], liked_vecs)
             out[i] = q
             self._queries[keys[i]] = q
             if len(self._queries) > _CACHE_SIZE:
@@ -277,7 +260,7 @@ class Ranker:
             ]
 
     def score(
-        self, corpus: Corpus, queries: Sequence[_Query], allowed: np.ndarray | None = None
+        self, corpus: Corpus, queries: Sequence[Query], allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, _Signals]:
         """Scores of every paper for every query, shape (Q, n), and the signals behind them.
 
@@ -350,7 +333,7 @@ class Ranker:
         """Unit vectors with the edition's common direction taken out (as for the papers)."""
         return embed.unit(embed.unit(vecs) - embed.unit(corpus.mean[None, :]))
 
-    def _boost(self, corpus: Corpus, q: _Query, row: np.ndarray) -> None:
+    def _boost(self, corpus: Corpus, q: Query, row: np.ndarray) -> None:
         w = self.weights
         if q.authors and w.author_boost:
             hit = sorted({d for key in q.authors for d, _ in corpus.authors.get(key, ())})
@@ -361,7 +344,7 @@ class Ranker:
             if len(rows):
                 row[rows] += w.category_boost
 
-    def _veto(self, corpus: Corpus, q: _Query, allowed: np.ndarray, seen: Collection[str]) -> None:
+    def _veto(self, corpus: Corpus, q: Query, allowed: np.ndarray, seen: Collection[str]) -> None:
         """Clear ``allowed`` for papers this profile must never get."""
         gone = [corpus.rows[i] for i in (*seen, *q.liked_ids) if i in corpus.rows]
         if gone:
@@ -449,11 +432,11 @@ class Ranker:
     # ---- reasons --------------------------------------------------------------------
 
     def _reasons(
-        self, corpus: Corpus, q: _Query, sig: _Signals, qi: int, d: int, found: Sequence[int]
+        self, corpus: Corpus, q: Query, sig: _Signals, qi: int, d: int, found: Sequence[int]
     ) -> tuple[str, ...]:
         paper = corpus.papers[d]
         out: list[str] = []
-        matched = _matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
+        matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
         if matched:
             out.append("matches " + ", ".join(f"'{m}'" for m in matched))
         for key in q.authors:
@@ -481,42 +464,6 @@ def _found(slot: np.ndarray, table: np.ndarray, key: int) -> list[int]:
     return [] if row < 0 else [t for t in table[row].tolist() if t >= 0]
 
 
-def _matched_terms(
-    lex: LexicalIndex, q: _Query, d: int, found: Sequence[int], limit: int = 3
-) -> list[str]:
-    """What the paper matches, as the subscriber wrote it: keywords first (by weight), then
-    the words of the interests that weigh most in this paper's score, two adjacent ones
-    shown as a phrase where the paper has them side by side."""
-    out: list[str] = []
-    covered: set[str] = set()
-    for key, written, _ in q.keywords:
-        if len(out) < limit and lex.matches(key, d):
-            out.append(written)
-            covered.update(key.split())
-    if len(out) >= limit:
-        return out
-    top = [s for s in (lex.terms[t] for t in found) if s not in covered]
-    used: set[str] = set()
-    for s1 in top:
-        if s1 in used:
-            continue
-        used.add(s1)
-        label = None
-        for s2, key, pair in q.partners.get(s1, ()):
-            if s2 in top and s2 not in used and lex.matches(key, d):
-                label = pair
-                used.add(s2)
-                break
-        if label is None:
-            if lex.idf_of[s1] < COMMON_WORD_IDF:
-                continue  # true, but says nothing: most papers of the edition have it
-            label = q.surface.get(s1, s1)
-        out.append(label)
-        if len(out) >= limit:
-            break
-    return out
-
-
 # ---- helpers -------------------------------------------------------------------------
 
 
@@ -535,112 +482,16 @@ def freshness(when: datetime, now: datetime, half_life_days: float) -> float:
     return float(0.5 ** (age / half_life_days))
 
 
-def _paper_text(p: Paper) -> str:
-    return f"{p.title}. {p.title}. {p.abstract}"
-
-
-def _profile_parts(p: Profile) -> list[str]:
-    """The texts whose tokens make the interests vector."""
-    return [t for t in (p.interests, *(k.term for k in p.keywords)) if t.strip()]
-
-
-def _liked_texts(p: Profile, liked: Sequence[Paper]) -> list[str]:
-    texts = [f"{x.title}. {x.title}. {x.abstract}" for x in liked]
-    texts += [f"{t}. {t}. {a}" for t, a in p.liked_texts]
-    return texts
-
-
-def _profile_key(p: Profile, liked: Sequence[Paper]) -> str:
-    parts = [
-        p.interests,
-        repr([(k.term, k.weight) for k in p.keywords]),
-        repr(p.authors),
-        repr(p.categories),
-        p.category_mode,
-        repr(p.exclude),
-        repr(p.liked),
-        repr(p.liked_texts),
-        repr([x.id for x in liked]),
-        str(p.max_papers),
-        repr(p.min_score),
-    ]
-    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
-
-
-def _build_query(
-    p: Profile, liked: Sequence[Paper], vector: np.ndarray, liked_vecs: np.ndarray
-) -> _Query:
-    source = p.interests
-    if not source and not p.keywords:
-        # Only liked papers: their titles stand in for the interests.
-        source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
-    counts, surface, pairs = _parse(source)
-    surface = dict(surface)
-    terms = {s: math.sqrt(c) for s, c in counts.items()}
-    phrases: list[tuple[str, float]] = []
-    keywords: list[tuple[str, str, float]] = []
-    for quoted in text.quoted_phrases(p.interests):
-        key = text.phrase_key(quoted)
-        if key:
-            phrases.append((key, 1.0))
-            keywords.append((key, quoted, 1.0))
-    for kw in p.keywords:
-        key = text.phrase_key(kw.term)
-        if not key:
-            continue
-        keywords.append((key, kw.term, kw.weight))
-        if " " in key:
-            phrases.append((key, KEYWORD_FACTOR * kw.weight))
-        else:
-            terms[key] = terms.get(key, 0.0) + KEYWORD_FACTOR * kw.weight
-            surface.setdefault(key, kw.term)
-    keywords.sort(key=lambda k: -k[2])
-    has_text = bool(p.interests or p.keywords or source)
-    liked_titles = [x.title for x in liked] + [t for t, _ in p.liked_texts]
-    ex_cats = frozenset(text.canonical_category(e) for e in p.exclude if text.is_category(e))
-    ex_terms = [text.phrase_key(e) for e in p.exclude if not text.is_category(e)]
-    return _Query(
-        terms=terms,
-        surface=surface,
-        partners=pairs,
-        phrases=[(k, w) for k, w in phrases if k],
-        keywords=keywords,
-        vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
-        liked=liked_vecs,
-        liked_titles=liked_titles,
-        liked_title_keys=[_title_key(t) for t in liked_titles],
-        liked_ids=frozenset(p.liked),
-        authors={text.author_key(a): a for a in p.authors if text.author_key(a)},
-        categories={text.canonical_category(c): c for c in p.categories},
-        restrict=p.category_mode == "restrict",
-        exclude_categories=ex_cats,
-        exclude_terms=[k for k in ex_terms if k],
-        max_papers=p.max_papers,
-        min_score=p.min_score,
-    )
-
-
-_parse = lru_cache(maxsize=8192)(text.parse_terms)  # results are shared: never mutate them
-
-
-def _title_key(title: str) -> str:
-    return " ".join(text.words(title))
-
-
 def _title_groups(papers: Sequence[Paper]) -> tuple[np.ndarray, dict[str, int]]:
     index: dict[str, int] = {}
     out = np.empty(len(papers), dtype=np.int64)
     for i, p in enumerate(papers):
-        key = _title_key(p.title) or f"\x00{i}"
+        key = title_key(p.title) or f"\x00{i}"
         out[i] = index.setdefault(key, len(index))
     return out, index
 
 
-def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:
-    return vecs.mean(axis=0) if len(vecs) else None
-
-
-def _lexical_query(corpus: Corpus, q: _Query) -> tuple[np.ndarray, np.ndarray]:
+def _lexical_query(corpus: Corpus, q: Query) -> tuple[np.ndarray, np.ndarray]:
     vocab = corpus.lexical.vocab
     ids = [(vocab[s], w) for s, w in q.terms.items() if s in vocab]
     if not ids:

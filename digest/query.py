@@ -1,0 +1,175 @@
+"""A profile as a query: its weighted stems, phrases, vectors and vetoes, and what a paper
+matched of it (for the reasons shown to the reader)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from . import text
+from .lexical import LexicalIndex
+from .models import Paper, Profile
+
+KEYWORD_FACTOR = 2.0  # an explicit keyword counts as much as two mentions in the interests
+REASON_TERMS = 3  # words or phrases named in "matches ..."
+COMMON_WORD_IDF = 1.2  # words in more than ~30% of the edition's papers are not named as reasons
+
+
+@dataclass
+class Query:
+    """A profile encoded for ranking (independent of the edition)."""
+
+    terms: dict[str, float]  # stem -> weight from the interests and single-word keywords
+    surface: dict[str, str]  # stem -> the word as the subscriber wrote it
+    partners: dict[str, list[tuple[str, str, str]]]  # stem -> (other stem, phrase key, label)
+    phrases: list[tuple[str, float]]  # phrase keys (stems) with weights
+    keywords: list[tuple[str, str, float]]  # (key, as written, weight) for reasons
+    vector: np.ndarray | None  # raw embedding of the interests text
+    liked: np.ndarray  # (m, d) raw embeddings of liked papers
+    liked_titles: list[str]
+    liked_title_keys: list[str]
+    liked_ids: frozenset[str]
+    authors: dict[str, str]  # author key -> name as written
+    categories: dict[str, str]  # canonical code -> code as written
+    restrict: bool
+    exclude_categories: frozenset[str]
+    exclude_terms: list[str]  # phrase keys
+    max_papers: int
+    min_score: float
+
+
+def matched_terms(
+    lex: LexicalIndex, q: Query, d: int, found: Sequence[int], limit: int = 3
+) -> list[str]:
+    """What the paper matches, as the subscriber wrote it: keywords first (by weight), then
+    the words of the interests that weigh most in this paper's score, two adjacent ones
+    shown as a phrase where the paper has them side by side."""
+    out: list[str] = []
+    covered: set[str] = set()
+    for key, written, _ in q.keywords:
+        if len(out) < limit and lex.matches(key, d):
+            out.append(written)
+            covered.update(key.split())
+    if len(out) >= limit:
+        return out
+    top = [s for s in (lex.terms[t] for t in found) if s not in covered]
+    used: set[str] = set()
+    for s1 in top:
+        if s1 in used:
+            continue
+        used.add(s1)
+        label = None
+        for s2, key, pair in q.partners.get(s1, ()):
+            if s2 in top and s2 not in used and lex.matches(key, d):
+                label = pair
+                used.add(s2)
+                break
+        if label is None:
+            if lex.idf_of[s1] < COMMON_WORD_IDF:
+                continue  # true, but says nothing: most papers of the edition have it
+            label = q.surface.get(s1, s1)
+        out.append(label)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def paper_text(p: Paper) -> str:
+    return f"{p.title}. {p.title}. {p.abstract}"
+
+
+def profile_parts(p: Profile) -> list[str]:
+    """The texts whose tokens make the interests vector."""
+    return [t for t in (p.interests, *(k.term for k in p.keywords)) if t.strip()]
+
+
+def liked_texts(p: Profile, liked: Sequence[Paper]) -> list[str]:
+    texts = [f"{x.title}. {x.title}. {x.abstract}" for x in liked]
+    texts += [f"{t}. {t}. {a}" for t, a in p.liked_texts]
+    return texts
+
+
+def profile_key(p: Profile, liked: Sequence[Paper]) -> str:
+    parts = [
+        p.interests,
+        repr([(k.term, k.weight) for k in p.keywords]),
+        repr(p.authors),
+        repr(p.categories),
+        p.category_mode,
+        repr(p.exclude),
+        repr(p.liked),
+        repr(p.liked_texts),
+        repr([x.id for x in liked]),
+        str(p.max_papers),
+        repr(p.min_score),
+    ]
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def build_query(
+    p: Profile, liked: Sequence[Paper], vector: np.ndarray, liked_vecs: np.ndarray
+) -> Query:
+    source = p.interests
+    if not source and not p.keywords:
+        # Only liked papers: their titles stand in for the interests.
+        source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
+    counts, surface, pairs = _parse(source)
+    surface = dict(surface)
+    terms = {s: math.sqrt(c) for s, c in counts.items()}
+    phrases: list[tuple[str, float]] = []
+    keywords: list[tuple[str, str, float]] = []
+    for quoted in text.quoted_phrases(p.interests):
+        key = text.phrase_key(quoted)
+        if key:
+            phrases.append((key, 1.0))
+            keywords.append((key, quoted, 1.0))
+    for kw in p.keywords:
+        key = text.phrase_key(kw.term)
+        if not key:
+            continue
+        keywords.append((key, kw.term, kw.weight))
+        if " " in key:
+            phrases.append((key, KEYWORD_FACTOR * kw.weight))
+        else:
+            terms[key] = terms.get(key, 0.0) + KEYWORD_FACTOR * kw.weight
+            surface.setdefault(key, kw.term)
+    keywords.sort(key=lambda k: -k[2])
+    has_text = bool(p.interests or p.keywords or source)
+    liked_titles = [x.title for x in liked] + [t for t, _ in p.liked_texts]
+    ex_cats = frozenset(text.canonical_category(e) for e in p.exclude if text.is_category(e))
+    ex_terms = [text.phrase_key(e) for e in p.exclude if not text.is_category(e)]
+    return Query(
+        terms=terms,
+        surface=surface,
+        partners=pairs,
+        phrases=[(k, w) for k, w in phrases if k],
+        keywords=keywords,
+        vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
+        liked=liked_vecs,
+        liked_titles=liked_titles,
+        liked_title_keys=[title_key(t) for t in liked_titles],
+        liked_ids=frozenset(p.liked),
+        authors={text.author_key(a): a for a in p.authors if text.author_key(a)},
+        categories={text.canonical_category(c): c for c in p.categories},
+        restrict=p.category_mode == "restrict",
+        exclude_categories=ex_cats,
+        exclude_terms=[k for k in ex_terms if k],
+        max_papers=p.max_papers,
+        min_score=p.min_score,
+    )
+
+
+_parse = lru_cache(maxsize=8192)(text.parse_terms)  # results are shared: never mutate them
+
+
+def title_key(title: str) -> str:
+    return " ".join(text.words(title))
+
+
+def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:
+    return vecs.mean(axis=0) if len(vecs) else None
