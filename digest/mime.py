@@ -382,24 +382,34 @@ def dkim_configured(cfg: Config) -> bool:
     return all(fields)
 
 
+def _config_address(cfg: Config, key: str, address: str) -> str:
+    try:
+        return ascii_address(address)
+    except SendError as exc:
+        raise ConfigError(f"{cfg.path}: {key}: {exc}") from exc
+
+
 class Composer:
     """Everything about a message that depends only on the config, prepared once."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        sender = check_address(cfg.sender.address)
+        sender = _config_address(cfg, "[sender] address", cfg.sender.address)
         self.domain = domain_of(sender)
         self.sender = sender
         self.from_header = _address_header("From", cfg.sender.name, sender)
         reply_to = clean(cfg.sender.reply_to)
-        self.reply_to = f"Reply-To: {check_address(reply_to)}" if reply_to else ""
+        if reply_to:
+            reply_to = _config_address(cfg, "[sender] reply_to", reply_to)
+        self.reply_to = f"Reply-To: {reply_to}" if reply_to else ""
         org = clean(cfg.sender.organization)
         self.organization = _fold_header("Organization", org) if org else ""
         self.list_id = f"List-Id: {self._list_id()}"
         self.url_base = _unsubscribe_base(cfg)
         self.secret = unsubscribe_secret(cfg) if self.url_base else b""
         mailto = clean(cfg.unsubscribe.mailto) or sender
-        self.mailto = f"mailto:{check_address(mailto.removeprefix('mailto:'))}?subject=unsubscribe"
+        mailto = _config_address(cfg, "[unsubscribe] mailto", mailto.removeprefix("mailto:"))
+        self.mailto = f"mailto:{mailto}?subject=unsubscribe"
         self.dkim = Dkim(cfg) if dkim_configured(cfg) else None
         self.qp = QpEncoder()
         if cfg.smtp.host and not self.url_base:

@@ -3,18 +3,34 @@
 
 from __future__ import annotations
 
+from .config import Config
 from .deliver import DeliverySummary, Outgoing, deliver
 from .mime import (
+    Composer,
     build_message,
     check_unsubscribe_token,
     message_id,
     unsubscribe_url,
 )
+from .smtp import tls_context
+
+
+def check_config(cfg: Config) -> None:
+    """What sending needs beyond the file: addresses, the unsubscribe URL and secret, the
+    DKIM key (parsed and tried), the SMTP password and CA file. Raises ConfigError (or
+    SendError for an unreadable CA bundle); nothing is sent."""
+    Composer(cfg)
+    if cfg.smtp.host:
+        cfg.smtp_password()
+        if cfg.smtp.security != "none":
+            tls_context(cfg)
+
 
 __all__ = [
     "DeliverySummary",
     "Outgoing",
     "build_message",
+    "check_config",
     "check_unsubscribe_token",
     "deliver",
     "message_id",

@@ -25,6 +25,7 @@ from digest.send import (
     DeliverySummary,
     Outgoing,
     build_message,
+    check_config,
     check_unsubscribe_token,
     deliver,
     message_id,
@@ -277,6 +278,20 @@ def test_unsubscribe_url_template_and_unconfigured(tmp_path: Path, monkeypatch: 
     monkeypatch.delenv("DIGEST_UNSUBSCRIBE_SECRET")
     with pytest.raises(ConfigError, match="DIGEST_UNSUBSCRIBE_SECRET"):
         unsubscribe_url(cfg, "a@example.org")
+
+
+def test_check_config_names_the_key_that_is_wrong(tmp_path: Path, monkeypatch: Any) -> None:
+    check_config(make_config(tmp_path))
+    bad = make_config(tmp_path, unsubscribe=Unsubscribe(mailto="leave at example.org"))
+    with pytest.raises(ConfigError, match=r"\[unsubscribe\] mailto: 'leave at example.org'"):
+        check_config(bad)
+    with SmtpServer() as srv:
+        cfg = make_config(tmp_path, srv, user="digest")
+        with pytest.raises(ConfigError, match="DIGEST_SMTP_PASSWORD"):
+            check_config(cfg)
+        monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "pw")
+        check_config(cfg)
+        assert srv.connections == 0  # nothing was sent, not even a connection
 
 
 def test_without_https_url_no_one_click_header(
