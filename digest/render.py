@@ -84,7 +84,7 @@ def make_card(paper: Paper, abstract_chars: int) -> Card:
     """A paper's card with its summary cut to ``abstract_chars`` (0 leaves it out)."""
     summary = clean_text(paper.ai_summary) or clean_text(paper.abstract)
     stats = []
-    if paper.upvotes is not None:
+    if paper.upvotes:
         stats.append(plural(paper.upvotes, "upvote"))
     if paper.comments:
         stats.append(plural(paper.comments, "comment"))
