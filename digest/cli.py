@@ -363,3 +363,6 @@ def _ago(when: datetime | None) -> str:
     if when is None:
         return "never"
     return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+from . import ops_cli  # noqa: E402,F401  (schedule, subscribe, unsubscribe, subscribers, status)

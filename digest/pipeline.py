@@ -1,12 +1,20 @@
-"""One run: where the stages meet. Per-feed and per-subscriber failures are collected, not fatal."""
+"""One run: where the stages meet. Per-feed and per-subscriber failures are collected, not fatal.
+
+Who is due for which edition is decided by ``digest.schedule`` (pure functions of ``now``);
+an edition's papers are those first seen since the previous edition's cut-off (the store),
+and a weekly digest ranks the papers of the editions of the last seven days.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from filelock import FileLock, Timeout
@@ -15,11 +23,19 @@ from .config import Config
 from .errors import DigestError, LockedError
 from .models import Digest, Paper, Profile, Scored
 from .profiles import load_profiles
+from .schedule import subscriber_edition, why_not_due
 from .store import Store
+
+if TYPE_CHECKING:
+    from .render import Renderer
+    from .send import Outgoing
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+ALREADY_SENT = "already sent this edition"
+UNSUBSCRIBED = "unsubscribed"
 
 
 def utcnow() -> datetime:
@@ -54,12 +70,21 @@ class RunSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why): not due, inactive
     profile_errors: list[str] = field(default_factory=list)
     delivery: object | None = None  # digest.send.DeliverySummary
+    editions: list[date] = field(default_factory=list)  # the editions that went out this run
+    due: int = 0  # subscribers due now and not yet sent their edition
+    stopped: bool = False  # asked to stop (SIGTERM) before everything due went out
 
     @property
     def ok(self) -> bool:
         feeds_ok = self.fetch is None or not self.fetch.errors
         delivery_ok = self.delivery is None or bool(getattr(self.delivery, "ok", True))
         return feeds_ok and delivery_ok and not self.profile_errors
+
+    def skipped_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _email, why in self.skipped:
+            counts[why] = counts.get(why, 0) + 1
+        return counts
 
     def as_dict(self) -> dict[str, object]:
         d = self.delivery
@@ -74,12 +99,18 @@ class RunSummary:
             "already_sent": len(getattr(d, "already_sent", [])),
             "deferred": getattr(d, "deferred", []),
             "failed": getattr(d, "failed", []),
+            "editions": [e.isoformat() for e in self.editions],
+            "due": self.due,
+            "skipped": self.skipped_counts(),
+            "stopped": self.stopped,
             "ok": self.ok,
         }
 
 
 def edition_for(cfg: Config, now: datetime) -> date:
-    """Today's edition: the date in the configured timezone."""
+    """Today's edition on the service's clock: the date in the configured timezone.
+    (A subscriber with a send hour is on their own local date: see schedule.subscriber_edition.)
+    """
     return now.astimezone(ZoneInfo(cfg.timezone)).date()
 
 
@@ -102,16 +133,27 @@ def run_lock(cfg: Config, wait: float = 0.0) -> Iterator[None]:
         lock.release()
 
 
-def fetch_all(cfg: Config, store: Store, now: Clock, *, sleep: Callable[[float], None] | None = None) -> FetchSummary:
-    """Fetch every enabled feed and store its papers; a failing feed is reported, not fatal."""
+def fetch_all(
+    cfg: Config,
+    store: Store,
+    now: Clock,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> FetchSummary:
+    """Fetch every enabled feed and store its papers; a failing feed is reported, not fatal.
+    Once ``stop`` is set, the feeds not yet started are left for the next run."""
     from .sources import Fetcher
 
     summary = FetchSummary()
     kwargs = {"sleep": sleep} if sleep is not None else {}
-    with Fetcher(cfg.http, cfg.sender.address, **kwargs) as fetcher:
+    with Fetcher(cfg.http, cfg.sender.address, **kwargs) as fetcher:  # type: ignore[arg-type]
         for feed in cfg.feeds:
             if not feed.enabled:
                 continue
+            if stop is not None and stop.is_set():
+                log.info("stopping: feeds from %s on are left for the next run", feed.name)
+                break
             url = cfg.feed_base(feed.url)
             feed = feed.model_copy(update={"url": url})
             try:
@@ -123,28 +165,48 @@ def fetch_all(cfg: Config, store: Store, now: Clock, *, sleep: Callable[[float],
                 continue
             if result.not_modified:
                 summary.not_modified.append(feed.name)
-                store.record_feed(feed.name, url, now(), etag=result.etag,
-                                  last_modified=result.last_modified)
+                store.record_feed(
+                    feed.name, url, now(), etag=result.etag, last_modified=result.last_modified
+                )
                 continue
             new, updated = store.upsert_papers(result.papers, now())
             summary.new += new
             summary.updated += updated
             summary.ok.append((feed.name, len(result.papers)))
-            store.record_feed(feed.name, url, now(), etag=result.etag,
-                              last_modified=result.last_modified, count=len(result.papers))
+            store.record_feed(
+                feed.name,
+                url,
+                now(),
+                etag=result.etag,
+                last_modified=result.last_modified,
+                count=len(result.papers),
+            )
             log.info("feed %s: %d papers (%d new)", feed.name, len(result.papers), new)
     return summary
 
 
-def edition_papers(store: Store, edition: date, now: datetime, *, create: bool = True) -> list[Paper]:
+def edition_papers(
+    store: Store, edition: date, now: datetime, *, create: bool = True
+) -> list[Paper]:
+    """The papers first seen since the previous edition's cut-off, up to this one's."""
     after, until = store.edition_window(edition, now, create=create)
     return store.papers_seen_between(after, until)
+
+
+def week_papers(store: Store, edition: date, now: datetime, *, create: bool = True) -> list[Paper]:
+    """A weekly digest's candidates: the papers of every edition in the seven days up to
+    ``edition`` (first seen after the cut-off of the last edition a week or more before it)."""
+    _, until = store.edition_window(edition, now, create=create)
+    older = [cutoff for day, cutoff in store.editions() if day <= edition - timedelta(days=7)]
+    return store.papers_seen_between(older[-1] if older else None, until)
 
 
 class Planner:
     """Ranks and renders digests for one edition; papers encoded once, profiles once."""
 
-    def __init__(self, cfg: Config, store: Store, edition: date, papers: Sequence[Paper], now: datetime):
+    def __init__(
+        self, cfg: Config, store: Store, edition: date, papers: Sequence[Paper], now: datetime
+    ):
         from .rank import Ranker
         from .render import Renderer
 
@@ -167,7 +229,8 @@ class Planner:
         return local + (self.store.get_papers(missing) if missing else [])
 
     def pick(self, profile: Profile, top: int | None = None) -> list[Scored]:
-        seen = self.store.sent_paper_ids(profile.email, before=self.edition)
+        # Every paper sent in another edition is left out, earlier or (after a backfill) later.
+        seen = self.store.sent_paper_ids(profile.email, other_than=self.edition)
         return self.ranker.rank(
             self.corpus, profile, seen=seen, liked_papers=self.liked_papers(profile), top=top
         )
@@ -183,60 +246,178 @@ def run(
     edition: date | None = None,
     fetch: bool = True,
     sleep: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
-    """Fetch, rank, render and deliver one edition. Call inside ``run_lock``."""
-    from .send import Outgoing, deliver, unsubscribe_url
+    """Fetch, rank, render and deliver what is due now. Call inside ``run_lock``.
+
+    Each subscriber gets the edition they are on once they are due (``digest.schedule``);
+    ``edition`` puts everyone on that edition (a re-run or a backfill). When nobody is due,
+    nothing is fetched or sent. ``stop`` (set from another thread, say on SIGTERM) ends the
+    run between feeds and between messages; what was not sent goes out on the next run.
+    """
+    from .send import deliver
 
     start = now()
     store = Store(cfg.database_url)
     try:
-        edition = edition or edition_for(cfg, start)
-        summary = RunSummary(edition=edition)
-        run_id = store.start_run(start, edition)
+        summary = RunSummary(edition=edition or edition_for(cfg, start))
+        run_id = store.start_run(start, summary.edition)
         profiles, errors = load_profiles(cfg.subscribers_path)
         summary.profile_errors = [str(e) for e in errors]
         for e in errors:
             log.error("%s", e)
-        if fetch:
-            summary.fetch = fetch_all(cfg, store, now, sleep=sleep)
-        papers = edition_papers(store, edition, now())
-        summary.candidates = len(papers)
-        log.info("edition %s: %d candidate papers, %d subscribers", edition, len(papers), len(profiles))
-        planner = Planner(cfg, store, edition, papers, now())
-        suppressed = store.suppressed()
-        sent_already = {d.email.lower() for d in store.deliveries(edition) if d.status == "sent"}
-
-        def outgoing() -> Iterator[Outgoing]:
-            for profile in profiles:
-                key = profile.email.lower()
-                if not profile.active or key in suppressed:
-                    summary.skipped.append((profile.email, "unsubscribed"))
-                    continue
-                if key in sent_already:
-                    summary.skipped.append((profile.email, "already sent this edition"))
-                    continue
-                try:
-                    picks = planner.pick(profile)
-                    unsub = unsubscribe_url(cfg, profile.email)
-                    if not picks:
-                        summary.nothing.append(profile.email)
-                        if cfg.empty_digest != "note":
-                            log.info("%s: nothing above min_score %.2f in %d papers; not sending",
-                                     profile.email, profile.min_score, len(papers))
-                            continue
-                        rendered = planner.renderer.render_empty(profile, edition, unsubscribe_url=unsub)
-                    else:
-                        rendered = planner.renderer.render(planner.digest(profile, picks),
-                                                           unsubscribe_url=unsub)
-                        summary.picks.append(Pick(profile.email, len(picks), picks[0].paper.title))
-                except DigestError as exc:
-                    log.error("%s: %s", profile.path or profile.email, exc)
-                    summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
-                    continue
-                yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
-
-        summary.delivery = deliver(cfg, store, outgoing(), now=now)
+        groups = plan(cfg, store, profiles, start, edition, summary)
+        summary.due = sum(len(members) for members in groups.values())
+        summary.editions = sorted({ed for ed, _ in groups})
+        if not groups:
+            log.info(
+                "nobody is due at %s; nothing fetched or sent (%s)",
+                start.isoformat(timespec="minutes"),
+                _counts(summary.skipped_counts()),
+            )
+        elif not _stopping(stop, summary):
+            if fetch:
+                summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
+            if not _stopping(stop, summary):
+                stream = _outgoing(cfg, store, groups, now, summary, stop)
+                extra: dict[str, Any] = {}
+                if stop is not None and "stop" in inspect.signature(deliver).parameters:
+                    extra["stop"] = stop
+                summary.delivery = deliver(cfg, store, stream, now=now, **extra)
         store.finish_run(run_id, now(), summary.as_dict())
         return summary
     finally:
         store.close()
+
+
+Groups = dict[tuple[date, str], list[Profile]]  # (edition, frequency) -> subscribers due
+
+
+def plan(
+    cfg: Config,
+    store: Store,
+    profiles: Sequence[Profile],
+    now: datetime,
+    edition: date | None,
+    summary: RunSummary,
+) -> Groups:
+    """Who gets which edition now: active, not suppressed, due, and not yet sent it."""
+    suppressed = store.suppressed()
+    groups: Groups = {}
+    for profile in profiles:
+        if not profile.active or profile.email.lower() in suppressed:
+            summary.skipped.append((profile.email, UNSUBSCRIBED))
+            continue
+        ed = edition or subscriber_edition(cfg, profile, now)
+        why = why_not_due(profile, now, ed)
+        if why is not None:
+            log.debug("%s: %s for edition %s", profile.email, why, ed)
+            summary.skipped.append((profile.email, why))
+            continue
+        groups.setdefault((ed, profile.frequency), []).append(profile)
+    for key in sorted(groups):
+        members = groups[key]
+        status = store.delivery_statuses(key[0], [m.email for m in members])
+        keep = []
+        for m in members:
+            if status.get(m.email) == "sent":
+                summary.skipped.append((m.email, ALREADY_SENT))
+            else:
+                keep.append(m)
+        if keep:
+            groups[key] = keep
+        else:
+            del groups[key]
+    return groups
+
+
+def _outgoing(
+    cfg: Config,
+    store: Store,
+    groups: Groups,
+    now: Clock,
+    summary: RunSummary,
+    stop: threading.Event | None,
+) -> Iterator[Outgoing]:
+    """Rank and render each due subscriber's digest, one edition (or week) at a time."""
+    from .send import Outgoing, unsubscribe_url
+
+    candidates: set[str] = set()
+    for (edition, frequency), members in sorted(groups.items()):
+        if _stopping(stop, summary):
+            return
+        at = now()
+        weekly = frequency == "weekly"
+        papers = week_papers(store, edition, at) if weekly else edition_papers(store, edition, at)
+        candidates.update(p.id for p in papers)
+        summary.candidates = len(candidates)
+        log.info(
+            "edition %s%s: %d candidate papers, %d subscriber(s) due",
+            edition,
+            " (weekly)" if weekly else "",
+            len(papers),
+            len(members),
+        )
+        if not papers:
+            _explain_empty(store, edition)
+        planner = Planner(cfg, store, edition, papers, at) if papers else None
+        renderer: Renderer | None = planner.renderer if planner else None
+        for profile in members:
+            if _stopping(stop, summary):
+                return
+            try:
+                picks = planner.pick(profile) if planner else []
+                unsub = unsubscribe_url(cfg, profile.email)
+                if not picks:
+                    summary.nothing.append(profile.email)
+                    if cfg.empty_digest != "note":
+                        log.info(
+                            "%s: nothing above min_score %.2f in %d papers; not sending "
+                            '(empty_digest = "skip")',
+                            profile.email,
+                            profile.min_score,
+                            len(papers),
+                        )
+                        continue
+                    if renderer is None:
+                        from .render import Renderer
+
+                        renderer = Renderer(cfg)
+                    rendered = renderer.render_empty(profile, edition, unsubscribe_url=unsub)
+                else:
+                    assert planner is not None
+                    rendered = planner.renderer.render(
+                        planner.digest(profile, picks), unsubscribe_url=unsub
+                    )
+                    summary.picks.append(Pick(profile.email, len(picks), picks[0].paper.title))
+            except DigestError as exc:
+                log.error("%s: %s", profile.path or profile.email, exc)
+                summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
+                continue
+            yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
+
+
+def _stopping(stop: threading.Event | None, summary: RunSummary) -> bool:
+    if stop is None or not stop.is_set():
+        return False
+    if not summary.stopped:
+        log.info("stopping: subscribers not sent yet get theirs on the next run")
+    summary.stopped = True
+    return True
+
+
+def _explain_empty(store: Store, edition: date) -> None:
+    later = [day for day, _ in store.editions() if day > edition]
+    if later:
+        log.info(
+            "edition %s is empty: it was first run after edition %s, which already carried "
+            "its papers",
+            edition,
+            later[0],
+        )
+    else:
+        log.info("edition %s: no paper first seen since the previous edition", edition)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items())) or "no subscribers"
