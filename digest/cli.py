@@ -45,8 +45,12 @@ def common(fn: F) -> F:
     """--config and -v on every command; our errors become one line and an exit code."""
 
     @click.option(
-        "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG,
-        show_default=True, help="Configuration file.",
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        help="Configuration file.",
     )
     @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
     @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
@@ -80,7 +84,9 @@ def main() -> None:
 
 @main.command()
 @common
-@click.option("--edition", callback=parse_edition, help="Re-run or backfill one edition (YYYY-MM-DD).")
+@click.option(
+    "--edition", callback=parse_edition, help="Re-run or backfill one edition (YYYY-MM-DD)."
+)
 @click.option("--no-fetch", is_flag=True, help="Use stored papers only; do not fetch feeds.")
 @click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run to finish.")
 def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
@@ -99,8 +105,10 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
     echo = click.echo
     f = summary.fetch
     if f is not None:
-        echo(f"feeds: {len(f.ok)} fetched, {len(f.not_modified)} unchanged, {len(f.errors)} failed; "
-             f"{f.new} new papers")
+        echo(
+            f"feeds: {len(f.ok)} fetched, {len(f.not_modified)} unchanged, {len(f.errors)} failed; "
+            f"{f.new} new papers"
+        )
         for name, reason in f.errors:
             echo(f"  feed failed: {name}: {reason}")
     echo(f"edition {summary.edition}: {summary.candidates} candidate papers")
@@ -120,17 +128,21 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
     d = summary.delivery
     if d is not None:
         where = cfg.outbox_path if not cfg.smtp.host else f"{cfg.smtp.host}:{cfg.smtp.port}"
-        echo(f"delivery via {where}: {len(d.sent)} sent, {len(d.deferred)} deferred, "
-             f"{len(d.failed)} failed")
+        echo(
+            f"delivery via {where}: {len(d.sent)} sent, {len(d.deferred)} deferred, "
+            f"{len(d.failed)} failed"
+        )
         for email, reason in d.deferred:
             echo(f"  deferred: {email}: {reason}")
         for email, reason in d.failed:
             echo(f"  failed: {email}: {reason}")
-        if not d.sent and not d.deferred and not d.failed and not summary.picks:
-            already = skipped.get("already sent this edition", 0)
-            if already:
-                echo(f"nothing new to send: edition {summary.edition} already went to {already} "
-                     "subscriber(s)")
+    went_out = d is not None and (d.sent or d.deferred or d.failed)
+    already = skipped.get("already sent this edition", 0)
+    if already and not went_out and not summary.picks:
+        echo(
+            f"nothing new to send: edition {summary.edition} already went to {already} "
+            "subscriber(s)"
+        )
 
 
 @main.command()
@@ -176,8 +188,13 @@ def _fetch_one(cfg: Config, url: str) -> list[Any]:
     configured = {f.name: f for f in cfg.feeds}
     feed = configured.get(url) or Feed(name=url, url=url)
     if "://" not in feed.url:
-        feed = feed.model_copy(update={"url": str(Path(feed.url).resolve())
-                                       if Path(feed.url).exists() else cfg.feed_base(feed.url)})
+        feed = feed.model_copy(
+            update={
+                "url": str(Path(feed.url).resolve())
+                if Path(feed.url).exists()
+                else cfg.feed_base(feed.url)
+            }
+        )
     with Fetcher(cfg.http, cfg.sender.address) as fetcher:
         return list(fetcher.fetch(feed).papers)
 
@@ -188,8 +205,10 @@ def check(cfg: Config) -> None:
     """Validate config.toml and every subscriber file."""
     from .profiles import load_profiles
 
-    click.echo(f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
-               f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})")
+    click.echo(
+        f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
+        f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})"
+    )
     cfg.preflight()
     profiles, errors = load_profiles(cfg.subscribers_path)
     click.echo(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
@@ -235,16 +254,27 @@ def _profile(cfg: Config, name: str) -> Profile:
 @click.option("--top", type=click.IntRange(1, 1000), help="How many papers (default: max_papers).")
 @click.option("--edition", callback=parse_edition, help="Edition date (default: today).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def rank(cfg: Config, subscriber: str, feeds: tuple[str, ...], top: int | None,
-         edition: date | None, as_json: bool) -> None:
+def rank(
+    cfg: Config,
+    subscriber: str,
+    feeds: tuple[str, ...],
+    top: int | None,
+    edition: date | None,
+    as_json: bool,
+) -> None:
     """Rank papers for one subscriber and show why each was picked."""
     profile = _profile(cfg, subscriber)
     planner = _edition_planner(cfg, feeds, edition)
     picks = planner.pick(profile, top=top)
     if as_json:
         rows = [
-            {"id": s.paper.arxiv_id or s.paper.id, "title": s.paper.title,
-             "score": round(s.score, 4), "reasons": list(s.reasons), "url": s.paper.url}
+            {
+                "id": s.paper.arxiv_id or s.paper.id,
+                "title": s.paper.title,
+                "score": round(s.score, 4),
+                "reasons": list(s.reasons),
+                "url": s.paper.url,
+            }
             for s in picks
         ]
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -261,13 +291,28 @@ def rank(cfg: Config, subscriber: str, feeds: tuple[str, ...], top: int | None,
 @common
 @click.argument("subscriber", required=False)
 @click.option("--all", "all_", is_flag=True, help="Preview every subscriber.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("preview"),
-              show_default=True, help="Folder to write into.")
-@click.option("--feed", "feeds", multiple=True, help="Use this feed's papers instead of stored ones.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder to write into.",
+)
+@click.option(
+    "--feed", "feeds", multiple=True, help="Use this feed's papers instead of stored ones."
+)
 @click.option("--edition", callback=parse_edition, help="Edition date (default: today).")
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
-def preview(cfg: Config, subscriber: str | None, all_: bool, out_dir: Path,
-            feeds: tuple[str, ...], edition: date | None, open_: bool) -> None:
+def preview(
+    cfg: Config,
+    subscriber: str | None,
+    all_: bool,
+    out_dir: Path,
+    feeds: tuple[str, ...],
+    edition: date | None,
+    open_: bool,
+) -> None:
     """Write a subscriber's digest as .html, .txt and .eml without sending it."""
     from .profiles import load_profiles
     from .send import build_message, unsubscribe_url
@@ -288,9 +333,13 @@ def preview(cfg: Config, subscriber: str | None, all_: bool, out_dir: Path,
         picks = planner.pick(profile)
         unsub = unsubscribe_url(cfg, profile.email)
         if picks:
-            rendered = planner.renderer.render(planner.digest(profile, picks), unsubscribe_url=unsub)
+            rendered = planner.renderer.render(
+                planner.digest(profile, picks), unsubscribe_url=unsub
+            )
         else:
-            rendered = planner.renderer.render_empty(profile, planner.edition, unsubscribe_url=unsub)
+            rendered = planner.renderer.render_empty(
+                profile, planner.edition, unsubscribe_url=unsub
+            )
         base = out_dir / profile.slug
         base.with_suffix(".html").write_text(rendered.html, encoding="utf-8")
         base.with_suffix(".txt").write_text(rendered.text, encoding="utf-8")
@@ -317,7 +366,8 @@ def _write_index(out_dir: Path, edition: date, written: list[tuple[Profile, Path
     rows = "\n".join(
         f'<li><a href="{escape(base.name)}.html">{escape(p.name or p.email)}</a> '
         f"&lt;{escape(p.email)}&gt;: {n} papers "
-        f'(<a href="{escape(base.name)}.txt">text</a>, <a href="{escape(base.name)}.eml">eml</a>)</li>'
+        f'(<a href="{escape(base.name)}.txt">text</a>, '
+        f'<a href="{escape(base.name)}.eml">eml</a>)</li>'
         for p, base, n in written
     )
     index = out_dir / "index.html"

@@ -165,8 +165,16 @@ def _merge(row: PaperRow, paper: Paper, now: datetime) -> None:
         row.categories = list(dict.fromkeys([*(row.categories or ()), *paper.categories]))
     if paper.ai_keywords and not row.ai_keywords:
         row.ai_keywords = list(paper.ai_keywords)
-    for name in ("pdf_url", "code_url", "hf_url", "project_url", "thumbnail", "ai_summary",
-                 "published", "announce_type"):
+    for name in (
+        "pdf_url",
+        "code_url",
+        "hf_url",
+        "project_url",
+        "thumbnail",
+        "ai_summary",
+        "published",
+        "announce_type",
+    ):
         if getattr(row, name) in (None, "") and getattr(paper, name):
             setattr(row, name, getattr(paper, name))
     if not row.url and paper.url:
@@ -179,7 +187,9 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+        connect_args = (
+            {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+        )
         self.engine: Engine = create_engine(url, connect_args=connect_args)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -256,7 +266,9 @@ class Store:
             row = s.get(EditionRow, edition)
             if row is None:
                 later = s.exec(
-                    select(EditionRow).where(EditionRow.edition > edition).order_by(EditionRow.edition)  # type: ignore[arg-type]
+                    select(EditionRow)
+                    .where(EditionRow.edition > edition)
+                    .order_by(EditionRow.edition)  # type: ignore[arg-type]
                 ).first()
                 if later is None:
                     cutoff: datetime | None = now
@@ -269,7 +281,9 @@ class Store:
                     s.add(row)
                     s.commit()
             prev = s.exec(
-                select(EditionRow).where(EditionRow.edition < edition).order_by(EditionRow.edition.desc())  # type: ignore[attr-defined]
+                select(EditionRow)
+                .where(EditionRow.edition < edition)
+                .order_by(EditionRow.edition.desc())  # type: ignore[attr-defined]
             ).first()
             cutoff = _utc(row.cutoff)
             assert cutoff is not None
@@ -300,7 +314,7 @@ class Store:
         error: str | None = None,
         etag: str | None = None,
         last_modified: str | None = None,
-        count: int = 0,
+        count: int | None = None,
     ) -> None:
         with self.session() as s:
             row = s.get(FeedState, name) or FeedState(name=name)
@@ -311,7 +325,8 @@ class Store:
             if error is None:
                 row.last_success = now
                 row.failures = 0
-                row.last_count = count
+                if count is not None:  # None: 304, the feed still holds what it held
+                    row.last_count = count
                 if etag is not None:
                     row.etag = etag
                 if last_modified is not None:
@@ -327,7 +342,9 @@ class Store:
     def delivery(self, email: str, edition: date) -> Delivery | None:
         with self.session() as s:
             row = s.exec(
-                select(DeliveryRow).where(DeliveryRow.email == email, DeliveryRow.edition == edition)
+                select(DeliveryRow).where(
+                    DeliveryRow.email == email, DeliveryRow.edition == edition
+                )
             ).first()
         return _delivery(row) if row else None
 
@@ -358,7 +375,9 @@ class Store:
         """
         with self.session() as s:
             row = s.exec(
-                select(DeliveryRow).where(DeliveryRow.email == email, DeliveryRow.edition == edition)
+                select(DeliveryRow).where(
+                    DeliveryRow.email == email, DeliveryRow.edition == edition
+                )
             ).first() or DeliveryRow(email=email, edition=edition, updated_at=now)
             row.status = status
             row.updated_at = now
@@ -441,11 +460,7 @@ class Store:
         """How many deliveries of ``edition`` are in each state."""
         t = _DELIVERY
         with self.engine.connect() as conn:
-            q = (
-                select(t.c.status, func.count())
-                .where(t.c.edition == edition)
-                .group_by(t.c.status)
-            )
+            q = select(t.c.status, func.count()).where(t.c.edition == edition).group_by(t.c.status)
             return {status: n for status, n in conn.execute(q)}
 
     def last_delivered_edition(self) -> date | None:
@@ -717,10 +732,16 @@ class FeedStateView:
         if row is None:
             return cls(name=name, failures=0, last_count=0)
         return cls(
-            name=row.name, url=row.url, etag=row.etag, last_modified=row.last_modified,
-            last_attempt=_utc(row.last_attempt), last_success=_utc(row.last_success),
-            last_error=row.last_error, last_error_at=_utc(row.last_error_at),
-            failures=row.failures, last_count=row.last_count,
+            name=row.name,
+            url=row.url,
+            etag=row.etag,
+            last_modified=row.last_modified,
+            last_attempt=_utc(row.last_attempt),
+            last_success=_utc(row.last_success),
+            last_error=row.last_error,
+            last_error_at=_utc(row.last_error_at),
+            failures=row.failures,
+            last_count=row.last_count,
         )
 
 
@@ -735,14 +756,27 @@ def _delivery(row: DeliveryRow) -> Delivery:
 
 def _new_row(paper: Paper, now: datetime) -> PaperRow:
     return PaperRow(
-        id=paper.id, title=paper.title, abstract=paper.abstract, authors=list(paper.authors),
-        url=paper.url, pdf_url=paper.pdf_url, code_url=paper.code_url, hf_url=paper.hf_url,
-        project_url=paper.project_url, thumbnail=paper.thumbnail,
-        categories=list(paper.categories), published=paper.published,
-        sources=sorted(set(paper.sources)), upvotes=paper.upvotes, comments=paper.comments,
-        github_stars=paper.github_stars, ai_summary=paper.ai_summary,
-        ai_keywords=list(paper.ai_keywords), announce_type=paper.announce_type,
-        first_seen=now, last_seen=now,
+        id=paper.id,
+        title=paper.title,
+        abstract=paper.abstract,
+        authors=list(paper.authors),
+        url=paper.url,
+        pdf_url=paper.pdf_url,
+        code_url=paper.code_url,
+        hf_url=paper.hf_url,
+        project_url=paper.project_url,
+        thumbnail=paper.thumbnail,
+        categories=list(paper.categories),
+        published=paper.published,
+        sources=sorted(set(paper.sources)),
+        upvotes=paper.upvotes,
+        comments=paper.comments,
+        github_stars=paper.github_stars,
+        ai_summary=paper.ai_summary,
+        ai_keywords=list(paper.ai_keywords),
+        announce_type=paper.announce_type,
+        first_seen=now,
+        last_seen=now,
     )
 
 

@@ -65,7 +65,9 @@ def test_duplicate_feed_names_rejected(tmp_path: Path) -> None:
         config.load(path)
 
 
-def test_password_comes_from_environment_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_comes_from_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_config(tmp_path, smtp='[smtp]\nhost = "smtp.example.org"\nuser = "me"\n')
     cfg = config.load(path)
     monkeypatch.delenv("DIGEST_SMTP_PASSWORD", raising=False)

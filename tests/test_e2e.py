@@ -23,7 +23,10 @@ FIXTURES = {
     "/api/daily_papers": ("hf-daily-papers-2026-06-12.json", "application/json"),
     "/rss/cs.LG": ("arxiv-rss-new-format-2024-11-28-trimmed.xml", "application/rss+xml"),
     "/atom/cs.AI": ("arxiv-atom-announce-cs.AI-2025-08-20-truncated.xml", "application/atom+xml"),
-    "/feed.xml": ("thirdparty-hf-papers-rss-huangboming-feedgen-2026-08-08.xml", "application/rss+xml"),
+    "/feed.xml": (
+        "thirdparty-hf-papers-rss-huangboming-feedgen-2026-08-08.xml",
+        "application/rss+xml",
+    ),
 }
 TOPICS = {
     "ada@example.org": ("language model", "llm", "reasoning", "rlhf", "text", "token"),
@@ -34,8 +37,9 @@ TOPICS = {
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": "test-secret"}
-    return subprocess.run([*DIGEST, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [*DIGEST, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 @pytest.fixture
@@ -61,7 +65,7 @@ def make_project(tmp_path: Path, site: HTTPServer, smtp_port: int, *, broken_fee
         tmp_path,
         'database = "sqlite:///digest.db"\n',
         smtp=f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsecurity = "none"\n'
-        '[http]\nretries = 0\n'
+        "[http]\nretries = 0\n"
         '[unsubscribe]\nurl = "https://digest.example.org/unsubscribe"\n'
         'mailto = "unsubscribe@example.org"\n',
         feeds=feeds,
@@ -149,15 +153,26 @@ def test_check_and_preview(tmp_path: Path, site: HTTPServer) -> None:
     ok = run_cli("check", "--config", str(cfg), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "3 subscribers OK" in ok.stdout
-    (tmp_path / "subscribers" / "zz-broken.toml").write_text('email = "x@example.org"\nmax_paper = 3\n')
+    (tmp_path / "subscribers" / "zz-broken.toml").write_text(
+        'email = "x@example.org"\nmax_paper = 3\n'
+    )
     bad = run_cli("check", "--config", str(cfg), cwd=tmp_path)
     assert bad.returncode == 1
     assert "zz-broken.toml" in bad.stderr and "max_paper" in bad.stderr
 
     out = tmp_path / "preview"
     feed = str(FEEDS / "hf-daily-papers-2026-06-12.json")
-    result = run_cli("preview", "ada-language-models", "--feed", feed, "--out", str(out),
-                     "--config", str(cfg), cwd=tmp_path)
+    result = run_cli(
+        "preview",
+        "ada-language-models",
+        "--feed",
+        feed,
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     written = result.stdout.split()
     assert [Path(p).suffix for p in written] == [".html", ".txt", ".eml"]

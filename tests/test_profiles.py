@@ -24,10 +24,12 @@ def test_example_subscribers_load_and_differ() -> None:
 
 def test_full_schema(tmp_path: Path) -> None:
     (tmp_path / "liked.bib").write_text(
-        "@article{a, title = {Attention Is {All} You Need}, abstract = {We propose the Transformer.}}\n"
+        "@article{a, title = {Attention Is {All} You Need},\n"
+        "  abstract = {We propose the Transformer.}}\n"
     )
     path = write_subscriber(
-        tmp_path, "full",
+        tmp_path,
+        "full",
         """
         email = "Full@Example.org"
         name = "Full"
@@ -52,13 +54,21 @@ def test_full_schema(tmp_path: Path) -> None:
     assert p.keywords == (Keyword("message passing", 2.0), Keyword("gnn", 1.5))
     assert p.category_mode == "restrict"
     assert p.liked_texts == (("Attention Is All You Need", "We propose the Transformer."),)
-    assert (p.frequency, p.weekday, p.send_hour, p.timezone) == ("weekly", "friday", 8, "Europe/Paris")
+    assert (p.frequency, p.weekday, p.send_hour, p.timezone) == (
+        "weekly",
+        "friday",
+        8,
+        "Europe/Paris",
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('email = "a@example.org"\ninterest = "x"', "interest: unknown key; did you mean 'interests'?"),
+        (
+            'email = "a@example.org"\ninterest = "x"',
+            "interest: unknown key; did you mean 'interests'?",
+        ),
         ('email = "not an address"\ninterests = "x"', "email:"),
         ('email = "a@example.org"', "give at least one of interests, keywords or liked"),
         ('email = "a@example.org"\ninterests = "x"\nmax_papers = 0', "max_papers:"),

@@ -15,15 +15,28 @@ def make_store(tmp_path: Path) -> Store:
 
 def test_same_paper_from_two_sources_is_one_record(tmp_path: Path) -> None:
     store = make_store(tmp_path)
-    hf = Paper(id="2406.00001", title="A", abstract="short", sources=("huggingface",), upvotes=3,
-               hf_url="https://huggingface.co/papers/2406.00001")
-    arxiv = Paper(id="2406.00001", title="A", abstract="a longer abstract from arXiv",
-                  sources=("arxiv-cs.CL",), categories=("cs.CL",),
-                  pdf_url="https://arxiv.org/pdf/2406.00001")
+    hf = Paper(
+        id="2406.00001",
+        title="A",
+        abstract="short",
+        sources=("huggingface",),
+        upvotes=3,
+        hf_url="https://huggingface.co/papers/2406.00001",
+    )
+    arxiv = Paper(
+        id="2406.00001",
+        title="A",
+        abstract="a longer abstract from arXiv",
+        sources=("arxiv-cs.CL",),
+        categories=("cs.CL",),
+        pdf_url="https://arxiv.org/pdf/2406.00001",
+    )
     assert store.upsert_papers([hf], T0) == (1, 0)
     assert store.upsert_papers([arxiv], T0 + timedelta(hours=1)) == (0, 1)
-    store.upsert_papers([Paper(id="2406.00001", title="A", sources=("huggingface",), upvotes=40)],
-                        T0 + timedelta(hours=2))
+    store.upsert_papers(
+        [Paper(id="2406.00001", title="A", sources=("huggingface",), upvotes=40)],
+        T0 + timedelta(hours=2),
+    )
     [p] = store.get_papers(["2406.00001"])
     assert p.sources == ("arxiv-cs.CL", "huggingface")
     assert p.upvotes == 40  # trending changes during the day
@@ -55,7 +68,9 @@ def test_editions_hold_papers_first_seen_since_previous_cutoff(tmp_path: Path) -
 def test_delivery_log_and_sent_papers(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     ed = date(2026, 6, 12)
-    store.set_delivery("a@example.org", ed, "sending", T0, message_id="<m1@example.org>", attempt=True)
+    store.set_delivery(
+        "a@example.org", ed, "sending", T0, message_id="<m1@example.org>", attempt=True
+    )
     assert store.delivery("a@example.org", ed).status == "sending"  # type: ignore[union-attr]
     store.set_delivery("a@example.org", ed, "sent", T0, papers=["p1", "p2"])
     d = store.delivery("a@example.org", ed)
