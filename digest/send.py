@@ -1,17 +1,16 @@
-"""Sending: the public face of MIME building (``mime``), SMTP (``smtp``) and delivery
-(``deliver``). Import from here."""
+"""Sending, as the rest of the project sees it. Import from here.
+
+``headers`` (addresses, Message-ID, unsubscribe URL, RFC 2047), ``mime`` (message bytes),
+``dkim`` (signatures), ``smtp`` (one connection), ``smtppool`` (parallel connections,
+rate limits), ``deliverylog`` (the log's values and group commit) and ``deliver`` (a run).
+"""
 
 from __future__ import annotations
 
 from .config import Config
 from .deliver import DeliverySummary, Outgoing, deliver
-from .mime import (
-    Composer,
-    build_message,
-    check_unsubscribe_token,
-    message_id,
-    unsubscribe_url,
-)
+from .headers import check_unsubscribe_token, message_id, unsubscribe_url
+from .mime import Composer, build_message
 from .smtp import tls_context
 
 

@@ -1,0 +1,232 @@
+"""SMTP connections in parallel, shared rate limits, and the stop rules of a run.
+
+With one connection everything happens in the calling thread; with several, the
+calling thread builds messages and ``[smtp] connections`` threads send them, each on
+its own reused connection. A 4xx or a lost connection sends the job back for a later
+retry round; an authentication, TLS or database failure stops the run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from .config import Config
+from .deliverylog import DeliveryLog, Job
+from .errors import SendError
+from .smtp import Outcome, SmtpConnection, TemporaryServerError, tls_context
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], None]
+
+
+class RateLimit:
+    """Messages per second and per hour, shared by all connections."""
+
+    def __init__(
+        self, per_second: float, per_hour: int, sleep: Sleep, recent: Iterable[float] = ()
+    ) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.per_hour = per_hour
+        self.sleep = sleep
+        self.lock = threading.Lock()
+        self.next_at = 0.0
+        self.logged_at = -60.0
+        self.window: deque[float] = deque(sorted(recent))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.interval or self.per_hour)
+
+    def wait(self) -> None:
+        if not self.active:
+            return
+        with self.lock:
+            now = time.monotonic()
+            at = max(now, self.next_at)
+            if self.per_hour:
+                while self.window and self.window[0] <= at - 3600:
+                    self.window.popleft()
+                if len(self.window) >= self.per_hour:
+                    at = max(at, self.window[0] + 3600)
+                    if now >= self.logged_at + 60:
+                        self.logged_at = now
+                        log.info(
+                            "[smtp] rate_per_hour = %d reached; next message in %.0f s",
+                            self.per_hour,
+                            at - now,
+                        )
+                self.window.append(at)
+            self.next_at = at + self.interval
+        if at > now:
+            self.sleep(at - now)
+
+
+class Abort(Exception):
+    """This job could not be attempted: the run is stopping (``fatal`` or ``unreachable``)."""
+
+
+class SmtpPool:
+    """``[smtp] connections`` worker threads, each with its own reused connection."""
+
+    def __init__(self, cfg: Config, dlog: DeliveryLog, sleep: Sleep, rate: RateLimit) -> None:
+        self.cfg = cfg
+        self.dlog = dlog
+        self.sleep = sleep
+        self.rate = rate
+        self.password = cfg.smtp_password()
+        self.context = tls_context(cfg) if cfg.smtp.security != "none" else None
+        self.sender = cfg.sender.address
+        self.fatal: BaseException | None = None  # auth, TLS, database: raise at once
+        self.unreachable = ""  # the server refused connections on every retry
+        self._stop = threading.Event()
+
+    def run(self, batches: Iterable[list[Job]]) -> tuple[list[Job], list[Job]]:
+        """Send every job; returns (refused for now, never attempted). Stops feeding when
+        the server is unreachable; raises the fatal error, if any, after the workers end.
+
+        With one connection everything happens in the calling thread; with several, the
+        calling thread builds messages and ``[smtp] connections`` threads send them."""
+        retry: list[Job] = []
+        left: list[Job] = []
+        lock = threading.Lock()
+        if self.cfg.smtp.connections == 1:
+            self._inline(batches, retry, left, lock)
+        else:
+            self._threaded(batches, retry, left, lock)
+        if self.fatal is not None:
+            raise Fatal(self.fatal, retry + left)
+        return retry, left
+
+    def _inline(
+        self, batches: Iterable[list[Job]], retry: list[Job], left: list[Job], lock: threading.Lock
+    ) -> None:
+        conn = SmtpConnection(self.cfg, self.password, self.context)
+        try:
+            for batch in batches:
+                for i, job in enumerate(batch):
+                    if self._stop.is_set():
+                        left.extend(batch[i:])
+                        break
+                    self._handle(conn, job, retry, left, lock)
+                if self._stop.is_set():
+                    break
+        finally:
+            conn.close()
+
+    def _threaded(
+        self, batches: Iterable[list[Job]], retry: list[Job], left: list[Job], lock: threading.Lock
+    ) -> None:
+        n = self.cfg.smtp.connections
+        q: queue.Queue[Job | None] = queue.Queue(maxsize=2 * n)
+        threads = [
+            threading.Thread(
+                target=self._worker, args=(q, retry, left, lock), name=f"smtp-{i}", daemon=True
+            )
+            for i in range(n)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for batch in batches:
+                for i, job in enumerate(batch):
+                    if self._stop.is_set():
+                        left.extend(batch[i:])
+                        break
+                    q.put(job)  # workers keep taking jobs until they get None
+                if self._stop.is_set():
+                    break
+        finally:
+            for _ in threads:
+                q.put(None)
+            for t in threads:
+                t.join()
+
+    def _worker(
+        self, q: queue.Queue[Job | None], retry: list[Job], left: list[Job], lock: threading.Lock
+    ) -> None:
+        conn = SmtpConnection(self.cfg, self.password, self.context)
+        try:
+            while (job := q.get()) is not None:
+                if self._stop.is_set():
+                    with lock:
+                        left.append(job)
+                    continue
+                self._handle(conn, job, retry, left, lock)
+        finally:
+            conn.close()
+
+    def _handle(
+        self,
+        conn: SmtpConnection,
+        job: Job,
+        retry: list[Job],
+        left: list[Job],
+        lock: threading.Lock,
+    ) -> None:
+        """Send one job and log its outcome; a 4xx or lost connection goes to ``retry``."""
+        try:
+            outcome = self._send(conn, job)
+            if outcome.status in ("temporary", "dropped"):
+                job.last = outcome.reply
+                with lock:
+                    retry.append(job)
+            else:
+                status = "sent" if outcome.status == "sent" else "failed"
+                self.dlog.record(job, status, outcome.reply)
+        except Abort:
+            with lock:
+                left.append(job)
+        except BaseException as exc:  # the database failed (or a bug): stop everything
+            with lock:
+                left.append(job)
+                self.fatal = self.fatal or exc
+            self._stop.set()
+
+    def _send(self, conn: SmtpConnection, job: Job) -> Outcome:
+        """One message, reconnecting after a dropped connection (same bytes each time)."""
+        backoff = self.cfg.smtp.retry_backoff
+        failures = 0
+        while True:
+            if conn.smtp is not None and conn.sent >= self.cfg.smtp.max_per_connection:
+                conn.close()
+            if conn.smtp is None:
+                try:
+                    conn.open()
+                except TemporaryServerError as exc:
+                    failures += 1
+                    if failures > self.cfg.smtp.retries or self._stop.is_set():
+                        self.unreachable = self.unreachable or str(exc)
+                        self._stop.set()
+                        raise Abort(str(exc)) from exc
+                    delay = backoff * 2 ** (failures - 1)
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    self.sleep(delay)
+                    continue
+                except SendError as exc:  # AuthError, TLS problems: stop the run now
+                    self.fatal = self.fatal or exc
+                    self._stop.set()
+                    raise Abort(str(exc)) from exc
+            self.rate.wait()
+            job.tries += 1
+            outcome = conn.send(self.sender, job.rcpt, job.data)
+            if outcome.status != "dropped":
+                return outcome
+            failures += 1
+            log.warning("%s: %s; reconnecting", job.email, outcome.reply)
+            if failures > self.cfg.smtp.retries:
+                return outcome
+
+
+class Fatal(Exception):
+    """The run must stop: ``error`` says why; ``unfinished`` are the jobs not sent."""
+
+    def __init__(self, error: BaseException, unfinished: list[Job]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.unfinished = unfinished
