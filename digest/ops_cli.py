@@ -40,7 +40,7 @@ def schedule(cfg: Config, run_now: bool, cron_seconds: str | None) -> None:
     """
     from .schedule import cron_trigger, serve, stop_on_signals
 
-    trigger = cron_trigger(cfg.schedule, seconds=cron_seconds)  # a bad cron fails here, exit 2
+    trigger = cron_trigger(cfg.schedule, seconds=cron_seconds, where=cfg.path)  # bad: exit 2
     stop = threading.Event()
     stop_on_signals(stop)
     serve(cfg, stop, trigger=trigger if cron_seconds else None, run_now=run_now)

@@ -81,9 +81,11 @@ def describe_timing(profile: Profile) -> str:
 # ---------------------------------------------------------------- the schedule
 
 
-def cron_trigger(schedule: Schedule, *, seconds: str | None = None) -> CronTrigger:
-    """The trigger for ``[schedule]``; ``seconds`` (a cron field for seconds) replaces the
-    cron expression, so a test can see a run start within a second or two."""
+def cron_trigger(
+    schedule: Schedule, *, seconds: str | None = None, where: object = "config"
+) -> CronTrigger:
+    """The trigger for ``[schedule]`` (``where`` names the file in errors); ``seconds`` (a
+    cron field for seconds) replaces the expression, so a test sees a run within a second."""
     from apscheduler.triggers.cron import CronTrigger
 
     tz = ZoneInfo(schedule.timezone)
@@ -93,8 +95,8 @@ def cron_trigger(schedule: Schedule, *, seconds: str | None = None) -> CronTrigg
         return CronTrigger.from_crontab(schedule.cron, timezone=tz)
     except ValueError as exc:
         raise ConfigError(
-            f"[schedule] cron: {schedule.cron!r} is not a cron expression ({exc}); use five "
-            "fields: minute hour day month weekday, e.g. '0 7 * * *' or '0 * * * *'"
+            f"{where}: [schedule] cron: {schedule.cron!r} is not a cron expression ({exc}); use "
+            "five fields: minute hour day month weekday, e.g. '0 7 * * *' or '0 * * * *'"
         ) from exc
 
 
@@ -119,7 +121,7 @@ def fire_times(
 
 def next_run(cfg: Config, now: datetime) -> datetime | None:
     """When ``digest schedule`` fires next after ``now``."""
-    return cron_trigger(cfg.schedule).get_next_fire_time(None, now)
+    return cron_trigger(cfg.schedule, where=cfg.path).get_next_fire_time(None, now)
 
 
 def never_due(cfg: Config, profiles: Iterable[Profile], times: Sequence[datetime]) -> list[Profile]:
@@ -213,7 +215,7 @@ def serve(
 
     tz = ZoneInfo(cfg.schedule.timezone)
     label = f"cron {cfg.schedule.cron!r}" if trigger is None else str(trigger)
-    trigger = trigger or cron_trigger(cfg.schedule)
+    trigger = trigger or cron_trigger(cfg.schedule, where=cfg.path)
     warn_never_due(cfg, trigger)
     scheduler = BackgroundScheduler(timezone=tz)
     extra: dict[str, Any] = {"next_run_time": datetime.now(tz)} if run_now else {}
@@ -244,7 +246,7 @@ def serve(
     try:
         while not stop.wait(1.0):
             pass
-        log.info("stopping: letting the run in progress finish the message in flight")
+        log.info("stopping; a run in progress first finishes the message in flight")
     finally:
         scheduler.shutdown(wait=True)
     log.info("scheduler stopped")

@@ -121,8 +121,8 @@ def test_the_scheduler_moves_on_after_the_repeated_hour(cron: str, late: timedel
 
 
 def test_a_bad_cron_expression_is_a_config_error() -> None:
-    with pytest.raises(DigestError, match=r"\[schedule\] cron: '0 7 \* \*' is not a cron"):
-        cron_trigger(Schedule(cron="0 7 * *", timezone="UTC"))
+    with pytest.raises(DigestError, match=r"^c.toml: \[schedule\] cron: '0 7 \* \*' is not a cron"):
+        cron_trigger(Schedule(cron="0 7 * *", timezone="UTC"), where="c.toml")
 
 
 # ---------------------------------------------------------------- who is due
