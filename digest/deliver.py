@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
@@ -34,13 +35,17 @@ __all__ = ["DeliverySummary", "Outgoing", "deliver"]
 class Outbox:
     """Writes each message to ``<outbox>/<edition>/<slug>.eml`` (used when no SMTP host)."""
 
-    def __init__(self, cfg: Config, dlog: DeliveryLog) -> None:
+    def __init__(self, cfg: Config, dlog: DeliveryLog, halt: threading.Event | None) -> None:
         self.cfg = cfg
         self.dlog = dlog
+        self.halt = halt
 
-    def run(self, jobs: Iterator[list[Job]]) -> tuple[list[Job], list[Job]]:
+    def run(self, jobs: Iterator[list[Job]]) -> list[Job]:
+        """Write every job; returns those left when ``halt`` was set."""
         for batch in jobs:
             for i, job in enumerate(batch):
+                if self.halt is not None and self.halt.is_set():
+                    return batch[i:]
                 path = outbox_path(self.cfg, job.item.profile, job.item.edition)
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,29 +60,46 @@ class Outbox:
                     _defer(self.dlog, batch[i:], str(error))
                     raise error from exc
                 self.dlog.record(job, "sent", f"written to {path}")
-        return [], []
+        return []
 
 
 # -- the run ------------------------------------------------------------------------------------
 
 
-def _chunks(items: Iterable[Outgoing], size: int) -> Iterator[list[Outgoing]]:
+def _chunks(
+    items: Iterable[Outgoing], size: int, halt: threading.Event | None = None
+) -> Iterator[list[Outgoing]]:
+    """Lists of up to ``size`` items; with ``halt``, nothing more is taken once it is set."""
     it = iter(items)
-    while chunk := list(islice(it, size)):
+    if halt is None:
+        while chunk := list(islice(it, size)):
+            yield chunk
+        return
+    while not halt.is_set():
+        chunk = []
+        for item in it:
+            chunk.append(item)
+            if len(chunk) == size or halt.is_set():
+                break
+        if not chunk:
+            return
         yield chunk
 
 
 class _Feeder:
     """Turns the outgoing stream into claimed jobs, skipping what was already sent."""
 
-    def __init__(self, cfg: Config, dlog: DeliveryLog, now: Clock) -> None:
+    def __init__(
+        self, cfg: Config, dlog: DeliveryLog, now: Clock, halt: threading.Event | None
+    ) -> None:
         self.composer = Composer(cfg)
         self.dlog = dlog
         self.now = now
+        self.halt = halt
         self.seen: set[tuple[str, date]] = set()
 
     def jobs(self, outgoing: Iterable[Outgoing]) -> Iterator[list[Job]]:
-        for chunk in _chunks(outgoing, BATCH):
+        for chunk in _chunks(outgoing, BATCH, self.halt):
             jobs: list[Job] = []
             for edition, items in _by_edition(chunk).items():
                 status = self.dlog.statuses(edition, [o.profile.email for o in items])
@@ -144,21 +166,25 @@ def deliver(
     *,
     now: Clock,
     sleep: Sleep = time.sleep,
+    stop: threading.Event | None = None,
 ) -> DeliverySummary:
     """Send each outgoing digest once per (subscriber, edition); see the module docstring.
 
     ``outgoing`` is consumed as messages go out (it may be a generator over many
     subscribers). An authentication or TLS failure raises at once (AuthError/SendError):
     the messages of this run not yet sent are left ``deferred`` and none is marked sent.
+    Once ``stop`` is set (say on SIGTERM), the messages in flight finish, nothing more is
+    taken from ``outgoing``, and those taken but not attempted go back to ``pending``
+    (listed in ``stopped``) for the next run.
     """
     dlog = DeliveryLog(store, now)
     try:
-        feeder = _Feeder(cfg, dlog, now)
+        feeder = _Feeder(cfg, dlog, now, stop)
         stream = iter(outgoing)
         if cfg.smtp.host:
-            _send_smtp(cfg, store, dlog, feeder, stream, now, sleep)
+            _send_smtp(cfg, store, dlog, feeder, stream, now, sleep, stop)
         else:
-            Outbox(cfg, dlog).run(feeder.jobs(stream))
+            _pending(dlog, Outbox(cfg, dlog, stop).run(feeder.jobs(stream)))
         return dlog.summary
     finally:
         dlog.close()
@@ -172,14 +198,15 @@ def _send_smtp(
     stream: Iterator[Outgoing],
     now: Clock,
     sleep: Sleep,
+    stop: threading.Event | None,
 ) -> None:
     recent = _recent(store, now) if cfg.smtp.rate_per_hour else ()
     rate = RateLimit(cfg.smtp.rate_per_second, cfg.smtp.rate_per_hour, sleep, recent)
-    pool = SmtpPool(cfg, dlog, sleep, rate)
+    pool = SmtpPool(cfg, dlog, sleep, rate, stop)
     try:
         retry, left = pool.run(feeder.jobs(stream))
         for attempt in range(1, cfg.smtp.retries + 1):
-            if not retry or pool.unreachable:
+            if not retry or pool.unreachable or pool.halt.is_set():
                 break
             delay = cfg.smtp.retry_backoff * 2 ** (attempt - 1)
             log.info(
@@ -200,17 +227,24 @@ def _send_smtp(
         reason = f"server unavailable: {pool.unreachable}"
         _defer(dlog, left, reason)
         feeder.defer_rest(stream, reason)
+    elif pool.halt.is_set():
+        _pending(dlog, left)
     else:
         _defer(dlog, left, "not sent")
 
 
 def _defer(dlog: DeliveryLog, jobs: list[Job], reason: str) -> None:
-    for job in jobs:
-        try:
-            dlog.record(job, "deferred", reason or job.last or "not sent")
-        except DigestError as exc:  # the database is gone; the rows stay "sending"
-            log.error("%s", exc)
-            return
+    try:
+        dlog.record_many([(job, "deferred", reason or job.last or "not sent") for job in jobs])
+    except DigestError as exc:  # the database is gone; the rows stay "sending"
+        log.error("%s", exc)
+
+
+def _pending(dlog: DeliveryLog, jobs: list[Job]) -> None:
+    """Jobs never attempted because the run was asked to stop: back to ``pending``."""
+    if jobs:
+        log.info("stopping: %d message(s) left for the next run", len(jobs))
+        dlog.record_many([(job, "pending", "run stopped before sending") for job in jobs])
 
 
 def _recent(store: Store, now: Clock) -> list[float]:

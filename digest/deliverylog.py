@@ -42,6 +42,7 @@ class DeliverySummary:
     deferred: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
     already_sent: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # not attempted: the run was asked to stop
 
     @property
     def ok(self) -> bool:
@@ -95,8 +96,14 @@ class DeliveryLog:
             self.writer.claim([(j.email, j.item.edition, j.message_id) for j in jobs], self.now())
 
     def record(self, job: Job, status: str, reply: str) -> None:
+        self.record_many([(job, status, reply)])
+
+    def record_many(self, outcomes: list[tuple[Job, str, str]]) -> None:
+        """Commit these outcomes (with any others waiting); returns once they are."""
+        if not outcomes:
+            return
         with self._cond:
-            self._pending.append((job, status, reply))
+            self._pending.extend(outcomes)
             self._next += 1
             ticket = self._next
             while self._done < ticket:
@@ -136,6 +143,8 @@ class DeliveryLog:
                 s.sent.append(j.email)
             elif status == "failed":
                 s.failed.append((j.email, reply))
+            elif status == "pending":
+                s.stopped.append(j.email)
             else:
                 s.deferred.append((j.email, reply))
             log.log(

@@ -284,6 +284,7 @@ def run(
                 if stop is not None and "stop" in inspect.signature(deliver).parameters:
                     extra["stop"] = stop
                 summary.delivery = deliver(cfg, store, stream, now=now, **extra)
+                _stopping(stop, summary)  # deliver() may have stopped before asking for more
         store.finish_run(run_id, now(), summary.as_dict())
         return summary
     finally:

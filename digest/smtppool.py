@@ -74,7 +74,14 @@ class Abort(Exception):
 class SmtpPool:
     """``[smtp] connections`` worker threads, each with its own reused connection."""
 
-    def __init__(self, cfg: Config, dlog: DeliveryLog, sleep: Sleep, rate: RateLimit) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        dlog: DeliveryLog,
+        sleep: Sleep,
+        rate: RateLimit,
+        halt: threading.Event | None = None,
+    ) -> None:
         self.cfg = cfg
         self.dlog = dlog
         self.sleep = sleep
@@ -84,7 +91,11 @@ class SmtpPool:
         self.sender = cfg.sender.address
         self.fatal: BaseException | None = None  # auth, TLS, database: raise at once
         self.unreachable = ""  # the server refused connections on every retry
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # set by the pool itself (fatal, unreachable)
+        self.halt = halt or threading.Event()  # set from outside: finish in-flight, then stop
+
+    def stopping(self) -> bool:
+        return self._stop.is_set() or self.halt.is_set()
 
     def run(self, batches: Iterable[list[Job]]) -> tuple[list[Job], list[Job]]:
         """Send every job; returns (refused for now, never attempted). Stops feeding when
@@ -110,11 +121,11 @@ class SmtpPool:
         try:
             for batch in batches:
                 for i, job in enumerate(batch):
-                    if self._stop.is_set():
+                    if self.stopping():
                         left.extend(batch[i:])
                         break
                     self._handle(conn, job, retry, left, lock)
-                if self._stop.is_set():
+                if self.stopping():
                     break
         finally:
             conn.close()
@@ -135,11 +146,11 @@ class SmtpPool:
         try:
             for batch in batches:
                 for i, job in enumerate(batch):
-                    if self._stop.is_set():
+                    if self.stopping():
                         left.extend(batch[i:])
                         break
                     q.put(job)  # workers keep taking jobs until they get None
-                if self._stop.is_set():
+                if self.stopping():
                     break
         finally:
             for _ in threads:
@@ -153,7 +164,7 @@ class SmtpPool:
         conn = SmtpConnection(self.cfg, self.password, self.context)
         try:
             while (job := q.get()) is not None:
-                if self._stop.is_set():
+                if self.stopping():
                     with lock:
                         left.append(job)
                     continue
@@ -200,6 +211,8 @@ class SmtpPool:
                     conn.open()
                 except TemporaryServerError as exc:
                     failures += 1
+                    if self.halt.is_set():
+                        raise Abort(str(exc)) from exc
                     if failures > self.cfg.smtp.retries or self._stop.is_set():
                         self.unreachable = self.unreachable or str(exc)
                         self._stop.set()

@@ -7,7 +7,9 @@ import email.policy
 import itertools
 import quopri
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.header import decode_header, make_header
@@ -514,3 +516,29 @@ def test_delivery_writer_paths_store_the_same_rows(tmp_path: Path, direct: bool)
         assert store.sent_since(NOW - timedelta(minutes=1)) == [NOW]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_stop_finishes_the_messages_in_flight_and_leaves_the_rest_pending(
+    tmp_path: Path, store: Store, connections: int
+) -> None:
+    emails = addresses(40)
+    stop = threading.Event()
+    with SmtpServer(pipelining=True) as srv:
+
+        def clock() -> datetime:  # SIGTERM arrives once the server has two messages
+            if len(srv.messages) >= 2:
+                stop.set()
+            return NOW
+
+        cfg = make_config(tmp_path, srv, connections=connections)
+        first = deliver(cfg, store, outgoing(emails), now=clock, stop=stop)
+        assert 2 <= len(first.sent) <= 2 + connections
+        assert first.failed == [] and first.deferred == []
+        assert sorted(first.sent + first.stopped) == sorted(
+            emails[: len(first.sent + first.stopped)]
+        )
+        assert set(statuses_of(store).values()) <= {"sent", "pending"}
+        second = deliver(cfg, store, outgoing(emails), now=clock)
+        assert sorted(first.sent + second.sent) == sorted(emails)
+        assert Counter(srv.recipients()) == dict.fromkeys(emails, 1)  # nothing twice
