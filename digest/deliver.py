@@ -22,7 +22,7 @@ from .deliverylog import Clock, DeliveryLog, DeliverySummary, Job, Outgoing
 from .errors import DigestError, SendError
 from .headers import ascii_address, message_id
 from .mime import Composer, outbox_path
-from .smtppool import Fatal, RateLimit, Sleep, SmtpPool
+from .smtppool import Fatal, RateLimit, Sleep, SmtpPool, pause
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def _send_smtp(
     stop: threading.Event | None,
 ) -> None:
     recent = _recent(store, now) if cfg.smtp.rate_per_hour else ()
-    rate = RateLimit(cfg.smtp.rate_per_second, cfg.smtp.rate_per_hour, sleep, recent)
+    rate = RateLimit(cfg.smtp.rate_per_second, cfg.smtp.rate_per_hour, sleep, recent, stop)
     pool = SmtpPool(cfg, dlog, sleep, rate, stop)
     try:
         retry, left = pool.run(feeder.jobs(stream))
@@ -216,7 +216,9 @@ def _send_smtp(
                 cfg.smtp.retries,
                 delay,
             )
-            sleep(delay)
+            pause(sleep, stop, delay)
+            if pool.halt.is_set():
+                break
             retry, more = pool.run([retry])
             left.extend(more)
     except Fatal as exc:

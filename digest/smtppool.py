@@ -25,15 +25,30 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], None]
 
 
+def pause(sleep: Sleep, halt: threading.Event | None, seconds: float) -> None:
+    """Wait, but wake up at once when ``halt`` is set (with the real clock only: an
+    injected ``sleep`` is called as is)."""
+    if halt is not None and sleep is time.sleep:
+        halt.wait(seconds)
+    else:
+        sleep(seconds)
+
+
 class RateLimit:
     """Messages per second and per hour, shared by all connections."""
 
     def __init__(
-        self, per_second: float, per_hour: int, sleep: Sleep, recent: Iterable[float] = ()
+        self,
+        per_second: float,
+        per_hour: int,
+        sleep: Sleep,
+        recent: Iterable[float] = (),
+        halt: threading.Event | None = None,
     ) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.per_hour = per_hour
         self.sleep = sleep
+        self.halt = halt
         self.lock = threading.Lock()
         self.next_at = 0.0
         self.logged_at = -60.0
@@ -64,7 +79,7 @@ class RateLimit:
                 self.window.append(at)
             self.next_at = at + self.interval
         if at > now:
-            self.sleep(at - now)
+            pause(self.sleep, self.halt, at - now)
 
 
 class Abort(Exception):
@@ -219,13 +234,15 @@ class SmtpPool:
                         raise Abort(str(exc)) from exc
                     delay = backoff * 2 ** (failures - 1)
                     log.warning("%s; retrying in %.1f s", exc, delay)
-                    self.sleep(delay)
+                    pause(self.sleep, self.halt, delay)
                     continue
                 except SendError as exc:  # AuthError, TLS problems: stop the run now
                     self.fatal = self.fatal or exc
                     self._stop.set()
                     raise Abort(str(exc)) from exc
             self.rate.wait()
+            if self.halt.is_set():
+                raise Abort("stopping")
             job.tries += 1
             outcome = conn.send(self.sender, job.rcpt, job.data)
             if outcome.status != "dropped":

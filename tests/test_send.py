@@ -542,3 +542,15 @@ def test_stop_finishes_the_messages_in_flight_and_leaves_the_rest_pending(
         second = deliver(cfg, store, outgoing(emails), now=clock)
         assert sorted(first.sent + second.sent) == sorted(emails)
         assert Counter(srv.recipients()) == dict.fromkeys(emails, 1)  # nothing twice
+
+
+def test_stop_interrupts_a_rate_limit_wait(tmp_path: Path, store: Store) -> None:
+    """With the real clock, a run waiting for its hourly budget stops at once on SIGTERM."""
+    stop = threading.Event()
+    with SmtpServer() as srv:
+        cfg = make_config(tmp_path, srv, rate_per_hour=2)
+        threading.Timer(0.3, stop.set).start()
+        started = time.monotonic()
+        summary = deliver(cfg, store, outgoing(addresses(4)), now=clock, stop=stop)
+        assert time.monotonic() - started < 5
+    assert len(summary.sent) == 2 and sorted(summary.stopped) == addresses(2, 2)
