@@ -7,14 +7,13 @@ and a weekly digest ranks the papers of the editions of the last seven days.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from filelock import FileLock, Timeout
@@ -280,10 +279,9 @@ def run(
                 summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
             if not _stopping(stop, summary):
                 stream = _outgoing(cfg, store, groups, now, summary, stop)
-                extra: dict[str, Any] = {}
-                if stop is not None and "stop" in inspect.signature(deliver).parameters:
-                    extra["stop"] = stop
-                summary.delivery = deliver(cfg, store, stream, now=now, **extra)
+                summary.delivery = deliver(cfg, store, stream, now=now, stop=stop)
+                if stop is not None and stop.is_set():
+                    summary.stopped = True
                 _stopping(stop, summary)  # deliver() may have stopped before asking for more
         store.finish_run(run_id, now(), summary.as_dict())
         return summary

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import inspect
 import json
 import logging
 import re
@@ -24,7 +23,6 @@ import pytest
 from digest.config import load
 from digest.errors import LockedError
 from digest.pipeline import RunSummary, run, run_lock
-from digest.send import deliver
 
 from .conftest import FEEDS, write_config, write_subscriber
 
@@ -343,11 +341,6 @@ def test_a_stop_request_before_the_run_sends_nothing(tmp_path: Path, papers: lis
     assert len(p.run(at(12, 8)).delivery.sent) == 1  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    "stop" not in inspect.signature(deliver).parameters,
-    reason="deliver() takes up to 200 messages at a time and does not observe stop yet",
-    strict=True,
-)
 def test_a_stop_request_ends_the_run_after_the_message_in_flight(
     tmp_path: Path, papers: list[Any]
 ) -> None:
