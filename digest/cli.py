@@ -18,6 +18,7 @@ from . import __version__
 from .config import DEFAULT_CONFIG, Config, load
 from .errors import DigestError
 from .models import Profile
+from .send import check_config
 
 log = logging.getLogger("digest")
 
@@ -94,7 +95,7 @@ def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
     from .pipeline import run as run_edition
     from .pipeline import run_lock
 
-    cfg.preflight()
+    check_config(cfg)
     with run_lock(cfg, wait=wait):
         summary = run_edition(cfg, edition=edition, fetch=not no_fetch)
     print_run_summary(cfg, summary)
@@ -209,7 +210,7 @@ def check(cfg: Config) -> None:
         f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
         f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})"
     )
-    cfg.preflight()
+    check_config(cfg)
     profiles, errors = load_profiles(cfg.subscribers_path)
     click.echo(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
     for err in errors:

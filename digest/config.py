@@ -196,28 +196,6 @@ class Config(Strict):
             )
         return value
 
-    def preflight(self) -> None:
-        """Check what the file cannot show (secrets in the environment, key files) before
-        anything is fetched or sent; raises ``ConfigError``."""
-        if self.smtp.host:
-            self.smtp_password()
-            if self.smtp.ca_file and not self.resolve(self.smtp.ca_file).is_file():
-                raise ConfigError(f"{self.path}: [smtp] ca_file: {self.smtp.ca_file} not found")
-        if self.unsubscribe.url:
-            if not self.unsubscribe.url.startswith("https://"):
-                raise ConfigError(f"{self.path}: [unsubscribe] url: must start with https://")
-            if not os.environ.get(self.unsubscribe.secret_env, ""):
-                raise ConfigError(
-                    f"{self.path}: [unsubscribe] url is set but environment variable "
-                    f"{self.unsubscribe.secret_env} is empty; export a long random secret there"
-                )
-        if self.dkim.selector or self.dkim.private_key_file:
-            key = self.resolve(self.dkim.private_key_file) if self.dkim.private_key_file else None
-            if key is None or not key.is_file() or not self.dkim.selector:
-                raise ConfigError(
-                    f"{self.path}: [dkim] needs both selector and a readable private_key_file"
-                )
-
     def feed_base(self, url: str) -> str:
         """A feed url, with a relative local path resolved against the config folder."""
         if "://" in url:

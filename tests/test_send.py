@@ -251,7 +251,7 @@ def test_unsubscribe_url_carries_a_verifiable_per_subscriber_token(tmp_path: Pat
     cfg = make_config(tmp_path)
     url = unsubscribe_url(cfg, "ada@example.org")
     query = parse_qs(urlsplit(url).query)
-    assert query["email"] == ["ada@example.org"]
+    assert query["e"] == ["ada@example.org"]
     token = query["token"][0]
     assert check_unsubscribe_token(cfg, "ada@example.org", token)
     assert not check_unsubscribe_token(cfg, "bob@example.org", token)
