@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+import threading
 import webbrowser
 from collections.abc import Callable
 from datetime import date, datetime
@@ -94,10 +95,13 @@ def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
     """Fetch, rank, render and send one edition."""
     from .pipeline import run as run_edition
     from .pipeline import run_lock
+    from .schedule import stop_on_signals
 
     check_config(cfg)
+    stop = threading.Event()
+    stop_on_signals(stop)  # Ctrl-C / SIGTERM: finish the message in flight, keep the rest
     with run_lock(cfg, wait=wait):
-        summary = run_edition(cfg, edition=edition, fetch=not no_fetch)
+        summary = run_edition(cfg, edition=edition, fetch=not no_fetch, stop=stop)
     print_run_summary(cfg, summary)
     sys.exit(EXIT_OK if summary.ok else EXIT_PARTIAL)
 

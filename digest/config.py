@@ -104,6 +104,20 @@ class Schedule(Strict):
     def _tz(cls, value: str) -> str:
         return check_timezone(value)
 
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a cron expression ({exc}); use 5 fields: "
+                "minute hour day month weekday, e.g. '0 7 * * *'"
+            ) from exc
+        return value
+
 
 class Feed(Strict):
     name: str = Field(min_length=1)

@@ -75,3 +75,9 @@ def test_password_comes_from_environment_only(
         cfg.smtp_password()
     monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "s3cret")
     assert cfg.smtp_password() == "s3cret"
+
+
+def test_bad_schedule_cron_is_caught_on_load(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[schedule]\ncron = "every morning"\n')
+    with pytest.raises(ConfigError, match=r"schedule.cron: .*not a cron expression"):
+        config.load(path)
