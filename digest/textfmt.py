@@ -1,4 +1,4 @@
-"""Text helpers shared by rendering and sources: LaTeX to Unicode, safe links, trimming, wrapping.
+"""Text helpers for rendering: cleaning (LaTeX via digest.latex), safe links, trimming, wrapping.
 
 Everything here is pure and cheap; nothing reads the clock or the network.
 """
@@ -9,6 +9,8 @@ import re
 import textwrap
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
+
+from .latex import latex_to_text
 
 # ---------------------------------------------------------------- cleaning
 
@@ -32,126 +34,6 @@ def one_line(text: str | None) -> str:
 def clean_text(text: str | None) -> str:
     """One line of readable text: whitespace collapsed, simple LaTeX turned into Unicode."""
     return one_line(latex_to_text(one_line(text)))
-
-
-# ---------------------------------------------------------------- LaTeX
-
-# fmt: off
-_SYMBOLS = {
-    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",
-    "zeta": "ζ", "eta": "η", "theta": "θ", "vartheta": "ϑ", "iota": "ι", "kappa": "κ",
-    "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ", "pi": "π", "varpi": "ϖ", "rho": "ρ",
-    "varrho": "ϱ", "sigma": "σ", "varsigma": "ς", "tau": "τ", "upsilon": "υ", "phi": "φ",
-    "varphi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω",
-    "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π",
-    "Sigma": "Σ", "Upsilon": "Υ", "Phi": "Φ", "Psi": "Ψ", "Omega": "Ω",
-    "times": "×", "cdot": "·", "cdots": "⋯", "ldots": "…", "dots": "…", "pm": "±", "mp": "∓",
-    "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠", "ne": "≠", "approx": "≈",
-    "sim": "~", "simeq": "≃", "equiv": "≡", "propto": "∝", "infty": "∞", "partial": "∂",
-    "nabla": "∇", "sum": "∑", "prod": "∏", "int": "∫", "in": "∈", "notin": "∉",
-    "subset": "⊂", "subseteq": "⊆", "supset": "⊃", "cup": "∪", "cap": "∩", "forall": "∀",
-    "exists": "∃", "emptyset": "∅", "to": "→", "rightarrow": "→", "leftarrow": "←",
-    "Rightarrow": "⇒", "Leftarrow": "⇐", "leftrightarrow": "↔", "mapsto": "↦",
-    "ll": "≪", "gg": "≫", "ell": "ℓ", "hbar": "ℏ", "circ": "∘", "star": "⋆", "ast": "∗",
-    "div": "÷", "sqrt": "√", "langle": "⟨", "rangle": "⟩", "log": "log", "exp": "exp",
-    "sin": "sin", "cos": "cos", "max": "max", "min": "min", "arg": "arg", "lim": "lim",
-    "quad": " ", "qquad": " ", "prime": "′", "top": "⊤", "perp": "⊥", "dagger": "†",
-    "checkmark": "✓", "neg": "¬", "land": "∧", "lor": "∨", "oplus": "⊕", "otimes": "⊗",
-    "uparrow": "↑", "downarrow": "↓", "colon": ":", "ln": "ln", "mid": "|", "vert": "|",
-    "left": "", "right": "", "big": "", "Big": "", "bigl": "", "bigr": "", "Bigl": "",
-    "Bigr": "", "displaystyle": "", "limits": "", "degree": "°", "textdegree": "°",
-}
-# fmt: on
-# What a superscript of these reads as: V^* -> V*, 90^\circ -> 90°.
-_SCRIPT_WORDS = {
-    "*": "*",
-    "\\ast": "*",
-    "\\star": "*",
-    "\\circ": "°",
-    "\\prime": "′",
-    "\\top": "ᵀ",
-    "\\dagger": "†",
-}  # fmt: skip
-_SUPERSCRIPT = dict(zip("0123456789+-=()niT", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱᵀ", strict=True))
-_SUBSCRIPT = dict(zip("0123456789+-=()aeoxijklmnpst", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₒₓᵢⱼₖₗₘₙₚₛₜ", strict=True))
-_BLACKBOARD = {"R": "ℝ", "N": "ℕ", "Z": "ℤ", "Q": "ℚ", "C": "ℂ", "E": "𝔼", "P": "ℙ"}
-
-# $...$ (not "$5 and $10": math starts and ends next to a non-space, and no digit follows)
-_MATH = re.compile(r"\$\$(.+?)\$\$|\$(?=\S)(.+?)(?<=\S)\$(?!\d)|\\\((.+?)\\\)", re.S)
-_STYLE_CMD = re.compile(
-    r"\\(?:mathrm|mathbf|mathit|mathsf|mathtt|boldsymbol|bm|text|textrm|textbf|textit|texttt"
-    r"|emph|operatorname|mathcal|mathscr|mathfrak|widehat|hat|tilde|widetilde|bar|overline"
-    r"|vec|dot|ddot)\s*\{([^{}]*)\}"
-)
-_BB = re.compile(r"\\mathbb\s*(?:\{\s*([A-Za-z])\s*\}|([A-Za-z]))")
-_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
-_SQRT = re.compile(r"\\sqrt\s*\{([^{}]*)\}")
-_SCRIPT = re.compile(r"([\^_])\s*(?:\{([^{}]*)\}|(\\[A-Za-z]+|[A-Za-z0-9*]))")
-_COMMAND = re.compile(r"\\([A-Za-z]+)")
-_UNICODE = re.compile(r"\\unicode\s*\{\s*x?([0-9A-Fa-f]{2,6})\s*\}")
-_ESCAPED = re.compile(r"\\([%&_#${}])")
-
-
-def _script(match: re.Match[str]) -> str:
-    kind, body = match.group(1), match.group(2) if match.group(2) is not None else match.group(3)
-    body = body.strip()
-    if kind == "^" and body in _SCRIPT_WORDS:
-        return _SCRIPT_WORDS[body]
-    table = _SUPERSCRIPT if kind == "^" else _SUBSCRIPT
-    if body and all(c in table for c in body):
-        return "".join(table[c] for c in body)
-    if len(body) == 1 or body.startswith("\\"):
-        return kind + body
-    return f"{kind}({body})"
-
-
-def _blackboard(m: re.Match[str]) -> str:
-    letter = m.group(1) or m.group(2)
-    return _BLACKBOARD.get(letter, letter)
-
-
-def _math(body: str) -> str:
-    text = _UNICODE.sub(lambda m: chr(int(m.group(1), 16)), body)
-    text = _BB.sub(_blackboard, text)
-    for _ in range(3):  # nested groups such as \frac{\mathbf{x}}{T^{1/3}}
-        text = _STYLE_CMD.sub(r"\1", text)
-        text = _SCRIPT.sub(_script, text)
-        text = _FRAC.sub(r"\1/\2", text)
-        text = _SQRT.sub(r"√\1", text)
-    text = _COMMAND.sub(lambda m: _SYMBOLS.get(m.group(1), m.group(1)), text)
-    text = _SCRIPT.sub(_script, text)
-    text = _ESCAPED.sub(r"\1", text)
-    text = text.replace("{", "").replace("}", "").replace("\\,", " ").replace("\\;", " ")
-    text = text.replace("\\!", "").replace("~", " ").replace("\\", "")
-    return text.strip()
-
-
-def latex_to_text(text: str | None) -> str:
-    """Readable Unicode for the simple LaTeX found in titles and abstracts.
-
-    ``$\\alpha$-stable`` -> ``α-stable``, ``$O(n^2)$`` -> ``O(n²)``, ``$\\mathbb{R}^d$`` -> ``ℝ^d``.
-    Text outside math only loses escapes (``\\%`` -> ``%``) and simple style commands.
-    Anything it does not know is left readable rather than dropped.
-    """
-    if not text:
-        return ""
-    if "$" not in text and "\\" not in text:
-        return text
-
-    def repl(m: re.Match[str]) -> str:
-        return _math(next(g for g in m.groups() if g is not None))
-
-    out = _MATH.sub(repl, text)
-    if "\\" in out:
-        out = _STYLE_CMD.sub(r"\1", out)
-        out = _ESCAPED.sub(r"\1", out)
-        out = re.sub(r"\\(?:textendash)\b\s?", "–", out)
-        out = re.sub(r"\\(?:textemdash)\b\s?", "—", out)
-        out = _COMMAND.sub(
-            lambda m: _SYMBOLS.get(m.group(1), m.group(0)),
-            out,
-        )
-    return out
 
 
 # ---------------------------------------------------------------- links

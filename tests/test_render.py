@@ -17,7 +17,7 @@ from digest.errors import RenderError
 from digest.models import Digest, Paper, Profile, Rendered, Scored
 from digest.render import Renderer
 from digest.render_fast import normalize_html
-from digest.textfmt import latex_to_text, safe_url, short_authors, shorten, wrap_line
+from digest.textfmt import safe_url, short_authors, shorten, wrap_line
 
 DATA = Path(__file__).parent / "data" / "render"
 EDITION = date(2026, 11, 27)
@@ -369,16 +369,6 @@ def test_missing_templates_dir_is_reported(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ text helpers
-
-
-def latex_cases() -> list[tuple[str, str]]:
-    rows = (DATA / "latex.tsv").read_text(encoding="utf-8").splitlines()
-    return [tuple(r.split("\t")) for r in rows if r and not r.startswith("#")]  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(("source", "expected"), latex_cases())
-def test_latex_to_text(source: str, expected: str) -> None:
-    assert latex_to_text(source) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import pytest
 from digest.errors import FeedError
 from digest.models import Paper
 from digest.sources import arxiv_id, paper_json, parse, url_id
-from digest.sources.latex import latex_text
 from digest.sources.text import clean, github_url, html_text
 from digest.store import Store
 
@@ -121,36 +120,6 @@ def test_url_id_is_stable_and_short() -> None:
     assert url_id("https://example.org/a") == url_id(" https://example.org/a ")
     assert re.fullmatch(r"url:[0-9a-f]{16}", url_id("https://example.org/a"))
     assert url_id("https://example.org/a") != url_id("https://example.org/b")
-
-
-@pytest.mark.parametrize(
-    ("text", "want"),
-    [
-        (
-            r"Jaros{\l}aw \.Zygierewicz, J\"org, Kra{\ss}, S{\o}gaard",
-            "Jarosław Żygierewicz, Jörg, Kraß, Søgaard",
-        ),
-        (
-            r"Nikola Pi\v{z}urica, Milovi\'c, In\`es, Jakub\r{u}v, Fran\c{c}ois, Mart\'{\i}n",
-            "Nikola Pižurica, Milović, Inès, Jakubův, François, Martín",
-        ),
-        (r"$\alpha$-cosymplectic", "α-cosymplectic"),
-        (r"$H^3$Fusion and $J_1$-$J_2$", "H³Fusion and J₁-J₂"),
-        (r"by $11.37\%$ and $1\times1$", "by 11.37% and 1×1"),
-        (r"$F=\frac{\alpha^2}{\beta}$, $1/\sqrt{n}$", "F=α²/β, 1/√n"),
-        (r"$\mathcal{E\mkern-2mu L}$", "EL"),
-        (r"the $\ln\ln T$ term", "the ln ln T term"),
-        (
-            r"\textit{memories} at \href{https://x.org/y}{our site}",
-            "memories at our site (https://x.org/y)",
-        ),
-        (r"costs $5 and $10", "costs $5 and $10"),  # money, not math
-        (r"\gtrsim6.3% and 40~radians", "≳6.3% and 40 radians"),
-        (r"an \unknowncommand stays", r"an \unknowncommand stays"),
-    ],
-)
-def test_latex_made_readable(text: str, want: str) -> None:
-    assert latex_text(text) == want
 
 
 def test_html_reduced_to_safe_text() -> None:

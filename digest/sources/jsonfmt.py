@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import FeedError
+from ..latex import latex_to_text
 from ..models import Paper
 from .common import Found, as_int, as_str, labelled, make_paper
-from .latex import latex_text
 from .text import arxiv_id, clean, collapse, hf_link, url_id, utc_from_iso
 
 
@@ -66,7 +66,7 @@ def hf_paper(item: Mapping[str, Any], paper: Mapping[str, Any], source: str) -> 
         name
         for a in paper.get("authors") or ()
         if isinstance(a, dict) and not a.get("hidden")
-        for name in [collapse(latex_text(as_str(a.get("name"))))]
+        for name in [collapse(latex_to_text(as_str(a.get("name"))))]
         if name
     )
     keywords = tuple(
@@ -116,7 +116,7 @@ def json_feed(doc: Mapping[str, Any], source: str) -> list[Paper]:
         abstract, extra = labelled(body, text)
         raw_authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
         authors = tuple(
-            collapse(latex_text(as_str(a.get("name"))))
+            collapse(latex_to_text(as_str(a.get("name"))))
             for a in raw_authors
             if isinstance(a, dict) and as_str(a.get("name"))
         )

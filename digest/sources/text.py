@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
 
-from .latex import latex_text
+from ..latex import latex_to_text
 
 # --- arXiv ids -------------------------------------------------------------------------
 
@@ -206,7 +206,7 @@ def html_text(value: str | None) -> str:
 def clean(value: str | None, *, is_html: bool = True) -> str:
     """The normal form of any title or abstract: safe text, readable LaTeX, one-line."""
     text = html_text(value) if is_html else collapse(value)
-    return collapse(latex_text(text))
+    return collapse(latex_to_text(text))
 
 
 # --- dates -----------------------------------------------------------------------------
