@@ -119,28 +119,30 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
     echo(f"edition {summary.edition}: {summary.candidates} candidate papers")
     for p in summary.picks[:50]:
         echo(f"  {p.email}: {p.count} papers, top: {p.top[:70]}")
-    if len(summary.picks) > 50:
-        echo(f"  ... and {len(summary.picks) - 50} more subscribers")
+    if summary.picks.total > 50:  # the summary's lists keep a sample; .total counts all
+        echo(f"  ... and {summary.picks.total - 50} more subscribers")
     for email in summary.nothing[:20]:
         echo(f"  {email}: nothing above their threshold today")
-    skipped: dict[str, int] = {}
-    for _email, why in summary.skipped:
-        skipped[why] = skipped.get(why, 0) + 1
+    skipped: dict[str, int] = summary.skipped_counts()
     for why, n in sorted(skipped.items()):
         echo(f"  {n} subscriber(s) skipped: {why}")
     for err in summary.profile_errors:
         echo(f"  subscriber failed: {err}")
+    if summary.profile_errors.more:
+        echo(f"  ... and {summary.profile_errors.more} more subscriber files failed")
     d = summary.delivery
     if d is not None:
         where = cfg.outbox_path if not cfg.smtp.host else f"{cfg.smtp.host}:{cfg.smtp.port}"
         echo(
-            f"delivery via {where}: {len(d.sent)} sent, {len(d.deferred)} deferred, "
-            f"{len(d.failed)} failed"
+            f"delivery via {where}: {d.sent.total} sent, {d.deferred.total} deferred, "
+            f"{d.failed.total} failed"
         )
         for email, reason in d.deferred:
             echo(f"  deferred: {email}: {reason}")
         for email, reason in d.failed:
             echo(f"  failed: {email}: {reason}")
+        if d.deferred.more or d.failed.more:
+            echo(f"  ... and {d.deferred.more + d.failed.more} more (digest status lists them)")
     went_out = d is not None and (d.sent or d.deferred or d.failed)
     already = skipped.get("already sent this edition", 0)
     if already and not went_out and not summary.picks:

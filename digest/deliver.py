@@ -23,6 +23,7 @@ from .errors import DigestError, SendError
 from .headers import ascii_address, message_id
 from .mime import Composer, outbox_path
 from .smtppool import Fatal, RateLimit, Sleep, SmtpPool, pause
+from .stages import timed
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -102,13 +103,16 @@ class _Feeder:
         for chunk in _chunks(outgoing, BATCH, self.halt):
             jobs: list[Job] = []
             for edition, items in _by_edition(chunk).items():
-                status = self.dlog.statuses(edition, [o.profile.email for o in items])
+                with timed("log"):
+                    status = self.dlog.statuses(edition, [o.profile.email for o in items])
                 for item in items:
-                    job = self._job(item, status.get(item.profile.email))
+                    with timed("mime"):
+                        job = self._job(item, status.get(item.profile.email))
                     if job is not None:
                         jobs.append(job)
             if jobs:
-                self.dlog.claim(jobs)
+                with timed("log"):
+                    self.dlog.claim(jobs)
                 yield jobs
 
     def _job(self, item: Outgoing, status: str | None) -> Job | None:

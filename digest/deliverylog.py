@@ -19,7 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import SendError
 from .models import Profile, Rendered
+from .stages import timed
 from .store import Store
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,20 @@ class Outgoing:
 
 @dataclass
 class DeliverySummary:
-    sent: list[str] = field(default_factory=list)
-    deferred: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
-    already_sent: list[str] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)  # not attempted: the run was asked to stop
+    """Who was sent what. Each list keeps a sample (the first ``tally.SAMPLE``) and counts
+    everyone in its ``total``, so a run over 100,000 subscribers stays small."""
+
+    sent: Tally[str] = field(default_factory=Tally)
+    deferred: Tally[tuple[str, str]] = field(default_factory=Tally)  # (email, reason)
+    failed: Tally[tuple[str, str]] = field(default_factory=Tally)  # (email, reason)
+    already_sent: Tally[str] = field(default_factory=Tally)
+    stopped: Tally[str] = field(default_factory=Tally)  # not attempted: asked to stop
+
+    def __post_init__(self) -> None:
+        for name in ("sent", "deferred", "failed", "already_sent", "stopped"):
+            value = getattr(self, name)
+            if not isinstance(value, Tally):
+                setattr(self, name, Tally(value))
 
     @property
     def ok(self) -> bool:
@@ -117,7 +128,8 @@ class DeliveryLog:
                 self._committing = True
                 self._cond.release()
                 try:
-                    self._write(batch)
+                    with timed("log"):
+                        self._write(batch)
                 except BaseException as exc:
                     self._error = exc
                     raise

@@ -8,24 +8,31 @@ and a weekly digest ranks the papers of the editions of the last seven days.
 from __future__ import annotations
 
 import logging
+import pickle
+import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from itertools import islice
+from typing import IO, TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from filelock import FileLock, Timeout
 
+from . import stages
 from .config import Config
-from .errors import DigestError, LockedError
+from .errors import DigestError, LockedError, ProfileError
 from .models import Digest, Paper, Profile, Scored
-from .profiles import load_profiles
+from .profiles import iter_profiles
 from .schedule import subscriber_edition, why_not_due
+from .stages import timed
 from .store import Store
+from .tally import Tally
 
 if TYPE_CHECKING:
+    from .rank import Ranker
     from .render import Renderer
     from .send import Outgoing
 
@@ -35,6 +42,7 @@ Clock = Callable[[], datetime]
 
 ALREADY_SENT = "already sent this edition"
 UNSUBSCRIBED = "unsubscribed"
+BATCH = 1000  # subscribers loaded, planned, ranked and rendered together
 
 
 def utcnow() -> datetime:
@@ -61,17 +69,22 @@ class Pick:
 
 @dataclass
 class RunSummary:
+    """What a run did. The per-subscriber lists keep a sample (the first ``tally.SAMPLE``)
+    and count everyone in their ``total``, so the summary of a run over 100,000
+    subscribers stays small."""
+
     edition: date
     fetch: FetchSummary | None = None
     candidates: int = 0
-    picks: list[Pick] = field(default_factory=list)
-    nothing: list[str] = field(default_factory=list)  # subscribers with nothing above threshold
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why): not due, inactive
-    profile_errors: list[str] = field(default_factory=list)
+    picks: Tally[Pick] = field(default_factory=Tally)
+    nothing: Tally[str] = field(default_factory=Tally)  # nothing above threshold
+    skipped: Tally[tuple[str, str]] = field(default_factory=Tally)  # (email, why)
+    profile_errors: Tally[str] = field(default_factory=Tally)
     delivery: object | None = None  # digest.send.DeliverySummary
     editions: list[date] = field(default_factory=list)  # the editions that went out this run
     due: int = 0  # subscribers due now and not yet sent their edition
     stopped: bool = False  # asked to stop (SIGTERM) before everything due went out
+    skipped_by: dict[str, int] = field(default_factory=dict)  # why -> how many
 
     @property
     def ok(self) -> bool:
@@ -79,11 +92,16 @@ class RunSummary:
         delivery_ok = self.delivery is None or bool(getattr(self.delivery, "ok", True))
         return feeds_ok and delivery_ok and not self.profile_errors
 
+    def skip(self, email: str, why: str) -> None:
+        self.skipped.append((email, why))
+        self.skipped_by[why] = self.skipped_by.get(why, 0) + 1
+
+    def profile_error(self, error: ProfileError) -> None:
+        log.error("%s", error)
+        self.profile_errors.append(str(error))
+
     def skipped_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for _email, why in self.skipped:
-            counts[why] = counts.get(why, 0) + 1
-        return counts
+        return dict(self.skipped_by)
 
     def as_dict(self) -> dict[str, object]:
         d = self.delivery
@@ -93,17 +111,23 @@ class RunSummary:
             "feed_errors": self.fetch.errors if self.fetch else [],
             "new_papers": self.fetch.new if self.fetch else 0,
             "profile_errors": self.profile_errors,
-            "nothing": len(self.nothing),
-            "sent": len(getattr(d, "sent", [])),
-            "already_sent": len(getattr(d, "already_sent", [])),
+            "nothing": self.nothing.total,
+            "sent": _total(getattr(d, "sent", [])),
+            "already_sent": _total(getattr(d, "already_sent", [])),
             "deferred": getattr(d, "deferred", []),
             "failed": getattr(d, "failed", []),
+            "deferred_total": _total(getattr(d, "deferred", [])),
+            "failed_total": _total(getattr(d, "failed", [])),
             "editions": [e.isoformat() for e in self.editions],
             "due": self.due,
             "skipped": self.skipped_counts(),
             "stopped": self.stopped,
             "ok": self.ok,
         }
+
+
+def _total(items: Sequence[object]) -> int:
+    return int(getattr(items, "total", len(items)))
 
 
 def edition_for(cfg: Config, now: datetime) -> date:
@@ -201,10 +225,22 @@ def week_papers(store: Store, edition: date, now: datetime, *, create: bool = Tr
 
 
 class Planner:
-    """Ranks and renders digests for one edition; papers encoded once, profiles once."""
+    """Ranks and renders digests for one edition; papers encoded once, profiles once.
+
+    ``ranker`` and ``renderer`` may be shared by the planners of one run (daily and
+    weekly editions): papers embedded and cards compiled for one are reused by the next.
+    """
 
     def __init__(
-        self, cfg: Config, store: Store, edition: date, papers: Sequence[Paper], now: datetime
+        self,
+        cfg: Config,
+        store: Store,
+        edition: date,
+        papers: Sequence[Paper],
+        now: datetime,
+        *,
+        ranker: Ranker | None = None,
+        renderer: Renderer | None = None,
     ):
         from .rank import Ranker
         from .render import Renderer
@@ -213,11 +249,11 @@ class Planner:
         self.store = store
         self.edition = edition
         self.now = now
-        self.ranker = Ranker(cfg.ranking)
-        self.corpus = self.ranker.prepare(papers, now)
-        self.by_id = {p.id: p for p in papers}
-        self.renderer = Renderer(cfg)
-        if hasattr(self.renderer, "begin_edition"):
+        with timed("prepare"):
+            self.ranker = ranker or Ranker(cfg.ranking)
+            self.corpus = self.ranker.prepare(papers, now)
+            self.by_id = {p.id: p for p in papers}
+            self.renderer = renderer or Renderer(cfg)
             self.renderer.begin_edition(papers)
 
     def liked_papers(self, profile: Profile) -> list[Paper]:
@@ -232,6 +268,24 @@ class Planner:
         seen = self.store.sent_paper_ids(profile.email, other_than=self.edition)
         return self.ranker.rank(
             self.corpus, profile, seen=seen, liked_papers=self.liked_papers(profile), top=top
+        )
+
+    def pick_many(self, profiles: Sequence[Profile], top: int | None = None) -> list[list[Scored]]:
+        """``pick`` for many profiles at once: a few queries and one batched ranking."""
+        seen = self.store.sent_papers_of(
+            [p.email for p in profiles], other_than=self.edition, among=self.corpus.rows
+        )
+        missing = sorted({i for p in profiles for i in p.liked if i not in self.by_id})
+        stored = {p.id: p for p in self.store.get_papers(missing)} if missing else {}
+        liked: dict[str, list[Paper]] = {}
+        for p in profiles:
+            if p.liked:
+                local = [self.by_id[i] for i in p.liked if i in self.by_id]
+                liked[p.email] = local + [
+                    stored[i] for i in p.liked if i not in self.by_id and i in stored
+                ]
+        return list(
+            self.ranker.rank_many(self.corpus, profiles, seen=seen, liked_papers=liked, top=top)
         )
 
     def digest(self, profile: Profile, picks: Sequence[Scored]) -> Digest:
@@ -253,101 +307,184 @@ def run(
     ``edition`` puts everyone on that edition (a re-run or a backfill). When nobody is due,
     nothing is fetched or sent. ``stop`` (set from another thread, say on SIGTERM) ends the
     run between feeds and between messages; what was not sent goes out on the next run.
+
+    Subscribers are streamed: read, planned, ranked, rendered and sent ``BATCH`` at a time,
+    so memory does not grow with the subscriber list.
     """
     from .send import deliver
 
+    stages.reset()
     start = now()
     store = Store(cfg.database_url)
     try:
         summary = RunSummary(edition=edition or edition_for(cfg, start))
         run_id = store.start_run(start, summary.edition)
-        profiles, errors = load_profiles(cfg.subscribers_path)
-        summary.profile_errors = [str(e) for e in errors]
-        for e in errors:
-            log.error("%s", e)
-        groups = plan(cfg, store, profiles, start, edition, summary)
-        summary.due = sum(len(members) for members in groups.values())
-        summary.editions = sorted({ed for ed, _ in groups})
-        if not groups:
-            log.info(
-                "nobody is due at %s; nothing fetched or sent (%s)",
-                start.isoformat(timespec="minutes"),
-                _counts(summary.skipped_counts()),
-            )
-        elif not _stopping(stop, summary):
-            if fetch:
-                summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
-            if not _stopping(stop, summary):
-                stream = _outgoing(cfg, store, groups, now, summary, stop)
-                summary.delivery = deliver(cfg, store, stream, now=now, stop=stop)
-                if stop is not None and stop.is_set():
-                    summary.stopped = True
-                _stopping(stop, summary)  # deliver() may have stopped before asking for more
+        with Roster() as roster:
+            profiles = iter_profiles(cfg.subscribers_path, summary.profile_error)
+            plan(cfg, store, profiles, start, edition, summary, roster)
+            summary.due = len(roster)
+            summary.editions = sorted({ed for ed, _ in roster.groups()})
+            if not roster:
+                log.info(
+                    "nobody is due at %s; nothing fetched or sent (%s)",
+                    start.isoformat(timespec="minutes"),
+                    _counts(summary.skipped_counts()),
+                )
+            elif not _stopping(stop, summary):
+                if fetch:
+                    with timed("fetch"):
+                        summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
+                if not _stopping(stop, summary):
+                    stream = _outgoing(cfg, store, roster, now, summary, stop)
+                    summary.delivery = deliver(cfg, store, stream, now=now, stop=stop)
+                    if stop is not None and stop.is_set():
+                        summary.stopped = True
+                    _stopping(stop, summary)  # deliver() may have stopped before asking for more
         store.finish_run(run_id, now(), summary.as_dict())
+        log.info("time per stage (CPU): %s", stages.summary_line())
         return summary
     finally:
         store.close()
 
 
-Groups = dict[tuple[date, str], list[Profile]]  # (edition, frequency) -> subscribers due
+Key = tuple[date, str]  # (edition, frequency)
+
+
+class Roster:
+    """The subscribers due in this run, by (edition, frequency), kept in a temporary file
+    (pickled in batches) rather than in memory; read back one group at a time, in order."""
+
+    def __init__(self) -> None:
+        self._files: dict[Key, IO[bytes]] = {}
+        self._counts: dict[Key, int] = {}
+
+    def __enter__(self) -> Roster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __len__(self) -> int:
+        return sum(self._counts.values())
+
+    def add(self, key: Key, profiles: Sequence[Profile]) -> None:
+        if not profiles:
+            return
+        f = self._files.get(key)
+        if f is None:
+            f = tempfile.TemporaryFile(prefix="digest-due-")  # noqa: SIM115 - closed by close()
+            self._files[key] = f
+        pickle.dump(list(profiles), f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._counts[key] = self._counts.get(key, 0) + len(profiles)
+
+    def groups(self) -> list[Key]:
+        return sorted(self._files)
+
+    def count(self, key: Key) -> int:
+        return self._counts.get(key, 0)
+
+    def members(self, key: Key, size: int = BATCH) -> Iterator[list[Profile]]:
+        """The group's subscribers, in the order added, in lists of up to ``size``."""
+        f = self._files[key]
+        f.flush()
+        f.seek(0)
+        chunk: list[Profile] = []
+        while True:
+            try:
+                chunk.extend(pickle.load(f))
+            except EOFError:
+                break
+            while len(chunk) >= size:
+                yield chunk[:size]
+                chunk = chunk[size:]
+        if chunk:
+            yield chunk
+
+
+def _batches(profiles: Iterable[Profile], size: int) -> Iterator[list[Profile]]:
+    """Lists of up to ``size`` profiles, the reading of the files timed as "load"."""
+    it = iter(profiles)
+    while True:
+        with timed("load", 0) as t:
+            chunk = list(islice(it, size))
+            t.count = len(chunk)
+        if not chunk:
+            return
+        yield chunk
 
 
 def plan(
     cfg: Config,
     store: Store,
-    profiles: Sequence[Profile],
+    profiles: Iterable[Profile],
     now: datetime,
     edition: date | None,
     summary: RunSummary,
-) -> Groups:
-    """Who gets which edition now: active, not suppressed, due, and not yet sent it."""
+    roster: Roster,
+) -> Roster:
+    """Who gets which edition now: active, not suppressed, due, and not yet sent it.
+    ``profiles`` is consumed in batches; the subscribers due go to ``roster``."""
     suppressed = store.suppressed()
-    groups: Groups = {}
-    for profile in profiles:
-        if not profile.active or profile.email.lower() in suppressed:
-            summary.skipped.append((profile.email, UNSUBSCRIBED))
-            continue
-        ed = edition or subscriber_edition(cfg, profile, now)
-        why = why_not_due(profile, now, ed)
-        if why is not None:
-            log.debug("%s: %s for edition %s", profile.email, why, ed)
-            summary.skipped.append((profile.email, why))
-            continue
-        groups.setdefault((ed, profile.frequency), []).append(profile)
-    for key in sorted(groups):
-        members = groups[key]
-        status = store.delivery_statuses(key[0], [m.email for m in members])
-        keep = []
-        for m in members:
-            if status.get(m.email) == "sent":
-                summary.skipped.append((m.email, ALREADY_SENT))
-            else:
-                keep.append(m)
-        if keep:
-            groups[key] = keep
-        else:
-            del groups[key]
-    return groups
+    for batch in _batches(profiles, BATCH):
+        with timed("plan", len(batch)):
+            groups: dict[Key, list[Profile]] = {}
+            for profile in batch:
+                if not profile.active or profile.email.lower() in suppressed:
+                    summary.skip(profile.email, UNSUBSCRIBED)
+                    continue
+                ed = edition or subscriber_edition(cfg, profile, now)
+                why = why_not_due(profile, now, ed)
+                if why is not None:
+                    log.debug("%s: %s for edition %s", profile.email, why, ed)
+                    summary.skip(profile.email, why)
+                    continue
+                groups.setdefault((ed, profile.frequency), []).append(profile)
+            for key in sorted(groups):
+                members = groups[key]
+                status = store.delivery_statuses(key[0], [m.email for m in members])
+                keep = []
+                for m in members:
+                    if status.get(m.email) == "sent":
+                        summary.skip(m.email, ALREADY_SENT)
+                    else:
+                        keep.append(m)
+                roster.add(key, keep)
+    return roster
 
 
 def _outgoing(
     cfg: Config,
     store: Store,
-    groups: Groups,
+    roster: Roster,
     now: Clock,
     summary: RunSummary,
     stop: threading.Event | None,
 ) -> Iterator[Outgoing]:
-    """Rank and render each due subscriber's digest, one edition (or week) at a time."""
-    from .send import Outgoing, unsubscribe_url
+    """Rank and render each due subscriber's digest, one edition (or week) at a time, a
+    batch of subscribers at a time."""
+    from .headers import signed_url, unsubscribe_base, unsubscribe_secret
+    from .send import Outgoing
 
+    base = unsubscribe_base(cfg)
+    secret = unsubscribe_secret(cfg) if base else b""
     candidates: set[str] = set()
-    for (edition, frequency), members in sorted(groups.items()):
+    ranker: Ranker | None = None
+    renderer: Renderer | None = None
+    for key in roster.groups():
+        edition, frequency = key
         if _stopping(stop, summary):
             return
         at = now()
         weekly = frequency == "weekly"
-        papers = week_papers(store, edition, at) if weekly else edition_papers(store, edition, at)
+        with timed("load"):
+            papers = (
+                week_papers(store, edition, at) if weekly else edition_papers(store, edition, at)
+            )
         candidates.update(p.id for p in papers)
         summary.candidates = len(candidates)
         log.info(
@@ -355,45 +492,84 @@ def _outgoing(
             edition,
             " (weekly)" if weekly else "",
             len(papers),
-            len(members),
+            roster.count(key),
         )
         if not papers:
             _explain_empty(store, edition)
-        planner = Planner(cfg, store, edition, papers, at) if papers else None
-        renderer: Renderer | None = planner.renderer if planner else None
-        for profile in members:
+        planner = None
+        if papers:
+            planner = Planner(cfg, store, edition, papers, at, ranker=ranker, renderer=renderer)
+            ranker, renderer = planner.ranker, planner.renderer
+        for batch in roster.members(key):
             if _stopping(stop, summary):
                 return
-            try:
-                picks = planner.pick(profile) if planner else []
-                unsub = unsubscribe_url(cfg, profile.email)
-                if not picks:
-                    summary.nothing.append(profile.email)
-                    if cfg.empty_digest != "note":
-                        log.info(
-                            "%s: nothing above min_score %.2f in %d papers; not sending "
-                            '(empty_digest = "skip")',
-                            profile.email,
-                            profile.min_score,
-                            len(papers),
-                        )
-                        continue
-                    if renderer is None:
-                        from .render import Renderer
+            chosen = _pick(planner, batch, summary)
+            for profile, picks in zip(batch, chosen, strict=True):
+                if _stopping(stop, summary):
+                    return
+                if picks is None:
+                    continue
+                unsub = signed_url(base, secret, profile.email) if base else ""
+                try:
+                    with timed("render"):
+                        if not picks:
+                            summary.nothing.append(profile.email)
+                            if cfg.empty_digest != "note":
+                                log.info(
+                                    "%s: nothing above min_score %.2f in %d papers; not "
+                                    'sending (empty_digest = "skip")',
+                                    profile.email,
+                                    profile.min_score,
+                                    len(papers),
+                                )
+                                continue
+                            if renderer is None:
+                                from .render import Renderer
 
-                        renderer = Renderer(cfg)
-                    rendered = renderer.render_empty(profile, edition, unsubscribe_url=unsub)
-                else:
-                    assert planner is not None
-                    rendered = planner.renderer.render(
-                        planner.digest(profile, picks), unsubscribe_url=unsub
-                    )
-                    summary.picks.append(Pick(profile.email, len(picks), picks[0].paper.title))
-            except DigestError as exc:
-                log.error("%s: %s", profile.path or profile.email, exc)
-                summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
-                continue
-            yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
+                                renderer = Renderer(cfg)
+                            rendered = renderer.render_empty(
+                                profile, edition, unsubscribe_url=unsub
+                            )
+                        else:
+                            assert planner is not None
+                            rendered = planner.renderer.render(
+                                planner.digest(profile, picks), unsubscribe_url=unsub
+                            )
+                            summary.picks.append(
+                                Pick(profile.email, len(picks), picks[0].paper.title)
+                            )
+                except DigestError as exc:
+                    log.error("%s: %s", profile.path or profile.email, exc)
+                    summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
+                    continue
+                yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
+
+
+def _pick(
+    planner: Planner | None, batch: list[Profile], summary: RunSummary
+) -> list[list[Scored] | None]:
+    """Each profile's picks (None for a profile that failed), ranked as one batch; when
+    the batch fails, one at a time, so one bad profile costs only its own digest."""
+    if planner is None:
+        return [[] for _ in batch]
+    try:
+        with timed("rank", len(batch)):
+            ranked: list[list[Scored] | None] = list(planner.pick_many(batch))
+        return ranked
+    except DigestError as exc:
+        log.warning(
+            "ranking %d subscribers together failed (%s); ranking one by one", len(batch), exc
+        )
+    out: list[list[Scored] | None] = []
+    for profile in batch:
+        try:
+            with timed("rank"):
+                out.append(planner.pick(profile))
+        except DigestError as exc:
+            log.error("%s: %s", profile.path or profile.email, exc)
+            summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
+            out.append(None)
+    return out
 
 
 def _stopping(stop: threading.Event | None, summary: RunSummary) -> bool:

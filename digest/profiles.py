@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -142,30 +144,53 @@ def read_liked_file(profile_path: Path, liked_file: Path) -> tuple[tuple[str, st
 
 
 def profile_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.toml") if not p.name.startswith("."))
+    return [directory / name for name in profile_names(directory)]
+
+
+def profile_names(directory: Path) -> list[str]:
+    """The subscriber file names in ``directory`` (``*.toml``, not hidden), sorted."""
+    with os.scandir(directory) as entries:
+        return sorted(
+            e.name for e in entries if e.name.endswith(".toml") and not e.name.startswith(".")
+        )
+
+
+def iter_profiles(directory: Path, on_error: Callable[[ProfileError], None]) -> Iterator[Profile]:
+    """Every subscriber file in ``directory``, loaded one at a time as the caller asks, so
+    a folder of 100,000 files is never held in memory; a broken file (or a second file
+    with an address already used) goes to ``on_error`` and the others still come."""
+    if not directory.is_dir():
+        raise ProfileError(f"{directory}: subscribers folder not found; set subscribers_dir")
+    return _iter_profiles(directory, profile_names(directory), on_error)
+
+
+def _iter_profiles(
+    directory: Path, names: list[str], on_error: Callable[[ProfileError], None]
+) -> Iterator[Profile]:
+    seen: dict[str, str] = {}  # lower-cased address -> the file name that has it
+    for name in names:
+        path = directory / name
+        try:
+            profile = load_profile(path)
+        except ProfileError as exc:
+            on_error(exc)
+            continue
+        key = profile.email.lower()
+        first = seen.setdefault(key, name)
+        if first != name:
+            on_error(
+                ProfileError(
+                    f"{path}: email: {profile.email} is already used by {directory / first}"
+                )
+            )
+            continue
+        yield profile
 
 
 def load_profiles(directory: Path) -> tuple[list[Profile], list[ProfileError]]:
     """Every subscriber file in ``directory``; broken ones are returned as errors, not raised."""
-    if not directory.is_dir():
-        raise ProfileError(f"{directory}: subscribers folder not found; set subscribers_dir")
-    profiles: list[Profile] = []
     errors: list[ProfileError] = []
-    seen: dict[str, Path] = {}
-    for path in profile_files(directory):
-        try:
-            profile = load_profile(path)
-        except ProfileError as exc:
-            errors.append(exc)
-            continue
-        key = profile.email.lower()
-        if key in seen:
-            errors.append(
-                ProfileError(f"{path}: email: {profile.email} is already used by {seen[key]}")
-            )
-            continue
-        seen[key] = path
-        profiles.append(profile)
+    profiles = list(iter_profiles(directory, errors.append))
     return profiles, errors
 
 

@@ -19,6 +19,7 @@ from .config import Config
 from .deliverylog import DeliveryLog, Job
 from .errors import SendError
 from .smtp import Outcome, SmtpConnection, TemporaryServerError, tls_context
+from .stages import timed
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,8 @@ class SmtpPool:
                 conn.close()
             if conn.smtp is None:
                 try:
-                    conn.open()
+                    with timed("smtp", 0):
+                        conn.open()
                 except TemporaryServerError as exc:
                     failures += 1
                     if self.halt.is_set():
@@ -244,7 +246,8 @@ class SmtpPool:
             if self.halt.is_set():
                 raise Abort("stopping")
             job.tries += 1
-            outcome = conn.send(self.sender, job.rcpt, job.data)
+            with timed("smtp"):
+                outcome = conn.send(self.sender, job.rcpt, job.data)
             if outcome.status != "dropped":
                 return outcome
             failures += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
@@ -433,6 +433,28 @@ class Store:
             if other_than is not None:
                 q = q.where(SentPaper.edition != other_than)
             return set(s.exec(q).all())
+
+    def sent_papers_of(
+        self,
+        emails: Sequence[str],
+        *,
+        other_than: date | None = None,
+        among: Collection[str] | None = None,
+    ) -> dict[str, set[str]]:
+        """``sent_paper_ids`` for many subscribers in a few queries: email -> papers sent
+        in any edition but ``other_than``; with ``among``, only those papers are kept.
+        A subscriber with none is absent."""
+        t = _SENT_PAPER
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(emails), 500):
+                q = select(t.c.email, t.c.paper_id).where(t.c.email.in_(chunk))
+                if other_than is not None:
+                    q = q.where(t.c.edition != other_than)
+                for email, pid in conn.execute(q):
+                    if among is None or pid in among:
+                        out.setdefault(email, set()).add(pid)
+        return out
 
     def subscriber_stats(self) -> dict[str, tuple[date | None, int, int]]:
         """Per lower-cased email: (last edition sent, digests sent, distinct papers sent)."""
