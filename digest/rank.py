@@ -43,6 +43,7 @@ SELECT_BYTES = 64 << 20  # memory for the pairwise similarities of one diversity
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 512
 _CACHE_SIZE = 4096
+_PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Ranker:
         self.weights = weights or Ranking()
         self._queries: OrderedDict[str, Query] = OrderedDict()
         self._parts = embed.PartCache()
+        self._papers: dict[str, np.ndarray] = {}  # paper text -> raw embedding
 
     # ---- editions -------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class Ranker:
             unique.setdefault(p.id, p)
         plist = tuple(unique.values())
         lexical = LexicalIndex.build([(p.title, p.abstract) for p in plist])
-        raw = embed.embed([paper_text(p) for p in plist])
+        raw = self._embed_papers([paper_text(p) for p in plist])
         mean = raw.mean(axis=0) if len(plist) else np.zeros(raw.shape[1], dtype=np.float32)
         vectors = embed.unit(embed.unit(raw) - embed.unit(mean[None, :]))
         ids = [p.id for p in plist]
@@ -130,6 +132,19 @@ class Ranker:
             title_groups=groups,
             title_index=title_index,
         )
+
+    def _embed_papers(self, texts: list[str]) -> np.ndarray:
+        """Raw embeddings of papers' texts, each paper embedded once per ``Ranker``: the
+        daily and the weekly edition of a run share most of their papers."""
+        cache = self._papers
+        todo = [t for t in dict.fromkeys(texts) if t not in cache]
+        if todo:
+            if len(cache) + len(todo) > _PAPER_CACHE_SIZE:
+                cache.clear()
+            cache.update(zip(todo, embed.embed(todo), strict=True))
+        if not texts:
+            return embed.embed([])
+        return np.stack([cache[t] for t in texts])
 
     def _boosts(self, papers: Sequence[Paper], now: datetime) -> np.ndarray:
         w = self.weights

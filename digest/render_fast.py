@@ -205,11 +205,16 @@ class FastPath:
     # -------------------------------------------------------- edition
 
     def begin_edition(self, papers: list[Paper]) -> None:
-        self.cards.clear()
+        """Compile the cards of this edition's papers; cards of papers that are still
+        candidates (a weekly edition after the daily one) are kept, the others dropped."""
+        keep = set(papers)
+        self.cards = {k: v for k, v in self.cards.items() if k[0] in keep}
         if self.disabled or not papers:
             return
+        level = self.r.levels[0]
+        todo = [p for p in dict.fromkeys(papers) if (p, level) not in self.cards]
         try:
-            self._compile_cards(list(dict.fromkeys(papers)), self.r.levels[0])
+            self._compile_cards(todo, level)
         except _Unsupported as exc:
             self._disable(str(exc))
 
