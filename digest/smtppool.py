@@ -1,19 +1,22 @@
 """SMTP connections in parallel, shared rate limits, and the stop rules of a run.
 
-With one connection everything happens in the calling thread; with several, the
-calling thread builds messages and ``[smtp] connections`` threads send them, each on
-its own reused connection. A 4xx or a lost connection sends the job back for a later
+The calling thread builds messages and ``[smtp] connections`` threads send them, each
+on its own reused connection (one connection too: building the next messages overlaps
+the server's replies). A 4xx or a lost connection sends the job back for a later
 retry round; an authentication, TLS or database failure stops the run at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from .config import Config
 from .deliverylog import DeliveryLog, Job
@@ -24,6 +27,10 @@ from .stages import timed
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], None]
+
+QUEUE = 256  # messages built ahead of the connections (a batch of 200, and some)
+SWITCH_INTERVAL = 0.0005  # seconds: how soon a connection's thread gets to read a reply
+_NONE = object()  # no next job waiting
 
 
 def pause(sleep: Sleep, halt: threading.Event | None, seconds: float) -> None:
@@ -117,40 +124,24 @@ class SmtpPool:
         """Send every job; returns (refused for now, never attempted). Stops feeding when
         the server is unreachable; raises the fatal error, if any, after the workers end.
 
-        With one connection everything happens in the calling thread; with several, the
-        calling thread builds messages and ``[smtp] connections`` threads send them."""
+        The calling thread builds messages (it consumes ``batches``) while ``[smtp]
+        connections`` threads send them, so building and the server's replies overlap
+        even with one connection."""
         retry: list[Job] = []
         left: list[Job] = []
         lock = threading.Lock()
-        if self.cfg.smtp.connections == 1:
-            self._inline(batches, retry, left, lock)
-        else:
-            self._threaded(batches, retry, left, lock)
+        self._threaded(batches, retry, left, lock)
         if self.fatal is not None:
             raise Fatal(self.fatal, retry + left)
         return retry, left
-
-    def _inline(
-        self, batches: Iterable[list[Job]], retry: list[Job], left: list[Job], lock: threading.Lock
-    ) -> None:
-        conn = SmtpConnection(self.cfg, self.password, self.context)
-        try:
-            for batch in batches:
-                for i, job in enumerate(batch):
-                    if self.stopping():
-                        left.extend(batch[i:])
-                        break
-                    self._handle(conn, job, retry, left, lock)
-                if self.stopping():
-                    break
-        finally:
-            conn.close()
 
     def _threaded(
         self, batches: Iterable[list[Job]], retry: list[Job], left: list[Job], lock: threading.Lock
     ) -> None:
         n = self.cfg.smtp.connections
-        q: queue.Queue[Job | None] = queue.Queue(maxsize=2 * n)
+        # Room for a whole batch: the calling thread builds the next batch of messages
+        # while the connections send this one.
+        q: queue.Queue[Job | None] = queue.Queue(maxsize=max(2 * n, QUEUE))
         threads = [
             threading.Thread(
                 target=self._worker, args=(q, retry, left, lock), name=f"smtp-{i}", daemon=True
@@ -159,6 +150,12 @@ class SmtpPool:
         ]
         for t in threads:
             t.start()
+        # A connection's thread waits for the server's reply with the GIL released; when
+        # the reply comes, it must get the GIL back from the thread building messages,
+        # which by default lets go only every 5 ms: far too slow for a reply a fraction
+        # of a millisecond away. Switch threads more often while sending.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
         try:
             for batch in batches:
                 for i, job in enumerate(batch):
@@ -173,18 +170,30 @@ class SmtpPool:
                 q.put(None)
             for t in threads:
                 t.join()
+            sys.setswitchinterval(switch)
 
     def _worker(
         self, q: queue.Queue[Job | None], retry: list[Job], left: list[Job], lock: threading.Lock
     ) -> None:
+        """Take jobs until the end marker (None), each with the one after it when it is
+        already waiting, so its envelope can go out with this message's data."""
         conn = SmtpConnection(self.cfg, self.password, self.context)
+        ahead = not self.rate.active  # a rate limit paces each message's start
         try:
-            while (job := q.get()) is not None:
+            job = q.get()
+            while job is not None:
+                nxt: Job | object | None = _NONE
+                if ahead:
+                    with contextlib.suppress(queue.Empty):
+                        nxt = q.get_nowait()
                 if self.stopping():
+                    conn.abandon()
                     with lock:
                         left.append(job)
-                    continue
-                self._handle(conn, job, retry, left, lock)
+                else:
+                    then = nxt if isinstance(nxt, Job) else None
+                    self._handle(conn, job, retry, left, lock, then)
+                job = q.get() if nxt is _NONE else cast("Job | None", nxt)
         finally:
             conn.close()
 
@@ -195,10 +204,12 @@ class SmtpPool:
         retry: list[Job],
         left: list[Job],
         lock: threading.Lock,
+        then: Job | None = None,
     ) -> None:
-        """Send one job and log its outcome; a 4xx or lost connection goes to ``retry``."""
+        """Send one job and log its outcome; a 4xx or lost connection goes to ``retry``.
+        ``then`` is the job this connection sends next (see ``SmtpConnection.send``)."""
         try:
-            outcome = self._send(conn, job)
+            outcome = self._send(conn, job, then)
             if outcome.status in ("temporary", "dropped"):
                 job.last = outcome.reply
                 with lock:
@@ -207,6 +218,7 @@ class SmtpPool:
                 status = "sent" if outcome.status == "sent" else "failed"
                 self.dlog.record(job, status, outcome.reply)
         except Abort:
+            conn.abandon()
             with lock:
                 left.append(job)
         except BaseException as exc:  # the database failed (or a bug): stop everything
@@ -215,12 +227,13 @@ class SmtpPool:
                 self.fatal = self.fatal or exc
             self._stop.set()
 
-    def _send(self, conn: SmtpConnection, job: Job) -> Outcome:
+    def _send(self, conn: SmtpConnection, job: Job, then: Job | None = None) -> Outcome:
         """One message, reconnecting after a dropped connection (same bytes each time)."""
         backoff = self.cfg.smtp.retry_backoff
+        most = self.cfg.smtp.max_per_connection
         failures = 0
         while True:
-            if conn.smtp is not None and conn.sent >= self.cfg.smtp.max_per_connection:
+            if conn.smtp is not None and conn.sent >= most:
                 conn.close()
             if conn.smtp is None:
                 try:
@@ -246,8 +259,11 @@ class SmtpPool:
             if self.halt.is_set():
                 raise Abort("stopping")
             job.tries += 1
+            ahead = None
+            if then is not None and conn.sent + 1 < most and not self.stopping():
+                ahead = (self.sender, then.rcpt, then.data)
             with timed("smtp"):
-                outcome = conn.send(self.sender, job.rcpt, job.data)
+                outcome = conn.send(self.sender, job.rcpt, job.data, then=ahead)
             if outcome.status != "dropped":
                 return outcome
             failures += 1
