@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -46,6 +47,33 @@ def _qp_line(line: str) -> bytes:
     return qp.replace(b"\r\n.", b"\r\n=2E") if b"\n." in qp else qp
 
 
+def _qp_open(text: str) -> bytes:
+    """The start of a line (no line end) as quoted-printable ending in a soft line break
+    (RFC 2045 rule 5), so that what follows continues the same line once decoded."""
+    qp = _qp_line(text)[:-2]  # without the hard line end
+    start = qp.rfind(b"\r\n") + 2 if b"\r\n" in qp else 0
+    last = qp[start:]
+    if len(last) < 76:  # room for the "=" on the last encoded line
+        return qp + b"=\r\n"
+    cut = 73
+    while last[cut - 1 : cut] == b"=" or last[cut - 2 : cut - 1] == b"=":
+        cut -= 1  # never inside an "=XX" escape
+    rest = last[cut:]
+    if rest.startswith(b"."):
+        rest = b"=2E" + rest[1:]
+    return qp[:start] + last[:cut] + b"=\r\n" + rest + b"=\r\n"
+
+
+def _qp_part(part: str) -> bytes:
+    """A piece of a text (it may start and end mid-line) as quoted-printable: its whole
+    lines with hard line ends, its unfinished last line with a soft one."""
+    *lines, tail = part.split("\n")
+    out = [_qp_line(line) for line in lines]
+    if tail:
+        out.append(_qp_open(tail))
+    return b"".join(out)
+
+
 class QpEncoder:
     """Quoted-printable bodies, encoded line by line through a cache.
 
@@ -61,6 +89,7 @@ class QpEncoder:
         self.size = 0  # bytes held by the young generation
         self.young: dict[str, bytes] = {}
         self.old: dict[str, bytes] = {}
+        self.parts = QpParts(limit)
 
     def encode(self, text: str) -> bytes:
         if "\r" in text:
@@ -79,6 +108,54 @@ class QpEncoder:
                     self.old, self.young, self.size = young, {}, len(line) + len(qp)
                     young = self.young
                 young[line] = qp
+            out.append(qp)
+        return b"".join(out)
+
+    def encode_parts(self, parts: Sequence[str]) -> bytes:
+        """``encode("".join(parts))`` up to where soft line breaks fall (they decode the
+        same): each part is encoded on its own, through a cache keyed by the part, so the
+        parts every message shares (the layout, the cards) cost a dictionary lookup."""
+        parts = [p for p in parts if p]
+        if not parts or any("\r" in p for p in parts[-1:]):
+            return self.encode("".join(parts))
+        *body, last = parts
+        encoded = self.parts.encode(body)
+        if encoded is None:  # a part with a carriage return: line ends need normalizing
+            return self.encode("".join(parts))
+        if last.endswith("\n"):
+            tail = self.parts.encode([last])
+            if tail is None:
+                return self.encode("".join(parts))
+            return encoded + tail
+        return encoded + self.encode(last)  # the final line ends with a hard line end
+
+
+class QpParts:
+    """``_qp_part`` through a two-generation cache, as ``QpEncoder`` does for lines."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.young: dict[str, bytes] = {}
+        self.old: dict[str, bytes] = {}
+
+    def encode(self, parts: Sequence[str]) -> bytes | None:
+        """The parts encoded and joined; None when one holds a carriage return."""
+        young = self.young
+        out = []
+        for part in parts:
+            qp = young.get(part)
+            if qp is None:
+                qp = self.old.get(part)
+                if qp is None:
+                    if "\r" in part:
+                        return None
+                    qp = _qp_part(part)
+                self.size += len(part) + len(qp)
+                if self.size > self.limit:
+                    self.old, self.young, self.size = young, {}, len(part) + len(qp)
+                    young = self.young
+                young[part] = qp
             out.append(qp)
         return b"".join(out)
 
@@ -169,6 +246,11 @@ class Composer:
         lines.append("MIME-Version: 1.0")
         return lines
 
+    def _encode(self, text: str, parts: tuple[str, ...]) -> bytes:
+        if parts:
+            return self.qp.encode_parts(parts)
+        return self.qp.encode(text)
+
     def build(self, profile: Profile, edition: date, rendered: Rendered, *, now: datetime) -> bytes:
         mid = message_id(profile.email, edition, self.domain)
         head = self.headers(profile, edition, rendered.subject, now, mid)
@@ -183,10 +265,10 @@ class Composer:
                 b"This is a multipart message in MIME format.\r\n\r\n",
                 f"--{boundary}\r\n".encode(),
                 part.format(sub="plain").encode(),
-                self.qp.encode(rendered.text),
+                self._encode(rendered.text, rendered.text_parts),
                 f"\r\n--{boundary}\r\n".encode(),
                 part.format(sub="html").encode(),
-                self.qp.encode(rendered.html),
+                self._encode(rendered.html, rendered.html_parts),
                 f"\r\n--{boundary}--\r\n".encode(),
             )
         )

@@ -102,10 +102,16 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
+    """One rendered email. ``html_parts`` / ``text_parts``, when given, are the pieces
+    ``html`` / ``text`` were joined from, the pieces shared between subscribers (layout,
+    cards) being the same objects each time: the MIME encoder then works per piece."""
+
     subject: str
     html: str
     text: str
     notes: tuple[str, ...] = field(default=())  # e.g. "shortened abstracts to fit 100 KB"
+    html_parts: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    text_parts: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def size(self) -> int:

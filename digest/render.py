@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 
@@ -234,6 +234,15 @@ def inline_css(html: str) -> str:
 # ---------------------------------------------------------------- the renderer
 
 
+class Output(NamedTuple):
+    """A rendered digest; the parts, when the fast path made them, join to html / text."""
+
+    html: str
+    text: str
+    html_parts: tuple[str, ...] = ()
+    text_parts: tuple[str, ...] = ()
+
+
 class Renderer:
     """Turns a :class:`Digest` into a :class:`Rendered` email (subject, HTML, text)."""
 
@@ -287,11 +296,11 @@ class Renderer:
         fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
         notes: list[str] = []
         limit = self.cfg.render.max_html_bytes
-        html = text = ""
+        out = Output("", "")
         size = 0
         for level in self.levels:
-            html, text = self._render_digest(fields, picks, level)
-            size = len(html.encode("utf-8"))
+            out = self._render_digest(fields, picks, level)
+            size = len(out.html.encode("utf-8"))
             if size <= limit:
                 break
         if level != self.levels[0]:
@@ -305,14 +314,21 @@ class Renderer:
             picks = picks[:-1]
             dropped += 1
             fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
-            html, text = self._render_digest(fields, picks, level)
-            size = len(html.encode("utf-8"))
+            out = self._render_digest(fields, picks, level)
+            size = len(out.html.encode("utf-8"))
         if dropped:
             notes.append(f"dropped {plural(dropped, 'paper')} to keep the HTML under {limit} bytes")
         for note in notes:
             log.warning("digest for %s on %s: %s", digest.profile.email, digest.edition, note)
         subject = subject_line(fields["date_label"], len(picks))
-        return Rendered(subject=subject, html=html, text=text, notes=tuple(notes))
+        return Rendered(
+            subject=subject,
+            html=out.html,
+            text=out.text,
+            notes=tuple(notes),
+            html_parts=out.html_parts,
+            text_parts=out.text_parts,
+        )
 
     def render_empty(
         self, profile: Profile, edition: date, *, unsubscribe_url: str = "", manage_url: str = ""
@@ -358,13 +374,11 @@ class Renderer:
     def card(self, paper: Paper, level: int) -> Card:
         return make_card(paper, level)
 
-    def _render_digest(
-        self, fields: dict[str, str], picks: Sequence[Scored], level: int
-    ) -> tuple[str, str]:
+    def _render_digest(self, fields: dict[str, str], picks: Sequence[Scored], level: int) -> Output:
         if self.fast is not None:
             return self.fast.render_digest(fields, picks, level)
         cards = [replace(self.card(p.paper, level), reasons=reasons_line(p)) for p in picks]
-        return self.naive(fields, cards, DIGEST_HTML, DIGEST_TEXT)
+        return Output(*self.naive(fields, cards, DIGEST_HTML, DIGEST_TEXT))
 
     def naive(
         self, fields: dict[str, str], cards: Sequence[Card], html_name: str, text_name: str

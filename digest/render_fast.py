@@ -24,7 +24,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jinja2
 
@@ -38,12 +38,13 @@ from .render import (
     EMPTY_TEXT,
     FIELDS,
     Card,
+    Output,
     compile_mjml,
     make_environment,
     reasons_line,
     render_template,
 )
-from .textfmt import Wrapper, squeeze
+from .textfmt import WIDTH, Wrapper, squeeze
 
 if TYPE_CHECKING:
     from .render import Renderer
@@ -72,6 +73,52 @@ def same_text(value: str) -> str:
 
 _WS_BETWEEN_TAGS = re.compile(r">\s+<")
 
+_BULLET = re.compile(r"^(\s*)([*\-•]|\d+\.)\s")  # as in textfmt.wrap_line
+
+
+def quick_line(wrapper: Wrapper, line: str) -> str:
+    """``wrapper.line(line)``, quicker for the common line of a digest's text part that
+    holds a per-subscriber value (the reasons): printable, words one space apart, none
+    longer than a line. Those wrap greedily, as textwrap does; any other goes to
+    ``wrapper.line``. ``TextPattern`` uses this only where both agree on samples."""
+    line = line.rstrip()
+    if len(line) <= WIDTH:
+        return line
+    body = line.lstrip(" ")
+    indent = len(line) - len(body)
+    if not body.isprintable() or "  " in body:
+        return wrapper.line(line)
+    m = _BULLET.match(line)
+    hang = " " * (m.end() if m else indent)
+    words = body.split(" ")
+    if max(map(len, words)) > WIDTH - max(len(hang), indent):
+        return wrapper.line(line)
+    lines: list[str] = []
+    current = line[:indent] + words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) <= WIDTH:
+            current += " " + word
+        else:
+            lines.append(current)
+            current = hang + word
+    lines.append(current)
+    if len(lines) > 1 and len(lines[0]) <= len(hang):
+        lines[:2] = [lines[0].rstrip() + " " + lines[1].lstrip()]
+    return "\n".join(lines)
+
+
+_WRAP_SAMPLES = (
+    "  Why: matches 'speech', 'audio', 'music' · by Yann LeCun (followed) · 212 upvotes",
+    "* " + "word " * 30,
+    "12. a list item that goes on " + "and on " * 12,
+    "   " + "ab " * 40 + "x" * 70,
+    "Hi Ada, " + "é" * 80,
+)
+
+
+def _quick_agrees(wrapper: Wrapper) -> bool:
+    return all(quick_line(wrapper, x) == wrapper.line(x) for x in _WRAP_SAMPLES)
+
 
 def normalize_html(html: str) -> str:
     """Whitespace between tags removed: the serializer's layout is not part of the meaning."""
@@ -99,6 +146,19 @@ class Pattern:
             out.append(lits[i])
         return "".join(out)
 
+    def parts(self, values: Mapping[Any, str | list[str]], out: list[str]) -> None:
+        """What ``fill`` would join, appended to ``out``; a value may be a list of parts
+        (a card's), taken as is."""
+        lits = self.lits
+        out.append(lits[0])
+        for i, (key, esc) in enumerate(self.holes, 1):
+            value = values[key]
+            if isinstance(value, list):
+                out.extend(value)
+            else:
+                out.append(esc(value))
+            out.append(lits[i])
+
 
 class TextPattern:
     """A plain-text :class:`Pattern` finished ahead of time except the lines that hold values.
@@ -107,10 +167,11 @@ class TextPattern:
     card slots (cards arrive as finished whole lines).
     """
 
-    __slots__ = ("items", "wrapper")
+    __slots__ = ("items", "quick", "wrapper")
 
     def __init__(self, pattern: Pattern, wrapper: Wrapper) -> None:
         self.wrapper = wrapper
+        self.quick = _quick_agrees(wrapper)
         items: list[Any] = []  # str: finished lines; list: a line with holes; int: card slot
         line: list[Any] = [""]
 
@@ -146,17 +207,27 @@ class TextPattern:
         self.items = items
 
     def fill(self, values: Mapping[Any, str]) -> str:
-        finish = self.wrapper.line
-        out = []
+        out: list[str] = []
+        self.parts(values, out)
+        return "".join(out)
+
+    def parts(self, values: Mapping[Any, str | list[str]], out: list[str]) -> None:
+        """What ``fill`` would join, appended to ``out`` (see ``Pattern.parts``)."""
+        wrapper = self.wrapper
+        quick = self.quick
         for item in self.items:
             if isinstance(item, str):
                 out.append(item)
             elif isinstance(item, int):
-                out.append(values[item])
+                value = values[item]
+                if isinstance(value, list):
+                    out.extend(value)
+                else:
+                    out.append(value)
             else:
-                text = "".join(p if isinstance(p, str) else values[p[0]] for p in item)
-                out.append(finish(text) + "\n")
-        return "".join(out)
+                text = "".join(p if isinstance(p, str) else cast(str, values[p[0]]) for p in item)
+                done = quick_line(wrapper, text) if quick else wrapper.line(text)
+                out.append(done + "\n")
 
 
 class _Unsupported(Exception):
@@ -200,6 +271,9 @@ class FastPath:
         self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, TextPattern]] = {}
         self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
         self.cards: dict[tuple[Paper, int], tuple[Pattern, str, TextPattern, str]] = {}
+        self.by_object: dict[
+            tuple[int, int], tuple[Paper, tuple[Pattern, str, TextPattern, str]]
+        ] = {}
         self.disabled = ""
 
     # -------------------------------------------------------- edition
@@ -209,6 +283,7 @@ class FastPath:
         candidates (a weekly edition after the daily one) are kept, the others dropped."""
         keep = set(papers)
         self.cards = {k: v for k, v in self.cards.items() if k[0] in keep}
+        self.by_object.clear()
         if self.disabled or not papers:
             return
         level = self.r.levels[0]
@@ -220,36 +295,47 @@ class FastPath:
 
     # -------------------------------------------------------- digests
 
-    def render_digest(
-        self, fields: dict[str, str], picks: Sequence[Scored], level: int
-    ) -> tuple[str, str]:
+    def render_digest(self, fields: dict[str, str], picks: Sequence[Scored], level: int) -> Output:
+        """The digest's HTML and text, and the parts they were joined from (the skeleton's
+        pieces and the cards are the same objects for every subscriber)."""
         if self.disabled:
-            return self._naive(fields, picks, level)
+            return Output(*self._naive(fields, picks, level))
         try:
             html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
             frags = self._card_frags([p.paper for p in picks], level)
         except _Unsupported as exc:
             self._disable(str(exc))
-            return self._naive(fields, picks, level)
-        hvals: dict[Any, str] = dict(fields)
-        tvals: dict[Any, str] = dict(fields)
+            return Output(*self._naive(fields, picks, level))
+        hvals: dict[Any, str | list[str]] = dict(fields)
+        tvals: dict[Any, str | list[str]] = dict(fields)
         for i, (pick, (hw, he, tw, te)) in enumerate(zip(picks, frags, strict=True)):
             reasons = reasons_line(pick)
             if reasons:
                 rv = {"reasons": reasons}
-                hvals[i] = hw.fill(rv)
-                tvals[i] = tw.fill(rv)
+                hp: list[str] = []
+                hw.parts(rv, hp)
+                hvals[i] = hp
+                tp: list[str] = []
+                tw.parts(rv, tp)
+                tvals[i] = tp
             else:
                 hvals[i] = he
                 tvals[i] = te
-        html = html_sk.fill(hvals)
-        text = squeeze(text_sk.fill(tvals))
+        html_parts: list[str] = []
+        html_sk.parts(hvals, html_parts)
+        html = "".join(html_parts)
+        text_parts: list[str] = []
+        text_sk.parts(tvals, text_parts)
+        raw = "".join(text_parts)
+        text = squeeze(raw)
+        if text != raw:  # blank lines squeezed across parts: the parts no longer add up
+            text_parts = [text]
         key = (DIGEST_HTML, self._shape(fields), len(picks))
         if key not in self.verified:
             self.verified.add(key)
             if not self._agrees(html, text, self._naive(fields, picks, level), "digest"):
-                return self._naive(fields, picks, level)
-        return html, text
+                return Output(*self._naive(fields, picks, level))
+        return Output(html, text, tuple(html_parts), tuple(text_parts))
 
     def render_empty(self, fields: dict[str, str]) -> tuple[str, str]:
         naive = self.r.naive
@@ -353,11 +439,20 @@ class FastPath:
     def _card_frags(
         self, papers: Sequence[Paper], level: int
     ) -> list[tuple[Pattern, str, TextPattern, str]]:
+        # By the paper object first: hashing a Paper (all its fields) for every card of
+        # every digest is a good part of the cost of a digest.
+        by_object = self.by_object
+        hits = [by_object.get((id(p), level)) for p in papers]
+        if all(h is not None and h[0] is p for h, p in zip(hits, papers, strict=True)):
+            return [h[1] for h in hits if h is not None]
         cards = self.cards
         missing = [p for p in papers if (p, level) not in cards]
         if missing:
             self._compile_cards(list(dict.fromkeys(missing)), level)
-        return [cards[(p, level)] for p in papers]
+        frags = [cards[(p, level)] for p in papers]
+        for p, frag in zip(papers, frags, strict=True):
+            by_object[(id(p), level)] = (p, frag)  # the paper is kept: its id stays its own
+        return frags
 
     def _compile_cards(self, papers: list[Paper], level: int) -> None:
         fields = self._marked_fields((True,) * len(FIELDS))
