@@ -105,11 +105,11 @@ class _Feeder:
             for edition, items in _by_edition(chunk).items():
                 with timed("log"):
                     status = self.dlog.statuses(edition, [o.profile.email for o in items])
-                for item in items:
-                    with timed("mime"):
+                with timed("mime", len(items)):
+                    for item in items:
                         job = self._job(item, status.get(item.profile.email))
-                    if job is not None:
-                        jobs.append(job)
+                        if job is not None:
+                            jobs.append(job)
             if jobs:
                 with timed("log"):
                     self.dlog.claim(jobs)
