@@ -61,13 +61,14 @@ def model() -> Any:
 
 
 def _tokenizer() -> Any:
-    """The model's tokenizer without padding (wordllama's own copy pads every batch)."""
+    """The model's tokenizer, set to neither pad nor truncate (wordllama pads every batch).
+
+    Set in place rather than copied: a copy (through its JSON form) costs about 40 MB, and
+    nothing here uses wordllama's own ``embed``, the only user of its padding."""
     global _plain_tokenizer
     with _lock:
         if _plain_tokenizer is None:
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_str(model().tokenizer.to_str())
+            tok = model().tokenizer
             tok.no_padding()
             tok.no_truncation()
             _plain_tokenizer = tok
@@ -97,9 +98,12 @@ def token_ids(text: str) -> list[int]:
     return out
 
 
-def _sums(texts: Sequence[str], chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of token embeddings and number of tokens of each text, in small chunks so that
-    no (texts x tokens x 256) array is ever built."""
+_GATHER_TOKENS = 8192  # token vectors gathered at once: 8 MB, whatever the texts' length
+
+
+def _sums(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of token embeddings and number of tokens of each text, in chunks of about
+    ``_GATHER_TOKENS`` tokens, so that no large (tokens x 256) array is ever built."""
     table = model().embedding
     out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
     ids = [token_ids(t) for t in texts]
@@ -110,9 +114,11 @@ def _sums(texts: Sequence[str], chunk: int = 64) -> tuple[np.ndarray, np.ndarray
     np.clip(flat, 0, table.shape[0] - 1, out=flat)
     ends = np.cumsum(lens)
     starts = ends - lens
-    for lo in range(0, len(ids), chunk):
-        hi = min(lo + chunk, len(ids))
+    lo = 0
+    while lo < len(ids):
+        hi = max(int(np.searchsorted(ends, starts[lo] + _GATHER_TOKENS, side="right")), lo + 1)
         rows = np.flatnonzero(lens[lo:hi]) + lo
+        lo = hi
         if not len(rows):
             continue
         base = starts[rows[0]]

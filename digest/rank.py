@@ -40,8 +40,9 @@ POPULARITY_CAP = 500  # upvotes at which the popularity boost is full
 LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a paper you liked"
 SEMANTIC_REASON_Z = 1.0
 SELECT_BYTES = 64 << 20  # memory for the pairwise similarities of one diversity step
+GATHER_BYTES = 8 << 20  # memory for the candidates' vectors gathered at once
 POOL = 4  # candidates per pick considered by the diversity step
-BATCH = 512
+BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
 _CACHE_SIZE = 4096
 _PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
 
@@ -415,8 +416,11 @@ class Ranker:
         cand = np.take_along_axis(cand, order, axis=1)
         cs = np.take_along_axis(cs, order, axis=1).astype(np.float64)
         alive = np.isfinite(cs)
-        vecs = corpus.vectors[cand]
-        sims = np.matmul(vecs, vecs.transpose(0, 2, 1))
+        sims = np.empty((nq, size, size), dtype=np.float32)
+        step = max(1, GATHER_BYTES // (size * corpus.vectors.shape[1] * 4))
+        for lo in range(0, nq, step):  # the candidates' vectors, a few rows at a time
+            vecs = corpus.vectors[cand[lo : lo + step]]
+            np.matmul(vecs, vecs.transpose(0, 2, 1), out=sims[lo : lo + step])
         groups = corpus.title_groups[cand]
         sims[groups[:, :, None] == groups[:, None, :]] = 1.0
         last = np.maximum(alive.sum(axis=1) - 1, 0)
