@@ -39,12 +39,36 @@ log = logging.getLogger(__name__)
 
 
 def _qp_line(line: str) -> bytes:
-    """One line (without its line end) as quoted-printable, CRLF-terminated, at most 78
+    """One line (without its line end) as quoted-printable, CRLF-terminated, at most 76
     columns; a leading "." is written "=2E" so SMTP never needs dot-stuffing."""
     qp = binascii.b2a_qp(line.encode("utf-8", "replace") + b"\r\n")
+    if not (qp.startswith(b".") or b"\n." in qp):
+        # b2a_qp lets a line ending in encoded white space ("=20") reach 77 columns
+        if len(qp) - qp.rfind(b"\n", 0, len(qp) - 2) > 79:
+            return _refit(qp)
+        return qp
     if qp.startswith(b"."):
         qp = b"=2E" + qp[1:]
-    return qp.replace(b"\r\n.", b"\r\n=2E") if b"\n." in qp else qp
+    return _refit(qp.replace(b"\r\n.", b"\r\n=2E"))
+
+
+def _refit(qp: bytes) -> bytes:
+    """Encoded lines made longer than 76 characters (a leading dot written "=2E") split
+    again with soft line breaks, never inside an "=XX" escape."""
+    out = []
+    for line in qp.split(b"\r\n")[:-1]:
+        soft = line.endswith(b"=")  # an escape would have two characters after its "="
+        rest = line[:-1] if soft else line
+        while len(rest) > (75 if soft else 76):
+            cut = 75
+            while rest[cut - 1 : cut] == b"=" or rest[cut - 2 : cut - 1] == b"=":
+                cut -= 1
+            out.append(rest[:cut] + b"=")
+            rest = rest[cut:]
+            if rest.startswith(b"."):
+                rest = b"=2E" + rest[1:]
+        out.append(rest + b"=" if soft else rest)
+    return b"\r\n".join(out) + b"\r\n"
 
 
 def _qp_open(text: str) -> bytes:
@@ -84,12 +108,18 @@ class QpEncoder:
     lines still in use move back on their next hit.
     """
 
-    def __init__(self, limit: int = 8_000_000) -> None:
+    def __init__(self, limit: int = 2_000_000) -> None:
         self.limit = limit
         self.size = 0  # bytes held by the young generation
         self.young: dict[str, bytes] = {}
         self.old: dict[str, bytes] = {}
-        self.parts = QpParts(limit)
+        # Parts seen once wait in ``fresh`` (small, two generations); a part seen again
+        # (the layout, a card, a common reasons line) moves to ``shared``, which the churn
+        # of per-message parts (names, links) never touches.
+        self.fresh = QpParts(limit)
+        self.shared: dict[str, bytes] = {}
+        self.shared_size = 0
+        self.shared_limit = SHARED_LIMIT
 
     def encode(self, text: str) -> bytes:
         if "\r" in text:
@@ -119,15 +149,32 @@ class QpEncoder:
         if not parts or any("\r" in p for p in parts[-1:]):
             return self.encode("".join(parts))
         *body, last = parts
-        encoded = self.parts.encode(body)
-        if encoded is None:  # a part with a carriage return: line ends need normalizing
-            return self.encode("".join(parts))
         if last.endswith("\n"):
-            tail = self.parts.encode([last])
-            if tail is None:
-                return self.encode("".join(parts))
-            return encoded + tail
-        return encoded + self.encode(last)  # the final line ends with a hard line end
+            body.append(last)
+        out = []
+        shared = self.shared
+        for part in body:
+            qp = shared.get(part)
+            if qp is None:
+                qp, again = self.fresh.encode(part)
+                if qp is None:  # a carriage return: line ends need normalizing first
+                    return self.encode("".join(parts))
+                if again:
+                    self._share(part, qp)
+            out.append(qp)
+        if not last.endswith("\n"):
+            out.append(self.encode(last))  # the final line ends with a hard line end
+        return b"".join(out)
+
+    def _share(self, part: str, qp: bytes) -> None:
+        self.shared_size += len(part) + len(qp)
+        if self.shared_size > self.shared_limit:  # far more than an edition's cards
+            self.shared.clear()
+            self.shared_size = len(part) + len(qp)
+        self.shared[part] = qp
+
+
+SHARED_LIMIT = 48_000_000  # characters of parts and their encoding kept as shared
 
 
 class QpParts:
@@ -139,25 +186,23 @@ class QpParts:
         self.young: dict[str, bytes] = {}
         self.old: dict[str, bytes] = {}
 
-    def encode(self, parts: Sequence[str]) -> bytes | None:
-        """The parts encoded and joined; None when one holds a carriage return."""
-        young = self.young
-        out = []
-        for part in parts:
-            qp = young.get(part)
-            if qp is None:
-                qp = self.old.get(part)
-                if qp is None:
-                    if "\r" in part:
-                        return None
-                    qp = _qp_part(part)
-                self.size += len(part) + len(qp)
-                if self.size > self.limit:
-                    self.old, self.young, self.size = young, {}, len(part) + len(qp)
-                    young = self.young
-                young[part] = qp
-            out.append(qp)
-        return b"".join(out)
+    def encode(self, part: str) -> tuple[bytes | None, bool]:
+        """(the part encoded, or None when it holds a carriage return; whether it was
+        here already)."""
+        qp = self.young.get(part)
+        if qp is not None:
+            return qp, True
+        qp = self.old.get(part)
+        again = qp is not None
+        if qp is None:
+            if "\r" in part:
+                return None, False
+            qp = _qp_part(part)
+        self.size += len(part) + len(qp)
+        if self.size > self.limit:
+            self.old, self.young, self.size = self.young, {}, len(part) + len(qp)
+        self.young[part] = qp
+        return qp, again
 
 
 def _config_address(cfg: Config, key: str, address: str) -> str:
