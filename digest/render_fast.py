@@ -77,10 +77,11 @@ _BULLET = re.compile(r"^(\s*)([*\-•]|\d+\.)\s")  # as in textfmt.wrap_line
 
 
 def quick_line(wrapper: Wrapper, line: str) -> str:
-    """``wrapper.line(line)``, quicker for the common line of a digest's text part that
-    holds a per-subscriber value (the reasons): printable, words one space apart, none
-    longer than a line. Those wrap greedily, as textwrap does; any other goes to
-    ``wrapper.line``. ``TextPattern`` uses this only where both agree on samples."""
+    """``wrapper.line(line)``, quicker (and without filling its memo) for the common line
+    of a digest's text part that holds per-subscriber values (reasons, an unsubscribe
+    link): printable, words one space apart. Those wrap greedily, as textwrap does, a
+    word longer than a line alone on its line; any other goes to ``wrapper.line``.
+    ``TextPattern`` uses this only where both agree on samples."""
     line = line.rstrip()
     if len(line) <= WIDTH:
         return line
@@ -91,7 +92,7 @@ def quick_line(wrapper: Wrapper, line: str) -> str:
     m = _BULLET.match(line)
     hang = " " * (m.end() if m else indent)
     words = body.split(" ")
-    if max(map(len, words)) > WIDTH - max(len(hang), indent):
+    if indent + len(words[0]) > WIDTH:  # textwrap drops the indent before such a word
         return wrapper.line(line)
     lines: list[str] = []
     current = line[:indent] + words[0]
@@ -112,6 +113,7 @@ _WRAP_SAMPLES = (
     "* " + "word " * 30,
     "12. a list item that goes on " + "and on " * 12,
     "   " + "ab " * 40 + "x" * 70,
+    "Unsubscribe: https://example.org/unsubscribe?e=ada@example.org&token=" + "t" * 30,
     "Hi Ada, " + "é" * 80,
 )
 
@@ -169,9 +171,9 @@ class TextPattern:
 
     __slots__ = ("items", "quick", "wrapper")
 
-    def __init__(self, pattern: Pattern, wrapper: Wrapper) -> None:
+    def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
-        self.quick = _quick_agrees(wrapper)
+        self.quick = _quick_agrees(wrapper) if quick is None else quick
         items: list[Any] = []  # str: finished lines; list: a line with holes; int: card slot
         line: list[Any] = [""]
 
@@ -270,10 +272,13 @@ class FastPath:
         self.field_of = {m: name for name, m in self.field_marker.items()}
         self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, TextPattern]] = {}
         self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
-        self.cards: dict[tuple[Paper, int], tuple[Pattern, str, TextPattern, str]] = {}
-        self.by_object: dict[
-            tuple[int, int], tuple[Paper, tuple[Pattern, str, TextPattern, str]]
-        ] = {}
+        self.quick = _quick_agrees(renderer.wrapper)
+        # Each paper's card with a marker for its reasons (every digest needs it), and
+        # without reasons, compiled only once some digest has a paper without any.
+        self.cards: dict[tuple[Paper, int], tuple[Pattern, TextPattern]] = {}
+        self.plain: dict[tuple[Paper, int], tuple[str, str]] = {}
+        self.by_object: dict[tuple[int, int], tuple[Paper, tuple[Pattern, TextPattern]]] = {}
+        self.papers: list[Paper] = []  # this edition's
         self.disabled = ""
 
     # -------------------------------------------------------- edition
@@ -283,13 +288,15 @@ class FastPath:
         candidates (a weekly edition after the daily one) are kept, the others dropped."""
         keep = set(papers)
         self.cards = {k: v for k, v in self.cards.items() if k[0] in keep}
+        self.plain = {k: v for k, v in self.plain.items() if k[0] in keep}
         self.by_object.clear()
+        self.papers = list(dict.fromkeys(papers))
         if self.disabled or not papers:
             return
         level = self.r.levels[0]
-        todo = [p for p in dict.fromkeys(papers) if (p, level) not in self.cards]
+        todo = [p for p in self.papers if (p, level) not in self.cards]
         try:
-            self._compile_cards(todo, level)
+            self._compile_cards(todo, level, plain=False)
         except _Unsupported as exc:
             self._disable(str(exc))
 
@@ -300,18 +307,20 @@ class FastPath:
         pieces and the cards are the same objects for every subscriber)."""
         if self.disabled:
             return Output(*self._naive(fields, picks, level))
+        reasons = [reasons_line(p) for p in picks]
         try:
             html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
             frags = self._card_frags([p.paper for p in picks], level)
+            bare = [p.paper for p, r in zip(picks, reasons, strict=True) if not r]
+            plain = self._plain_frags(bare, level) if bare else []
         except _Unsupported as exc:
             self._disable(str(exc))
             return Output(*self._naive(fields, picks, level))
         hvals: dict[Any, str | list[str]] = dict(fields)
         tvals: dict[Any, str | list[str]] = dict(fields)
-        for i, (pick, (hw, he, tw, te)) in enumerate(zip(picks, frags, strict=True)):
-            reasons = reasons_line(pick)
-            if reasons:
-                rv = {"reasons": reasons}
+        for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
+            if why:
+                rv = {"reasons": why}
                 hp: list[str] = []
                 hw.parts(rv, hp)
                 hvals[i] = hp
@@ -319,8 +328,7 @@ class FastPath:
                 tw.parts(rv, tp)
                 tvals[i] = tp
             else:
-                hvals[i] = he
-                tvals[i] = te
+                hvals[i], tvals[i] = plain.pop(0)
         html_parts: list[str] = []
         html_sk.parts(hvals, html_parts)
         html = "".join(html_parts)
@@ -406,7 +414,9 @@ class FastPath:
         text = render_template(self.text_skeleton_env, text_name, context)
         pair = (
             html,
-            TextPattern(self._cut(text, count, html=False, what=text_name), self.r.wrapper),
+            TextPattern(
+                self._cut(text, count, html=False, what=text_name), self.r.wrapper, self.quick
+            ),
         )
         self.skeletons[key] = pair
         return pair
@@ -436,9 +446,7 @@ class FastPath:
             raise _Unsupported(f"{what} shows {seen} card slots for {slots} cards")
         return Pattern(lits, holes)
 
-    def _card_frags(
-        self, papers: Sequence[Paper], level: int
-    ) -> list[tuple[Pattern, str, TextPattern, str]]:
+    def _card_frags(self, papers: Sequence[Paper], level: int) -> list[tuple[Pattern, TextPattern]]:
         # By the paper object first: hashing a Paper (all its fields) for every card of
         # every digest is a good part of the cost of a digest.
         by_object = self.by_object
@@ -448,41 +456,55 @@ class FastPath:
         cards = self.cards
         missing = [p for p in papers if (p, level) not in cards]
         if missing:
-            self._compile_cards(list(dict.fromkeys(missing)), level)
+            self._compile_cards(list(dict.fromkeys(missing)), level, plain=False)
         frags = [cards[(p, level)] for p in papers]
         for p, frag in zip(papers, frags, strict=True):
             by_object[(id(p), level)] = (p, frag)  # the paper is kept: its id stays its own
         return frags
 
-    def _compile_cards(self, papers: list[Paper], level: int) -> None:
+    def _plain_frags(self, papers: Sequence[Paper], level: int) -> list[tuple[str, str]]:
+        """The cards without reasons; the first time one is needed, those of the whole
+        edition are compiled together (one at a time would cost far more)."""
+        plain = self.plain
+        missing = [p for p in papers if (p, level) not in plain]
+        if missing:
+            todo = missing
+            if level == self.r.levels[0] and self.papers:
+                todo = [p for p in self.papers if (p, level) not in plain] + missing
+            self._compile_cards(list(dict.fromkeys(todo)), level, plain=True)
+        return [plain[(p, level)] for p in papers]
+
+    def _compile_cards(self, papers: list[Paper], level: int, *, plain: bool) -> None:
         fields = self._marked_fields((True,) * len(FIELDS))
+        wrapper = self.r.wrapper
         for start in range(0, len(papers), BATCH):
             batch = papers[start : start + BATCH]
-            plain = [self.r.card(p, level) for p in batch]
-            marked = [replace(c, reasons=self.reasons_marker) for c in plain]
-            out: list[list[str]] = []
-            for cards in (marked, plain):
-                context = {**self.r.constants, **fields, "cards": cards}
-                mjml = render_template(self.html_cards_env, DIGEST_HTML, context)
-                out.append(self._between(compile_mjml(mjml, DIGEST_HTML), len(batch), True))
-                text = render_template(self.text_cards_env, DIGEST_TEXT, context)
-                out.append(self._between(text, len(batch), False))
-            html_w, text_w, html_e, text_e = out
-            wrapper = self.r.wrapper
-            for i, paper in enumerate(batch):
-                if not (text_w[i].endswith("\n") and text_e[i].endswith("\n")):
+            cards = [self.r.card(p, level) for p in batch]
+            if not plain:
+                cards = [replace(c, reasons=self.reasons_marker) for c in cards]
+            context = {**self.r.constants, **fields, "cards": cards}
+            mjml = render_template(self.html_cards_env, DIGEST_HTML, context)
+            htmls = self._between(compile_mjml(mjml, DIGEST_HTML), len(batch), True)
+            texts = self._between(
+                render_template(self.text_cards_env, DIGEST_TEXT, context), len(batch), False
+            )
+            for paper, html, text in zip(batch, htmls, texts, strict=True):
+                if not text.endswith("\n"):
                     raise _Unsupported(f"{CARD_TEXT} does not end with a new line")
-                html_card = self._cut(html_w[i], 0, html=True, what=CARD_HTML)
-                text_card = self._cut(text_w[i], 0, html=False, what=CARD_TEXT)
+                if plain:
+                    if self.tok in html or self.tok in text:
+                        raise _Unsupported(f"{CARD_HTML} uses a per-subscriber value")
+                    self.plain[(paper, level)] = (html, wrapper.lines(text))
+                    continue
+                html_card = self._cut(html, 0, html=True, what=CARD_HTML)
+                text_card = self._cut(text, 0, html=False, what=CARD_TEXT)
                 for pattern, what in ((html_card, CARD_HTML), (text_card, CARD_TEXT)):
                     for key, _ in pattern.holes:
                         if key != "reasons":
                             raise _Unsupported(f"{what} uses the per-subscriber value {key!r}")
                 self.cards[(paper, level)] = (
                     html_card,
-                    html_e[i],
-                    TextPattern(text_card, wrapper),
-                    wrapper.lines(text_e[i]),
+                    TextPattern(text_card, wrapper, self.quick),
                 )
 
     def _between(self, compiled: str, count: int, html: bool) -> list[str]:
