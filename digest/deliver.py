@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from itertools import islice
 
@@ -22,6 +23,7 @@ from .deliverylog import Clock, DeliveryLog, DeliverySummary, Job, Outgoing
 from .errors import DigestError, SendError
 from .headers import ascii_address, message_id
 from .mime import Composer, outbox_path
+from .models import Rendered
 from .smtppool import Fatal, RateLimit, Sleep, SmtpPool, pause
 from .stages import timed
 from .store import Store
@@ -29,6 +31,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 BATCH = 200  # messages claimed (marked "sending") per database transaction
+_BUILT = Rendered(subject="", html="", text="")  # in a job whose message is built
 
 __all__ = ["DeliverySummary", "Outgoing", "deliver"]
 
@@ -97,7 +100,19 @@ class _Feeder:
         self.dlog = dlog
         self.now = now
         self.halt = halt
-        self.seen: set[tuple[str, date]] = set()
+        # (subscriber, edition) pairs taken so far, as hashes: some 60 bytes each rather
+        # than 170 for the pair itself, which counts at 100,000 subscribers. Two pairs
+        # with one hash (about one chance in 10^9 at that size) would leave the second
+        # pair unsent this run, logged, and due again at the next.
+        self.seen: set[int] = set()
+
+    def first(self, item: Outgoing) -> bool:
+        """Whether ``item`` is the first for its (subscriber, edition) in this run."""
+        key = hash((item.profile.email.lower(), item.edition))
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
 
     def jobs(self, outgoing: Iterable[Outgoing]) -> Iterator[list[Job]]:
         for chunk in _chunks(outgoing, BATCH, self.halt):
@@ -117,11 +132,9 @@ class _Feeder:
 
     def _job(self, item: Outgoing, status: str | None) -> Job | None:
         email = item.profile.email
-        key = (email.lower(), item.edition)
-        if key in self.seen:
+        if not self.first(item):
             log.warning("%s: listed twice for edition %s; sending once", email, item.edition)
             return None
-        self.seen.add(key)
         if status == "sent":
             self.dlog.summary.already_sent.append(email)
             return None
@@ -134,7 +147,8 @@ class _Feeder:
             self.dlog.claim([job])
             self.dlog.record(job, "failed", str(exc))
             return None
-        return Job(item, mid, data, rcpt)
+        # The message is built: the rendered HTML and text need not wait in the queue.
+        return Job(replace(item, rendered=_BUILT), mid, data, rcpt)
 
     def defer_rest(self, stream: Iterator[Outgoing], reason: str) -> None:
         """Log the rest of the stream as deferred, without building the messages."""
@@ -143,10 +157,8 @@ class _Feeder:
             for edition, items in _by_edition(chunk).items():
                 status = self.dlog.statuses(edition, [o.profile.email for o in items])
                 for item in items:
-                    key = (item.profile.email.lower(), item.edition)
-                    if key in self.seen:
+                    if not self.first(item):
                         continue
-                    self.seen.add(key)
                     if status.get(item.profile.email) == "sent":
                         self.dlog.summary.already_sent.append(item.profile.email)
                         continue
