@@ -42,7 +42,7 @@ Clock = Callable[[], datetime]
 
 ALREADY_SENT = "already sent this edition"
 UNSUBSCRIBED = "unsubscribed"
-BATCH = 1000  # subscribers loaded, planned, ranked and rendered together
+BATCH = 500  # subscribers loaded, planned, ranked and rendered together
 
 
 def utcnow() -> datetime:
@@ -475,11 +475,11 @@ def _outgoing(
     candidates: set[str] = set()
     ranker: Ranker | None = None
     renderer: Renderer | None = None
+    at = now()  # one moment for every edition of the run: the same papers, the same scores
     for key in roster.groups():
         edition, frequency = key
         if _stopping(stop, summary):
             return
-        at = now()
         weekly = frequency == "weekly"
         with timed("load"):
             papers = (

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,7 +44,7 @@ SELECT_BYTES = 64 << 20  # memory for the pairwise similarities of one diversity
 GATHER_BYTES = 8 << 20  # memory for the candidates' vectors gathered at once
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
-_CACHE_SIZE = 4096
+_CACHE_SIZE = 1024  # profiles encoded as queries, kept for the next ranking of them
 _PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
 
 
@@ -90,11 +91,21 @@ class Ranker:
         self._queries: OrderedDict[str, Query] = OrderedDict()
         self._parts = embed.PartCache()
         self._papers: dict[str, np.ndarray] = {}  # paper text -> raw embedding
+        self._last: tuple[tuple[tuple[Paper, ...], datetime], Corpus] | None = None
 
     # ---- editions -------------------------------------------------------------------
 
     def prepare(self, papers: Sequence[Paper], now: datetime) -> Corpus:
-        """Index and embed one edition's papers (once per edition)."""
+        """Index and embed one edition's papers (once per edition; the same papers at the
+        same time, a weekly edition's after a daily one's, give the same corpus again)."""
+        key = (tuple(papers), now)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        corpus = self._prepare(key[0], now)
+        self._last = (key, corpus)
+        return corpus
+
+    def _prepare(self, papers: Sequence[Paper], now: datetime) -> Corpus:
         unique: dict[str, Paper] = {}
         for p in papers:
             unique.setdefault(p.id, p)
@@ -261,18 +272,35 @@ class Ranker:
             picked[qi, rows] = True
         slot, table = corpus.lexical.hits(sig.lexical_queries, picked, REASON_TERMS + 4)
         n = len(corpus)
+        papers = corpus.papers
         for qi, query in enumerate(queries):
-            row = scores[qi]
-            picks[qi].sort(key=lambda d: (-row[d], corpus.id_order[d]))
+            at = np.asarray(picks[qi], dtype=np.int64)
+            # Each pick's values as Python numbers at once, rather than one numpy scalar
+            # at a time; the same float32 values, so the same order and scores.
+            values = scores[qi, at].tolist()
+            ids = corpus.id_order[at].tolist()
+            order = sorted(range(len(at)), key=lambda j: (-values[j], ids[j]))
+            slots = slot[qi * n + at].tolist()
+            facts = _Facts(
+                sig.liked[qi, at].tolist(),
+                sig.relevance[qi, at].tolist(),
+                sig.semantic[qi, at].tolist(),
+                sig.liked_best[qi, at].tolist(),
+            )
             yield [
                 Scored(
-                    paper=corpus.papers[d],
-                    score=round(float(row[d]), 4),
+                    paper=papers[d],
+                    score=round(values[j], 4),
                     reasons=self._reasons(
-                        corpus, query, sig, qi, d, _found(slot, table, qi * n + d)
+                        corpus,
+                        query,
+                        facts,
+                        j,
+                        d,
+                        [] if slots[j] < 0 else [t for t in table[slots[j]].tolist() if t >= 0],
                     ),
                 )
-                for d in picks[qi]
+                for j, d in ((j, picks[qi][j]) for j in order)
             ]
 
     def score(
@@ -451,8 +479,9 @@ class Ranker:
     # ---- reasons --------------------------------------------------------------------
 
     def _reasons(
-        self, corpus: Corpus, q: Query, sig: _Signals, qi: int, d: int, found: Sequence[int]
+        self, corpus: Corpus, q: Query, facts: _Facts, j: int, d: int, found: Sequence[int]
     ) -> tuple[str, ...]:
+        """The reasons for paper ``d``, the ``j``-th pick of query ``q``."""
         paper = corpus.papers[d]
         out: list[str] = []
         matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
@@ -462,10 +491,10 @@ class Ranker:
             printed = next((name for row, name in corpus.authors.get(key, ()) if row == d), None)
             if printed:
                 out.append(f"by {printed} (followed)")
-        liked_z = sig.liked[qi, d]
-        if len(q.liked) and liked_z >= LIKED_REASON_Z and liked_z > sig.relevance[qi, d]:
-            out.append(f"close to a paper you liked: {q.liked_titles[int(sig.liked_best[qi, d])]}")
-        if not out and sig.semantic[qi, d] >= SEMANTIC_REASON_Z:
+        liked_z = facts.liked[j]
+        if len(q.liked) and liked_z >= LIKED_REASON_Z and liked_z > facts.relevance[j]:
+            out.append(f"close to a paper you liked: {q.liked_titles[facts.liked_best[j]]}")
+        if not out and facts.semantic[j] >= SEMANTIC_REASON_Z:
             out.append("related to your interests")
         if q.categories:
             mine = [
@@ -478,9 +507,13 @@ class Ranker:
         return tuple(out)
 
 
-def _found(slot: np.ndarray, table: np.ndarray, key: int) -> list[int]:
-    row = int(slot[key])
-    return [] if row < 0 else [t for t in table[row].tolist() if t >= 0]
+class _Facts(NamedTuple):
+    """A query's signals at its picks, as Python numbers (for the reasons)."""
+
+    liked: list[float]
+    relevance: list[float]
+    semantic: list[float]
+    liked_best: list[int]
 
 
 # ---- helpers -------------------------------------------------------------------------

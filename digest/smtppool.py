@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], None]
 
-QUEUE = 256  # messages built ahead of the connections (a batch of 200, and some)
+QUEUE = 512  # messages built ahead of the connections
 SWITCH_INTERVAL = 0.0005  # seconds: how soon a connection's thread gets to read a reply
 _NONE = object()  # no next job waiting
 
