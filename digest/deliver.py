@@ -115,22 +115,40 @@ class _Feeder:
         return True
 
     def jobs(self, outgoing: Iterable[Outgoing]) -> Iterator[list[Job]]:
-        for chunk in _chunks(outgoing, BATCH, self.halt):
+        built: dict[int, bytes | SendError] = {}
+        for chunk in _chunks(self._build(outgoing, built), BATCH, self.halt):
             jobs: list[Job] = []
             for edition, items in _by_edition(chunk).items():
                 with timed("log"):
                     status = self.dlog.statuses(edition, [o.profile.email for o in items])
-                with timed("mime", len(items)):
-                    for item in items:
-                        job = self._job(item, status.get(item.profile.email))
-                        if job is not None:
-                            jobs.append(job)
+                for item in items:
+                    job = self._job(item, built.pop(id(item)), status.get(item.profile.email))
+                    if job is not None:
+                        jobs.append(job)
             if jobs:
                 with timed("log"):
                     self.dlog.claim(jobs)
                 yield jobs
 
-    def _job(self, item: Outgoing, status: str | None) -> Job | None:
+    def _build(
+        self, outgoing: Iterable[Outgoing], built: dict[int, bytes | SendError]
+    ) -> Iterator[Outgoing]:
+        """Each item with its message built as soon as it comes (in ``built``, by the
+        item's id), so only the bytes of a batch wait for it to fill, not its rendered
+        HTML and text; the item itself goes on without them."""
+        composer = self.composer
+        for item in outgoing:
+            with timed("mime"):
+                data: bytes | SendError
+                try:
+                    data = composer.build(item.profile, item.edition, item.rendered, now=self.now())
+                except SendError as exc:
+                    data = exc
+                slim = replace(item, rendered=_BUILT)
+                built[id(slim)] = data
+            yield slim
+
+    def _job(self, item: Outgoing, data: bytes | SendError, status: str | None) -> Job | None:
         email = item.profile.email
         if not self.first(item):
             log.warning("%s: listed twice for edition %s; sending once", email, item.edition)
@@ -141,14 +159,14 @@ class _Feeder:
         mid = message_id(email, item.edition, self.composer.domain)
         try:
             rcpt = ascii_address(email)
-            data = self.composer.build(item.profile, item.edition, item.rendered, now=self.now())
+            if isinstance(data, SendError):
+                raise data
         except SendError as exc:
             job = Job(item, mid, b"")
             self.dlog.claim([job])
             self.dlog.record(job, "failed", str(exc))
             return None
-        # The message is built: the rendered HTML and text need not wait in the queue.
-        return Job(replace(item, rendered=_BUILT), mid, data, rcpt)
+        return Job(item, mid, data, rcpt)
 
     def defer_rest(self, stream: Iterator[Outgoing], reason: str) -> None:
         """Log the rest of the stream as deferred, without building the messages."""

@@ -75,6 +75,8 @@ def _qp_open(text: str) -> bytes:
     """The start of a line (no line end) as quoted-printable ending in a soft line break
     (RFC 2045 rule 5), so that what follows continues the same line once decoded."""
     qp = _qp_line(text)[:-2]  # without the hard line end
+    if len(qp) < 76:  # one short line (most parts): room for the "="
+        return qp + b"=\r\n"
     start = qp.rfind(b"\r\n") + 2 if b"\r\n" in qp else 0
     last = qp[start:]
     if len(last) < 76:  # room for the "=" on the last encoded line
@@ -91,6 +93,8 @@ def _qp_open(text: str) -> bytes:
 def _qp_part(part: str) -> bytes:
     """A piece of a text (it may start and end mid-line) as quoted-printable: its whole
     lines with hard line ends, its unfinished last line with a soft one."""
+    if "\n" not in part:
+        return _qp_open(part)
     *lines, tail = part.split("\n")
     out = [_qp_line(line) for line in lines]
     if tail:
@@ -108,7 +112,7 @@ class QpEncoder:
     lines still in use move back on their next hit.
     """
 
-    def __init__(self, limit: int = 2_000_000) -> None:
+    def __init__(self, limit: int = 1_000_000) -> None:
         self.limit = limit
         self.size = 0  # bytes held by the young generation
         self.young: dict[str, bytes] = {}
@@ -174,7 +178,7 @@ class QpEncoder:
         self.shared[part] = qp
 
 
-SHARED_LIMIT = 48_000_000  # characters of parts and their encoding kept as shared
+SHARED_LIMIT = 24_000_000  # characters of parts and their encoding kept as shared
 
 
 class QpParts:

@@ -264,6 +264,7 @@ class Renderer:
             "base_url": safe_url(cfg.render.base_url),
         }
         self.levels = _abstract_levels(cfg.render.abstract_chars)
+        self.sizes: dict[str, int] = {}  # UTF-8 sizes of the parts of the fast path
         self.fast: Any = None
         if fast:
             from .render_fast import FastPath
@@ -300,7 +301,7 @@ class Renderer:
         size = 0
         for level in self.levels:
             out = self._render_digest(fields, picks, level)
-            size = len(out.html.encode("utf-8"))
+            size = self._size(out)
             if size <= limit:
                 break
         if level != self.levels[0]:
@@ -315,7 +316,7 @@ class Renderer:
             dropped += 1
             fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
             out = self._render_digest(fields, picks, level)
-            size = len(out.html.encode("utf-8"))
+            size = self._size(out)
         if dropped:
             notes.append(f"dropped {plural(dropped, 'paper')} to keep the HTML under {limit} bytes")
         for note in notes:
@@ -329,6 +330,24 @@ class Renderer:
             html_parts=out.html_parts,
             text_parts=out.text_parts,
         )
+
+    def _size(self, out: Output) -> int:
+        """The HTML's size in UTF-8, from the sizes of its parts where it has them: most
+        are shared by every digest, and encoding 30 KB for each one costs."""
+        if not out.html_parts or out.html.isascii():
+            return len(out.html.encode("utf-8"))
+        sizes = self.sizes
+        total = 0
+        for part in out.html_parts:
+            n = sizes.get(part)
+            if n is None:
+                n = len(part.encode("utf-8"))
+                if len(part) >= 200:  # a piece of the layout or a card, most likely
+                    if len(sizes) >= 20_000:
+                        sizes.clear()
+                    sizes[part] = n
+            total += n
+        return total
 
     def render_empty(
         self, profile: Profile, edition: date, *, unsubscribe_url: str = "", manage_url: str = ""
