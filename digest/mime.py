@@ -239,6 +239,8 @@ class Composer:
         self.mailto = f"mailto:{mailto}?subject=unsubscribe"
         self.dkim = Dkim(cfg) if dkim_configured(cfg) else None
         self.qp = QpEncoder()
+        self._subjects: dict[str, str] = {}
+        self._last_date: tuple[datetime | None, str] = (None, "")
         if cfg.smtp.host and not self.url_base:
             log.warning(
                 "[unsubscribe] url is not set: messages carry only a mailto: unsubscribe "
@@ -279,8 +281,8 @@ class Composer:
         lines = [
             self.from_header,
             address_header("To", profile.name, to),
-            fold_header("Subject", subject),
-            f"Date: {format_datetime(when)}",
+            self._subject(subject),
+            self._date(when),
             f"Message-ID: {mid}",
             self.list_id,
             "List-Unsubscribe: " + f",{CRLF} ".join(targets),
@@ -294,6 +296,22 @@ class Composer:
         lines.append("Auto-Submitted: auto-generated")
         lines.append("MIME-Version: 1.0")
         return lines
+
+    def _subject(self, subject: str) -> str:
+        """The folded Subject header; subscribers of one edition mostly share theirs."""
+        folded = self._subjects.get(subject)
+        if folded is None:
+            if len(self._subjects) >= 1000:
+                self._subjects.clear()
+            folded = self._subjects[subject] = fold_header("Subject", subject)
+        return folded
+
+    def _date(self, when: datetime) -> str:
+        """The Date header, made once a second."""
+        second = when.replace(microsecond=0)
+        if self._last_date[0] != second:
+            self._last_date = (second, f"Date: {format_datetime(second)}")
+        return self._last_date[1]
 
     def _encode(self, text: str, parts: tuple[str, ...]) -> bytes:
         if parts:

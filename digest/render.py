@@ -114,7 +114,7 @@ def make_card(paper: Paper, abstract_chars: int) -> Card:
 
 
 def reasons_line(pick: Scored) -> str:
-    return one_line(" · ".join(r for r in (one_line(x) for x in pick.reasons) if r))
+    return one_line(" · ".join([r for r in map(one_line, pick.reasons) if r]))
 
 
 def subject_line(label: str, count: int) -> str:
@@ -301,7 +301,7 @@ class Renderer:
         size = 0
         for level in self.levels:
             out = self._render_digest(fields, picks, level)
-            size = self._size(out)
+            size = self._size(out, limit)
             if size <= limit:
                 break
         if level != self.levels[0]:
@@ -316,7 +316,7 @@ class Renderer:
             dropped += 1
             fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
             out = self._render_digest(fields, picks, level)
-            size = self._size(out)
+            size = self._size(out, limit)
         if dropped:
             notes.append(f"dropped {plural(dropped, 'paper')} to keep the HTML under {limit} bytes")
         for note in notes:
@@ -331,23 +331,27 @@ class Renderer:
             text_parts=out.text_parts,
         )
 
-    def _size(self, out: Output) -> int:
-        """The HTML's size in UTF-8, from the sizes of its parts where it has them: most
-        are shared by every digest, and encoding 30 KB for each one costs."""
-        if not out.html_parts or out.html.isascii():
-            return len(out.html.encode("utf-8"))
-        sizes = self.sizes
-        total = 0
-        for part in out.html_parts:
-            n = sizes.get(part)
-            if n is None:
-                n = len(part.encode("utf-8"))
-                if len(part) >= 200:  # a piece of the layout or a card, most likely
+    def _size(self, out: Output, limit: int) -> int:
+        """The HTML's size in UTF-8, or when that is surely within ``limit``, a bound on
+        it: the known sizes of its long parts (the layout and the cards, shared by every
+        digest) plus four bytes a character for the others. Encoding 30 KB of HTML for
+        every digest costs more than the whole check."""
+        if out.html_parts and not out.html.isascii():
+            sizes = self.sizes
+            bound = 0
+            for part in out.html_parts:
+                if len(part) < 200:
+                    bound += 4 * len(part)
+                    continue
+                n = sizes.get(part)
+                if n is None:
                     if len(sizes) >= 20_000:
                         sizes.clear()
-                    sizes[part] = n
-            total += n
-        return total
+                    n = sizes[part] = len(part.encode("utf-8"))
+                bound += n
+            if bound <= limit:
+                return bound
+        return len(out.html.encode("utf-8"))
 
     def render_empty(
         self, profile: Profile, edition: date, *, unsubscribe_url: str = "", manage_url: str = ""

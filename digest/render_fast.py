@@ -174,7 +174,7 @@ class TextPattern:
     def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
         self.quick = _quick_agrees(wrapper) if quick is None else quick
-        items: list[Any] = []  # str: finished lines; list: a line with holes; int: card slot
+        items: list[Any] = []  # str: finished lines; tuple: a line with holes; int: card slot
         line: list[Any] = [""]
 
         def close() -> None:
@@ -184,8 +184,15 @@ class TextPattern:
                     items[-1] += done
                 else:
                     items.append(done)
-            else:
-                items.append(list(line))
+            else:  # (literal pieces, value keys) to interleave
+                parts = [p for p in line if p != ""]
+                items.append(
+                    (
+                        tuple(p for p in parts if isinstance(p, str)),
+                        tuple(p[0] for p in parts if not isinstance(p, str)),
+                        tuple(isinstance(p, str) for p in parts),
+                    )
+                )
 
         lits = pattern.lits
         for i, lit in enumerate(lits):
@@ -227,7 +234,14 @@ class TextPattern:
                 else:
                     out.append(value)
             else:
-                text = "".join(p if isinstance(p, str) else cast(str, values[p[0]]) for p in item)
+                lits, keys, order = item
+                if len(keys) == 1 and order == (True, False):  # "  Why: " + reasons
+                    text = lits[0] + cast(str, values[keys[0]])
+                else:
+                    li, ki = iter(lits), iter(keys)
+                    text = "".join(
+                        [next(li) if lit else cast(str, values[next(ki)]) for lit in order]
+                    )
                 done = quick_line(wrapper, text) if quick else wrapper.line(text)
                 out.append(done + "\n")
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], None]
 
 QUEUE = 512  # messages built ahead of the connections
-SWITCH_INTERVAL = 0.0005  # seconds: how soon a connection's thread gets to read a reply
+SWITCH_INTERVAL = 0.0002  # seconds: how soon a connection's thread gets to read a reply
 _NONE = object()  # no next job waiting
 
 
