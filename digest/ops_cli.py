@@ -254,8 +254,8 @@ def _run_line(d: dict[str, Any]) -> str:
         f"edition {', '.join(str(e) for e in editions)}",
         f"{d.get('due', '?')} due",
         f"{d.get('sent', 0)} sent",
-        f"{len(d.get('deferred', []))} deferred",
-        f"{len(d.get('failed', []))} failed",
+        f"{d.get('deferred_total', len(d.get('deferred', [])))} deferred",
+        f"{d.get('failed_total', len(d.get('failed', [])))} failed",
         f"{d.get('new_papers', 0)} new papers",
     ]
     for why, n in sorted((d.get("skipped") or {}).items()):

@@ -186,8 +186,8 @@ def summary_line(summary: Any) -> str:
         f"{d.get('due', 0)} due",
         f"{d['sent']} sent",
         f"{d['already_sent']} already sent",
-        f"{len(d['deferred'])} deferred",
-        f"{len(d['failed'])} failed",
+        f"{d['deferred_total']} deferred",
+        f"{d['failed_total']} failed",
     ]
     if d["nothing"]:
         parts.append(f"{d['nothing']} with nothing new")
