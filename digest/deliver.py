@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from datetime import date, timedelta
 from itertools import islice
 
@@ -115,14 +114,15 @@ class _Feeder:
         return True
 
     def jobs(self, outgoing: Iterable[Outgoing]) -> Iterator[list[Job]]:
-        built: dict[int, bytes | SendError] = {}
+        built: dict[int, tuple[str, bytes | SendError]] = {}
         for chunk in _chunks(self._build(outgoing, built), BATCH, self.halt):
             jobs: list[Job] = []
             for edition, items in _by_edition(chunk).items():
                 with timed("log"):
                     status = self.dlog.statuses(edition, [o.profile.email for o in items])
                 for item in items:
-                    job = self._job(item, built.pop(id(item)), status.get(item.profile.email))
+                    mid, data = built.pop(id(item))
+                    job = self._job(item, mid, data, status.get(item.profile.email))
                     if job is not None:
                         jobs.append(job)
             if jobs:
@@ -131,24 +131,29 @@ class _Feeder:
                 yield jobs
 
     def _build(
-        self, outgoing: Iterable[Outgoing], built: dict[int, bytes | SendError]
+        self, outgoing: Iterable[Outgoing], built: dict[int, tuple[str, bytes | SendError]]
     ) -> Iterator[Outgoing]:
         """Each item with its message built as soon as it comes (in ``built``, by the
-        item's id), so only the bytes of a batch wait for it to fill, not its rendered
-        HTML and text; the item itself goes on without them."""
+        item's id, with its Message-ID), so only the bytes of a batch wait for it to fill,
+        not its rendered HTML and text; the item itself goes on without them."""
         composer = self.composer
         for item in outgoing:
             with timed("mime"):
+                mid = message_id(item.profile.email, item.edition, composer.domain)
                 data: bytes | SendError
                 try:
-                    data = composer.build(item.profile, item.edition, item.rendered, now=self.now())
+                    data = composer.build(
+                        item.profile, item.edition, item.rendered, now=self.now(), mid=mid
+                    )
                 except SendError as exc:
                     data = exc
-                slim = replace(item, rendered=_BUILT)
-                built[id(slim)] = data
+                slim = Outgoing(item.profile, item.edition, _BUILT, item.paper_ids)
+                built[id(slim)] = (mid, data)
             yield slim
 
-    def _job(self, item: Outgoing, data: bytes | SendError, status: str | None) -> Job | None:
+    def _job(
+        self, item: Outgoing, mid: str, data: bytes | SendError, status: str | None
+    ) -> Job | None:
         email = item.profile.email
         if not self.first(item):
             log.warning("%s: listed twice for edition %s; sending once", email, item.edition)
@@ -156,7 +161,6 @@ class _Feeder:
         if status == "sent":
             self.dlog.summary.already_sent.append(email)
             return None
-        mid = message_id(email, item.edition, self.composer.domain)
         try:
             rcpt = ascii_address(email)
             if isinstance(data, SendError):

@@ -318,8 +318,17 @@ class Composer:
             return self.qp.encode_parts(parts)
         return self.qp.encode(text)
 
-    def build(self, profile: Profile, edition: date, rendered: Rendered, *, now: datetime) -> bytes:
-        mid = message_id(profile.email, edition, self.domain)
+    def build(
+        self,
+        profile: Profile,
+        edition: date,
+        rendered: Rendered,
+        *,
+        now: datetime,
+        mid: str | None = None,
+    ) -> bytes:
+        """The message's bytes; ``mid`` is its Message-ID when the caller has it already."""
+        mid = mid or message_id(profile.email, edition, self.domain)
         head = self.headers(profile, edition, rendered.subject, now, mid)
         boundary = "=_digest_" + hashlib.sha256(mid.encode()).hexdigest()[:24]
         head.append(f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"')

@@ -179,7 +179,8 @@ class TextPattern:
 
         def close() -> None:
             if all(isinstance(p, str) for p in line):
-                done = wrapper.line("".join(line)) + "\n"
+                text = "".join(line)
+                done = (quick_line(wrapper, text) if self.quick else wrapper.line(text)) + "\n"
                 if items and isinstance(items[-1], str):
                     items[-1] += done
                 else:
