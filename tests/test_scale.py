@@ -422,5 +422,11 @@ def test_papers_sent_to_many_subscribers_in_one_query(tmp_path: Path) -> None:
             "a@example.org": {"p2"},
             "b@example.org": {"p2"},
         }
+        # More candidates than one statement takes: asked in chunks, nothing lost.
+        many_ids = {f"x{i:04d}" for i in range(2500)} | {"p4", "p1"}
+        assert store.sent_papers_of(emails, other_than=EDITION, among=many_ids) == {
+            "a@example.org": {"p1"},
+            "b@example.org": {"p4"},
+        }
     finally:
         store.close()
