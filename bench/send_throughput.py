@@ -271,12 +271,16 @@ def pipeline_child(config: str, core: int, opts: dict[str, Any], out: Any) -> No
 
         profiler = Profiler(interval=0.001)
         profiler.start()
+    import resource as _res
+
+    u0 = _res.getrusage(_res.RUSAGE_SELF)
     c0, t0 = time.process_time(), time.perf_counter()
     if opts["rss_every"]:
         _trace_rss(opts["rss_every"], t0)
     with run_lock(cfg):
         summary = run(cfg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    u1 = _res.getrusage(_res.RUSAGE_SELF)
     if profiler is not None:
         profiler.stop()
         Path(opts["profile"]).write_text(profiler.output_text(unicode=False, show_all=False))
@@ -291,6 +295,9 @@ def pipeline_child(config: str, core: int, opts: dict[str, Any], out: Any) -> No
         {
             "wall": wall,
             "cpu": cpu,
+            "user": u1.ru_utime - u0.ru_utime,
+            "sys": u1.ru_stime - u0.ru_stime,
+            "switches": (u1.ru_nvcsw - u0.ru_nvcsw, u1.ru_nivcsw - u0.ru_nivcsw),
             "imports": imports,
             "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "sent": _count(d.sent),
@@ -494,7 +501,9 @@ def main() -> int:
             print(
                 f"ours: {r['sent']:,} digests sent ({r['failed']} failed, {r['deferred']} "
                 f"deferred) of {r['due']:,} due in {r['wall']:.2f} s: {rate:,.0f} digests/s; "
-                f"CPU {r['cpu']:.2f} s; peak RSS {r['maxrss_kb'] / 1024:.0f} MB"
+                f"CPU {r['cpu']:.2f} s (user {r['user']:.2f}, system {r['sys']:.2f}; "
+                f"{r['switches'][0]:,} voluntary, {r['switches'][1]:,} forced context switches); "
+                f"peak RSS {r['maxrss_kb'] / 1024:.0f} MB"
             )
             print(
                 f"  whole process (interpreter start, imports {r['imports']:.2f} s, the run): "

@@ -16,7 +16,10 @@ import time
 from dataclasses import dataclass
 
 _lock = threading.Lock()
-_totals: dict[str, list[float]] = {}  # name -> [wall, cpu, count]
+# Each thread adds to its own table (no lock on the hot path: the SMTP threads and the
+# thread building messages would otherwise take turns on one); ``totals`` sums them.
+_tables: list[tuple[threading.Thread, dict[str, list[float]]]] = []  # name -> [wall, cpu, count]
+_local = threading.local()
 
 ORDER = ("load", "plan", "prepare", "rank", "render", "mime", "claim", "smtp", "log")
 
@@ -55,27 +58,41 @@ class timed:  # lower case: used like a function, ``with timed("rank"):``
 
 
 def add(name: str, wall: float, cpu: float, count: int = 1) -> None:
-    with _lock:
-        row = _totals.get(name)
-        if row is None:
-            _totals[name] = [wall, cpu, float(count)]
-        else:
-            row[0] += wall
-            row[1] += cpu
-            row[2] += count
+    try:
+        table: dict[str, list[float]] = _local.table
+    except AttributeError:
+        table = _local.table = {}
+        with _lock:
+            _tables.append((threading.current_thread(), table))
+    row = table.get(name)
+    if row is None:
+        table[name] = [wall, cpu, float(count)]
+    else:
+        row[0] += wall
+        row[1] += cpu
+        row[2] += count
 
 
 def totals() -> list[Stage]:
-    """The stages seen since the last ``reset``, in pipeline order."""
+    """The stages seen since the last ``reset``, in pipeline order (a thread still
+    running may add to them while they are read: read them when the run is over)."""
+    rows: dict[str, list[float]] = {}
     with _lock:
-        rows = dict(_totals)
+        for _, table in _tables:
+            for name, (wall, cpu, count) in list(table.items()):
+                row = rows.setdefault(name, [0.0, 0.0, 0.0])
+                row[0] += wall
+                row[1] += cpu
+                row[2] += count
     names = [n for n in ORDER if n in rows] + sorted(set(rows) - set(ORDER))
     return [Stage(n, rows[n][0], rows[n][1], int(rows[n][2])) for n in names]
 
 
 def reset() -> None:
     with _lock:
-        _totals.clear()
+        _tables[:] = [(t, table) for t, table in _tables if t.is_alive()]  # a thread per run
+        for _, table in _tables:
+            table.clear()
 
 
 def summary_line() -> str:
