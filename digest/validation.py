@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
+import toml_rs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import DigestError
@@ -21,12 +23,60 @@ class Strict(BaseModel):
 
 
 def read_toml(path: Path, error: type[DigestError]) -> dict[str, Any]:
+    return _parse(path, _read(path, error), error)
+
+
+def read_toml_fast(path: Path, error: type[DigestError]) -> dict[str, Any]:
+    """What ``read_toml`` gives, from a compiled TOML 1.0 parser (about ten times cheaper),
+    with errors worded exactly as before: a file that parser refuses goes to tomllib, which
+    refuses it with the line and column (or takes it)."""
+    text = read_text(path, error)
+    data = None
+    if text[:1] != "\ufeff":  # tomllib refuses a byte order mark; toml_rs skips it
+        try:
+            data = toml_rs.loads(text, toml_version="1.0.0")
+        except Exception:  # refused (or a date it cannot hold): tomllib has the last word
+            data = None
+    return _parse(path, text, error) if data is None else data
+
+
+def read_text(path: Path, error: type[DigestError]) -> str:
+    """The text of ``path`` exactly as ``path.read_text(encoding="utf-8")`` gives it (a CR LF
+    pair or a lone CR read as LF), with fewer system calls and objects; on any failure the
+    file is read again that way, so the error is worded as before."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, _CHUNK)
+            if data:
+                parts = [data]
+                while chunk := os.read(fd, _CHUNK):
+                    parts.append(chunk)
+                if len(parts) > 1:
+                    data = b"".join(parts)
+        finally:
+            os.close(fd)
+        text = data.decode("utf-8")
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return _read(path, error)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+_CHUNK = 1 << 16
+
+
+def _read(path: Path, error: type[DigestError]) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise error(f"{path}: file not found; create it or pass --config PATH") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read: {exc}") from exc
+
+
+def _parse(path: Path, text: str, error: type[DigestError]) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
