@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from .config import check_timezone
 from .errors import ProfileError
 from .models import Keyword, Profile
-from .validation import Strict, load_model, read_toml
+from .validation import Strict, load_model, read_toml_fast
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,7 @@ class ProfileFile(Strict):
     @field_validator("weekday")
     @classmethod
     def _weekday(cls, value: str) -> str:
-        day = value.strip().lower()
-        matches = [d for d in WEEKDAYS if d.startswith(day[:3])] if len(day) >= 3 else []
-        if not matches:
-            raise ValueError(f"unknown weekday {value!r}; use one of {', '.join(WEEKDAYS)}")
-        return matches[0]
+        return check_weekday(value)
 
     @model_validator(mode="after")
     def _has_signal(self) -> ProfileFile:
@@ -84,6 +80,14 @@ class ProfileFile(Strict):
             elif k.strip().strip('"'):
                 out.append(Keyword(k.strip().strip('"')))
         return tuple(out)
+
+
+def check_weekday(value: str) -> str:
+    day = value.strip().lower()
+    matches = [d for d in WEEKDAYS if d.startswith(day[:3])] if len(day) >= 3 else []
+    if not matches:
+        raise ValueError(f"unknown weekday {value!r}; use one of {', '.join(WEEKDAYS)}")
+    return matches[0]
 
 
 # An RFC 5322 dot-atom local part in ASCII: email_validator accepts it unchanged.
@@ -120,7 +124,11 @@ def _domain(domain: str) -> str:
 
 
 def load_profile(path: Path) -> Profile:
-    data = read_toml(path, ProfileError)
+    data = read_toml_fast(path, ProfileError)
+    return _plain_profile(path, data) or _checked_profile(path, data)
+
+
+def _checked_profile(path: Path, data: dict[str, Any]) -> Profile:
     spec = load_model(path, data, ProfileFile, ProfileError)
     liked_file = None
     liked_texts: tuple[tuple[str, str], ...] = ()
@@ -150,6 +158,144 @@ def load_profile(path: Path) -> Profile:
         active=spec.active,
         path=path,
     )
+
+
+# What pydantic's str_strip_whitespace strips: Python's whitespace but U+001C..U+001F.
+_WS = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_KEYS = frozenset(ProfileFile.model_fields) - {"liked_file"}
+_TERM_KEYS = frozenset(("term", "weight"))
+_EXACT = 2**53  # integers a float holds exactly
+
+
+def _plain_profile(path: Path, data: dict[str, Any]) -> Profile | None:
+    """The profile ``_checked_profile`` gives for ``data`` when every value is of the plain,
+    valid kind subscriber files hold, at a fifth of the cost; None for anything else (an
+    unknown key, a value pydantic would coerce or refuse, a liked_file), which then goes
+    through ``ProfileFile`` so that every error is worded as before."""
+    if not _KEYS.issuperset(data):
+        return None
+    get = data.get
+    email = get("email")
+    name = get("name", "")
+    interests = get("interests", "")
+    if type(email) is not str or type(name) is not str or type(interests) is not str:
+        return None
+    try:
+        email = check_email(email.strip(_WS))
+    except ValueError:
+        return None
+    interests = interests.strip(_WS)
+    lists: list[tuple[str, ...]] = []
+    for key in ("authors", "categories", "exclude", "liked"):
+        items = get(key)
+        if items is None:
+            lists.append(())
+            continue
+        if type(items) is not list:
+            return None
+        values = []
+        for item in items:
+            if type(item) is not str:
+                return None
+            values.append(item.strip(_WS))
+        lists.append(tuple(values if key == "liked" else [v for v in values if v]))
+    raw_keywords = get("keywords")
+    keywords = () if raw_keywords is None else _plain_keywords(raw_keywords)
+    if keywords is None or not (interests or raw_keywords or lists[3]):
+        return None
+    max_papers = get("max_papers", 10)
+    min_score = get("min_score", 0.0)
+    send_hour = get("send_hour")
+    category_mode = get("category_mode", "boost")
+    frequency = get("frequency", "daily")
+    active = get("active", True)
+    if not (
+        type(max_papers) is int
+        and 1 <= max_papers <= 100
+        and (send_hour is None or (type(send_hour) is int and 0 <= send_hour <= 23))
+        and category_mode in ("boost", "restrict")
+        and frequency in ("daily", "weekly")
+        and type(active) is bool
+    ):
+        return None
+    min_score = _number(min_score)
+    if min_score is None or not min_score >= 0:
+        return None
+    timezone = get("timezone", "UTC")
+    weekday = get("weekday", "monday")
+    if "timezone" in data or "weekday" in data:
+        if type(timezone) is not str or type(weekday) is not str:
+            return None
+        try:
+            if "timezone" in data:
+                timezone = check_timezone(timezone.strip(_WS))
+            if "weekday" in data:
+                weekday = check_weekday(weekday.strip(_WS))
+        except Exception:  # pydantic words it
+            return None
+    return Profile(
+        email=email,
+        name=name.strip(_WS),
+        interests=interests,
+        keywords=keywords,
+        authors=lists[0],
+        categories=lists[1],
+        category_mode=category_mode,
+        exclude=lists[2],
+        liked=lists[3],
+        max_papers=max_papers,
+        min_score=min_score,
+        timezone=timezone,
+        send_hour=send_hour,
+        frequency=frequency,
+        weekday=weekday,
+        active=active,
+        path=path,
+    )
+
+
+def _plain_keywords(value: object) -> tuple[Keyword, ...] | None:
+    """``ProfileFile.weighted_keywords`` for plain valid keywords, else None."""
+    out = []
+    if type(value) is dict:
+        for term, weight in value.items():
+            w = _number(weight)
+            if w is None:
+                return None
+            out.append(Keyword(term.strip().strip('"'), w))
+        return tuple(out)
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is str:
+            term = item.strip(_WS).strip().strip('"')
+            if term:
+                out.append(Keyword(term))
+        elif type(item) is dict and "term" in item and _TERM_KEYS.issuperset(item):
+            term = item["term"]
+            w = _number(item.get("weight", 1.0))
+            if type(term) is not str or w is None or not 0 < w <= 10:
+                return None
+            term = term.strip(_WS)
+            if not term:
+                return None
+            out.append(Keyword(term.strip('"'), w))
+        else:
+            return None
+    return tuple(out)
+
+
+def _number(value: object) -> float | None:
+    """A TOML float, or an integer a float holds exactly, as pydantic's float gives it."""
+    if type(value) is float:
+        return value
+    if type(value) is int and -_EXACT <= value <= _EXACT:
+        return float(value)
+    return None
 
 
 def read_liked_file(profile_path: Path, liked_file: Path) -> tuple[tuple[str, str], ...]:
