@@ -1,164 +1,228 @@
-"""What rendering one personalized digest costs: the edition-shared fast path beside the
-naive per-email path (Jinja -> MJML -> premailer for every email), measured in the same run.
+"""What rendering and MIME building cost per digest, as `digest run` does them.
 
-Each digest is 10 papers (HTML + text part) for a different subscriber (own name, address,
-unsubscribe link, paper choice and reasons), drawn from the real arXiv papers in
-tests/data/eval. The fast path's once-per-edition work (every candidate's card through
-MJML + premailer, the skeleton, the one check against the naive path) is printed apart.
+A synthetic project as bench/send_throughput.py makes it (subscriber files, the bundled
+real papers), ranked once with the real ranker (not timed); then, in CPU time
+(process_time) and starting cold as a run does: the once-per-run work (the renderer and
+every paper's card, ``begin_edition``), rendering each subscriber's digest (``render``,
+the pipeline's "render" stage, skeletons compiled on first use included) and building its
+message (``mime``: Message-ID and ``Composer.build``, the "mime" stage). Each pass starts
+from a fresh renderer and composer; the best of ``--repeat`` passes is printed. The
+SHA-256 of all the messages, in order, tells whether two checkouts build the same bytes.
 
-Run: .venv/bin/python bench/render_cost.py [--subscribers 5000] [--papers 300] [--naive 40]
+``--baseline REV`` measures the committed tree REV (``git archive``) and this checkout on
+the same project, passes alternating, and compares their figures and message hashes.
+The naive per-email path (Jinja -> MJML -> premailer every time) is timed on a sample.
+
+Run: .venv/bin/python bench/render_cost.py [--subscribers 3000] [--papers 1000]
+     [--repeat 3] [--naive 20] [--baseline REV] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import random
-import statistics
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-
-from digest.config import Config
-from digest.models import Digest, Paper, Profile, Scored
-from digest.render import Renderer
-from digest.render_fast import normalize_html
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPERS = ROOT / "tests" / "data" / "eval" / "papers.jsonl"
-EDITION = date(2025, 7, 4)
-NAMES = (
-    "Ada Lovelace", "Alan Turing", "Grace Hopper", "Yann LeCun", "Fei-Fei Li", "Geoffrey Hinton",
-    "Daphne Koller", "Andrew Ng", "Yoshua Bengio", "Ilya Sutskever", "Jürgen Schmidhuber",
-    "Sébastien Bubeck", "Percy Liang", "Chelsea Finn", "Pieter Abbeel", "Zoubin Ghahramani",
-)  # fmt: skip
-WORDS = ("transformers", "speech", "diffusion", "robotics", "graphs", "retrieval", "agents")
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
-def load_papers(limit: int, rng: random.Random) -> list[Paper]:
-    papers = []
-    with PAPERS.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            pid = row["id"]
-            authors = tuple(rng.sample(NAMES, rng.randint(1, 12)))
-            papers.append(
-                Paper(
-                    id=pid,
-                    title=row["title"],
-                    abstract=row["abstract"],
-                    authors=authors,
-                    url=f"https://arxiv.org/abs/{pid}",
-                    pdf_url=f"https://arxiv.org/pdf/{pid}",
-                    hf_url=f"https://huggingface.co/papers/{pid}" if rng.random() < 0.5 else None,
-                    code_url=f"https://github.com/example/{pid}" if rng.random() < 0.3 else None,
-                    categories=tuple(row["categories"]),
-                    published=datetime(2025, 7, 3, tzinfo=UTC),
-                    upvotes=rng.randint(0, 300) if rng.random() < 0.5 else None,
-                    comments=rng.randint(0, 9) if rng.random() < 0.3 else None,
+def make(base: Path, subscribers: int, papers: int, seed: int) -> Path:
+    """The synthetic project (send_throughput's), with no SMTP host."""
+    sys.path.insert(0, str(ROOT))
+    from bench.send_throughput import SECRET, make_project
+
+    args = argparse.Namespace(subscribers=subscribers, papers=papers, connections=1, seed=seed)
+    config, _ = make_project(base, args, 2525, NOW)
+    text = config.read_text(encoding="utf-8")
+    start, end = text.index("[smtp]"), text.index("[unsubscribe]")
+    config.write_text(text[:start] + text[end:], encoding="utf-8")
+    (base / "secret").write_text(SECRET, encoding="utf-8")
+    return config
+
+
+def measure(config: Path, repeat: int, naive: int, profile: str) -> dict[str, Any]:
+    """The figures of the checkout that ``digest`` imports from."""
+    os.environ["DIGEST_UNSUBSCRIBE_SECRET"] = (config.parent / "secret").read_text()
+    import digest
+    from digest.config import load
+    from digest.headers import message_id, signed_url, unsubscribe_base, unsubscribe_secret
+    from digest.mime import Composer
+    from digest.models import Digest
+    from digest.profiles import load_profiles
+    from digest.rank import Ranker
+    from digest.render import Renderer
+    from digest.render_fast import normalize_html
+    from digest.store import Store
+
+    cfg = load(config)
+    profiles, _ = load_profiles(cfg.subscribers_path)
+    store = Store(cfg.database_url)
+    try:
+        papers = store.papers_seen_between(None, NOW)
+    finally:
+        store.close()
+    ranker = Ranker(cfg.ranking)
+    corpus = ranker.prepare(papers, NOW)
+    edition = NOW.date()
+    picks = list(ranker.rank_many(corpus, profiles))
+    base, secret = unsubscribe_base(cfg), unsubscribe_secret(cfg)
+    urls = [signed_url(base, secret, p.email) for p in profiles]
+    work = list(zip(profiles, picks, urls, strict=True))
+    Renderer(cfg).render_empty(profiles[0], edition)  # imports, templates read once
+
+    clock = time.process_time
+    best: dict[str, float] = {}
+    digest_sha = ""
+    profiler = None
+    for n in range(repeat):
+        if profile and n == repeat - 1:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
+        t0 = clock()
+        renderer = Renderer(cfg)
+        renderer.begin_edition(papers)
+        composer = Composer(cfg)
+        t1 = clock()
+        render_s = mime_s = 0.0
+        sha = hashlib.sha256()
+        for prof, chosen, url in work:
+            a = clock()
+            if chosen:
+                rendered = renderer.render(
+                    Digest(prof, edition, tuple(chosen)), unsubscribe_url=url
                 )
-            )
-            if len(papers) >= limit:
-                break
-    return papers
+            else:
+                rendered = renderer.render_empty(prof, edition, unsubscribe_url=url)
+            b = clock()
+            mid = message_id(prof.email, edition, composer.domain)
+            data = composer.build(prof, edition, rendered, now=NOW, mid=mid)
+            c = clock()
+            render_s += b - a
+            mime_s += c - b
+            sha.update(data)
+        if profiler is not None:
+            profiler.stop()
+            Path(profile).write_text(profiler.output_text(unicode=False, show_all=False))
+        for key, value in (("prepare", t1 - t0), ("render", render_s), ("mime", mime_s)):
+            best[key] = min(best.get(key, value), value)
+        digest_sha = sha.hexdigest()
+
+    same = 0
+    naive_s = 0.0
+    if naive:
+        slow = Renderer(cfg, fast=False)
+        sample = [w for w in work if w[1]][:naive]
+        a = clock()
+        outs = [slow.render(Digest(p, edition, tuple(c)), unsubscribe_url=u) for p, c, u in sample]
+        naive_s = clock() - a
+        fast = Renderer(cfg)
+        fast.begin_edition(papers)
+        for (p, c, u), b in zip(sample, outs, strict=True):
+            r = fast.render(Digest(p, edition, tuple(c)), unsubscribe_url=u)
+            same += normalize_html(r.html) == normalize_html(b.html) and r.text == b.text
+    return {
+        "code": str(Path(digest.__file__).parent),
+        "digests": len(work),
+        "papers": len(papers),
+        **best,
+        "sha256": digest_sha,
+        "naive": naive_s / max(naive, 1),
+        "naive_n": min(naive, len(work)),
+        "same": same,
+    }
 
 
-def make_digests(papers: list[Paper], count: int, picks: int, rng: random.Random) -> list[Digest]:
-    digests = []
-    for i in range(count):
-        name = rng.choice(NAMES)
-        profile = Profile(
-            email=f"reader{i}@example.org",
-            name=f"{name} {i}",
-            interests=f"{rng.choice(WORDS)} and {rng.choice(WORDS)}",
+def show(label: str, r: dict[str, Any]) -> None:
+    n = r["digests"]
+    per = {k: r[k] / n * 1000 for k in ("render", "mime")}
+    print(
+        f"{label}: once per run {r['prepare']:.2f} s (renderer + {r['papers']:,} cards); "
+        f"per digest: render {per['render']:.3f} ms, mime {per['mime']:.3f} ms, "
+        f"together {per['render'] + per['mime']:.3f} ms CPU"
+    )
+    print(f"  messages sha256 {r['sha256'][:16]} ({n:,} messages, code in {r['code']})")
+    if r["naive_n"]:
+        print(
+            f"  naive path: {r['naive'] * 1000:.2f} ms per digest; fast == naive for "
+            f"{r['same']}/{r['naive_n']} digests"
         )
-        chosen = rng.sample(papers, picks)
-        scored = tuple(
-            Scored(p, 1.0 - j / 100, (f"matches '{rng.choice(WORDS)}'", f"by {p.authors[0]}"))
-            for j, p in enumerate(chosen)
-        )
-        digests.append(Digest(profile=profile, edition=EDITION, picks=scored))
-    return digests
 
 
-def unsub(i: int) -> str:
-    return f"https://digest.example.org/unsubscribe?e=reader{i}%40example.org&t={i:016x}"
+def child(args: argparse.Namespace, pythonpath: str) -> dict[str, Any]:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    cmd = [sys.executable, __file__, "--project", args.project, "--json"]
+    cmd += ["--repeat", "1", "--naive", "0"]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd="/")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def compare(args: argparse.Namespace) -> None:
+    """``--repeat`` alternating passes of REV and this checkout, each in its own process."""
+    old_tree = Path(tempfile.mkdtemp(prefix="digest-rev-"))
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.baseline, "digest", "templates"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
+        runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+        for _ in range(args.repeat):
+            runs["old"].append(child(args, str(old_tree)))
+            runs["new"].append(child(args, ""))
+    finally:
+        shutil.rmtree(old_tree, ignore_errors=True)
+    best = {}
+    for name, rs in runs.items():
+        best[name] = {**rs[0], **{k: min(r[k] for r in rs) for k in ("prepare", "render", "mime")}}
+        show(f"{args.baseline if name == 'old' else 'this checkout'}", best[name])
+    hashes = {r["sha256"] for rs in runs.values() for r in rs}
+    print(f"messages identical: {'yes' if len(hashes) == 1 else 'NO'}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--subscribers", type=int, default=5000, help="digests on the fast path")
-    ap.add_argument("--papers", type=int, default=300, help="candidate papers in the edition")
-    ap.add_argument("--picks", type=int, default=10, help="papers per digest")
-    ap.add_argument("--naive", type=int, default=40, help="digests on the naive path")
+    ap.add_argument("--subscribers", type=int, default=3000)
+    ap.add_argument("--papers", type=int, default=1000, help="candidate papers (100..3000)")
+    ap.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
+    ap.add_argument("--naive", type=int, default=20, help="digests on the naive path")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--baseline", default="", help="a git revision to compare with")
+    ap.add_argument("--profile", default="", help="pyinstrument profile of the last pass")
+    ap.add_argument("--project", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    rng = random.Random(args.seed)
-    papers = load_papers(args.papers, rng)
-    digests = make_digests(papers, args.subscribers, args.picks, rng)
-    cfg = Config(
-        sender={
-            "address": "digest@example.org",
-            "name": "Paper Digest",
-            "organization": "Example Lab",
-            "postal_address": "1 Example Street, Example City",
-        }
-    )
-    fast = Renderer(cfg)
-    naive = Renderer(cfg, fast=False)
-    naive.render(digests[0], unsubscribe_url=unsub(0))  # imports and template loading
-
-    t0 = time.perf_counter()
-    fast.begin_edition(papers)
-    t1 = time.perf_counter()
-    fast.render(digests[0], unsubscribe_url=unsub(0))  # skeleton + the check against naive
-    t2 = time.perf_counter()
-    start = time.perf_counter()
-    for i, d in enumerate(digests):
-        fast.render(d, unsubscribe_url=unsub(i))
-    fast_s = time.perf_counter() - start
-    sample_out = [fast.render(d, unsubscribe_url=unsub(i)) for i, d in enumerate(digests[:200])]
-    sizes_html = [r.size for r in sample_out]
-    sizes_text = [len(r.text.encode("utf-8")) for r in sample_out]
-
-    sample = digests[: args.naive]
-    start = time.perf_counter()
-    naive_out = [naive.render(d, unsubscribe_url=unsub(i)) for i, d in enumerate(sample)]
-    naive_s = time.perf_counter() - start
-
-    same = sum(
-        normalize_html(a.html) == normalize_html(b.html) and a.text == b.text
-        for a, b in zip(
-            naive_out,
-            (fast.render(d, unsubscribe_url=unsub(i)) for i, d in enumerate(sample)),
-            strict=True,
-        )
-    )
-    fast_ms = fast_s / len(digests) * 1000
-    naive_ms = naive_s / len(sample) * 1000
-    setup_ms = 1000 * (t1 - t0)
-    html_kb = statistics.mean(sizes_html) / 1000
-    text_kb = statistics.mean(sizes_text) / 1000
-    print(f"edition: {len(papers)} candidate papers, {args.picks} papers per digest")
-    print(
-        f"  once per edition: cards {setup_ms:.0f} ms ({setup_ms / len(papers):.2f} ms/paper), "
-        f"skeleton + check {1000 * (t2 - t1):.0f} ms"
-    )
-    print(
-        f"  digest size: HTML {html_kb:.1f} KB (max {max(sizes_html) / 1000:.1f} KB), "
-        f"text {text_kb:.1f} KB"
-    )
-    print(
-        f"fast path  ({len(digests)} digests): {fast_ms:.3f} ms per digest "
-        f"({len(digests) / fast_s:,.0f} digests/s)"
-    )
-    print(
-        f"naive path ({len(sample)} digests):   {naive_ms:.3f} ms per digest "
-        f"({len(sample) / naive_s:,.0f} digests/s)"
-    )
-    print(f"speed-up: {naive_ms / fast_ms:.0f}x; fast == naive for {same}/{len(sample)} digests")
-    print(f"target <= 1 ms per digest: {'met' if fast_ms <= 1 else 'NOT met'}")
+    made = ""
+    if not args.project:
+        made = tempfile.mkdtemp(prefix="digest-render-")
+        args.project = str(make(Path(made), args.subscribers, args.papers, args.seed))
+    try:
+        if args.baseline:
+            compare(args)
+            return
+        r = measure(Path(args.project), args.repeat, args.naive, args.profile)
+        if args.json:
+            print(json.dumps(r))
+        else:
+            show("this checkout", r)
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 if __name__ == "__main__":
