@@ -129,6 +129,7 @@ def load_profile(path: Path) -> Profile:
 
 
 def _checked_profile(path: Path, data: dict[str, Any]) -> Profile:
+    """The profile ``ProfileFile`` makes of ``data``, or its error as a ``ProfileError``."""
     spec = load_model(path, data, ProfileFile, ProfileError)
     liked_file = None
     liked_texts: tuple[tuple[str, str], ...] = ()
@@ -260,14 +261,15 @@ def _plain_profile(path: Path, data: dict[str, Any]) -> Profile | None:
 
 def _plain_keywords(value: object) -> tuple[Keyword, ...] | None:
     """``ProfileFile.weighted_keywords`` for plain valid keywords, else None."""
-    out = []
     if type(value) is dict:
+        weights: dict[str, float] = {}  # keys stripped as pydantic strips them: " a" joins "a"
         for term, weight in value.items():
             w = _number(weight)
             if w is None:
                 return None
-            out.append(Keyword(term.strip().strip('"'), w))
-        return tuple(out)
+            weights[term.strip(_WS)] = w
+        return tuple(Keyword(t.strip().strip('"'), w) for t, w in weights.items())
+    out = []
     if type(value) is not list:
         return None
     for item in value:

@@ -224,7 +224,7 @@ FIELDS: dict[str, tuple[list[object], list[object]]] = {
     "liked": ([["2401.00001"], [""], [], ["  x  "]], [[1.5]]),
     "category_mode": (["boost", "restrict"], [" boost", "other", 1]),
     "max_papers": ([1, 5, 10, 100], [0, *ODD]),
-    "min_score": ([0, 0.0, 0.5, 3, math.inf], [-0.1, *ODD]),
+    "min_score": ([0, 0.0, -0.0, 0.5, 3, math.inf], [-0.1, -math.inf, *ODD]),
     "send_hour": ([0, 7, 23], ODD),
     "timezone": (["UTC", "Europe/Paris", " Europe/Paris "], ["Mars/Base", "", 5]),
     "frequency": (["daily", "weekly"], ["hourly", ""]),
@@ -306,7 +306,10 @@ ONE_VALUE = [
     for key, (good, odd) in FIELDS.items()
     for value in [*good, *odd]
     if not isinstance(value, float) or not math.isnan(value)
-] + [("keywords", value) for value in [[], {}, [""], [" "], ['"x"'], {" a ": 1}, {"a": True}]]
+] + [
+    ("keywords", value)
+    for value in [[], {}, [""], [" "], ['"x"'], {" a ": 1}, {"a": True}, {"a": 1, " a": 2, "b": 3}]
+]
 ONE_VALUE += [
     ("keywords", [{"term": term, "weight": weight}])
     for term in ["x", " x ", "", " ", "\x1c", 3]
