@@ -90,6 +90,58 @@ def _qp_open(text: str) -> bytes:
     return qp[:start] + last[:cut] + b"=\r\n" + rest + b"=\r\n"
 
 
+def qp_part(part: str) -> bytes:
+    """``_qp_part(part)``, at once for the common plain part: printable ASCII lines of at
+    most 75 characters, no "=", no line starting with a dot or ending in a space (such
+    lines encode to themselves)."""
+    if (
+        part.isascii()
+        and "=" not in part
+        and part[:1] != "."
+        and part[-1:] != " "
+        and "\n." not in part
+        and " \n" not in part
+    ):
+        if "\n" not in part:
+            if len(part) <= 75 and part.isprintable():
+                return part.encode() + b"=\r\n"
+        else:
+            lines = part.split("\n")
+            if max(map(len, lines)) <= 75 and "".join(lines).isprintable():
+                body = part.replace("\n", "\r\n").encode()
+                return body + b"=\r\n" if lines[-1] else body
+    return _qp_part(part)
+
+
+def qp_last(part: str) -> bytes:
+    """The last part of a text when it does not end with a line end, as ``encode_parts``
+    writes it: every line with a hard line end."""
+    return b"".join([_qp_line(line) for line in part.split("\n")])
+
+
+class EncodedParts(tuple[str, ...]):
+    """Parts of a text (``Rendered.html_parts`` / ``text_parts``) that carry the text's
+    quoted-printable body, exactly as ``QpEncoder.encode_parts`` would make it from them;
+    the renderer's fast path makes them from encodings it keeps with its templates."""
+
+    qp: bytes
+
+
+def encoded_parts(parts: list[str], qps: list[bytes]) -> tuple[str, ...]:
+    """``parts`` with their body, given each part's ``qp_part`` (``b""`` for an empty
+    part): the last non-empty part, unless it ends a line, gets a hard line end."""
+    k = len(parts) - 1
+    while k >= 0 and not parts[k]:
+        k -= 1
+    if k < 0:
+        return tuple(parts)
+    if not parts[k].endswith("\n"):
+        qps[k] = qp_last(parts[k])
+    out = EncodedParts(parts)
+    out.qp = b"".join(qps)
+    return out
+
+
 def _qp_part(part: str) -> bytes:
     """A piece of a text (it may start and end mid-line) as quoted-printable: its whole
     lines with hard line ends, its unfinished last line with a soft one."""
@@ -314,6 +366,8 @@ class Composer:
         return self._last_date[1]
 
     def _encode(self, text: str, parts: tuple[str, ...]) -> bytes:
+        if isinstance(parts, EncodedParts):
+            return parts.qp
         if parts:
             return self.qp.encode_parts(parts)
         return self.qp.encode(text)

@@ -235,12 +235,15 @@ def inline_css(html: str) -> str:
 
 
 class Output(NamedTuple):
-    """A rendered digest; the parts, when the fast path made them, join to html / text."""
+    """A rendered digest; the parts, when the fast path made them, join to html / text
+    (and may carry their quoted-printable, see ``digest.mime.EncodedParts``); ``size``,
+    when known (not -1), is the HTML's size in UTF-8."""
 
     html: str
     text: str
     html_parts: tuple[str, ...] = ()
     text_parts: tuple[str, ...] = ()
+    size: int = -1
 
 
 class Renderer:
@@ -336,6 +339,8 @@ class Renderer:
         it: the known sizes of its long parts (the layout and the cards, shared by every
         digest) plus four bytes a character for the others. Encoding 30 KB of HTML for
         every digest costs more than the whole check."""
+        if out.size >= 0:
+            return out.size
         if out.html_parts and not out.html.isascii():
             sizes = self.sizes
             bound = 0

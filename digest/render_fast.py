@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import jinja2
 
+from .mime import encoded_parts, qp_part
 from .models import Paper, Scored
 from .render import (
     CARD_HTML,
@@ -127,15 +128,55 @@ def normalize_html(html: str) -> str:
     return _WS_BETWEEN_TAGS.sub("><", html).strip()
 
 
-class Pattern:
-    """Literal pieces with holes between them; ``fill`` joins them with the values."""
+class _NoQp(Exception):
+    """A part holds a carriage return: the MIME encoder normalizes the whole text."""
 
-    __slots__ = ("holes", "lits", "one")
+
+class Encoder:
+    """Each per-digest part's quoted-printable (``qp_part``), remembered: the values
+    digests share (reasons, names, dates) are encoded once, a subscriber's own (address,
+    links) once each. Bounded: cleared when full."""
+
+    __slots__ = ("limit", "memo")
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self.memo: dict[str, bytes] = {}
+
+    def __call__(self, part: str) -> bytes:
+        q = self.memo.get(part)
+        if q is None:
+            if not part:
+                return b""
+            if "\r" in part:
+                raise _NoQp
+            if len(self.memo) >= self.limit:
+                self.memo.clear()
+            q = self.memo[part] = qp_part(part)
+        return q
+
+
+def utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+# A card ready to join: its parts, their quoted-printable, the parts' UTF-8 size.
+Piece = tuple[list[str], list[bytes], int]
+
+
+class Pattern:
+    """Literal pieces with holes between them; ``fill`` joins them with the values.
+
+    The literals' quoted-printable and UTF-8 size are worked out on first use (``emit``)."""
+
+    __slots__ = ("holes", "lits", "one", "qlits", "size")
 
     def __init__(self, lits: list[str], holes: list[tuple[Any, Escape]]) -> None:
         self.lits = lits
         self.holes = holes
         self.one = holes[0] if len(holes) == 1 else None
+        self.qlits: list[bytes] | None = None
+        self.size = 0
 
     def fill(self, values: Mapping[Any, str]) -> str:
         lits = self.lits
@@ -161,6 +202,51 @@ class Pattern:
                 out.append(esc(value))
             out.append(lits[i])
 
+    def _encode(self) -> list[bytes]:
+        if any("\r" in lit for lit in self.lits):
+            raise _NoQp
+        self.size = sum(map(utf8_len, self.lits))
+        self.qlits = [qp_part(lit) if lit else b"" for lit in self.lits]
+        return self.qlits
+
+    def emit(
+        self, values: Mapping[Any, str | Piece], sp: list[str], bp: list[bytes], enc: Encoder
+    ) -> int:
+        """``parts`` into ``sp``, each part's quoted-printable into ``bp``; a value is a
+        string or a card's ``Piece``. Returns the UTF-8 size of what was added."""
+        lits = self.lits
+        qlits = self.qlits or self._encode()
+        size = self.size
+        sp.append(lits[0])
+        bp.append(qlits[0])
+        for i, (key, esc) in enumerate(self.holes, 1):
+            value = values[key]
+            if isinstance(value, str):
+                part = esc(value)
+                sp.append(part)
+                bp.append(enc(part))
+                size += utf8_len(part)
+            else:
+                sp.extend(value[0])
+                bp.extend(value[1])
+                size += value[2]
+            sp.append(lits[i])
+            bp.append(qlits[i])
+        return size
+
+    def piece(self, value: str, enc: Encoder) -> Piece:
+        """A card's ``Piece`` with ``value`` as its reasons line."""
+        one = self.one
+        if one is None or one[0] != "reasons":
+            sp: list[str] = []
+            bp: list[bytes] = []
+            size = self.emit(dict.fromkeys((k for k, _ in self.holes), value), sp, bp, enc)
+            return sp, bp, size
+        lits = self.lits
+        qlits = self.qlits or self._encode()
+        part = one[1](value)
+        return [lits[0], part, lits[1]], [qlits[0], enc(part), qlits[1]], self.size + utf8_len(part)
+
 
 class TextPattern:
     """A plain-text :class:`Pattern` finished ahead of time except the lines that hold values.
@@ -169,10 +255,11 @@ class TextPattern:
     card slots (cards arrive as finished whole lines).
     """
 
-    __slots__ = ("items", "quick", "wrapper")
+    __slots__ = ("items", "q", "quick", "wrapper")
 
     def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
+        self.q: list[bytes | None] | None = None  # the finished items' quoted-printable
         self.quick = _quick_agrees(wrapper) if quick is None else quick
         items: list[Any] = []  # str: finished lines; tuple: a line with holes; int: card slot
         line: list[Any] = [""]
@@ -246,6 +333,67 @@ class TextPattern:
                 done = quick_line(wrapper, text) if quick else wrapper.line(text)
                 out.append(done + "\n")
 
+    def _encode(self) -> list[bytes | None]:
+        if any(isinstance(item, str) and "\r" in item for item in self.items):
+            raise _NoQp
+        self.q = [qp_part(item) if isinstance(item, str) else None for item in self.items]
+        return self.q
+
+    def emit(
+        self,
+        values: Mapping[Any, str | Piece],
+        sp: list[str],
+        bp: list[bytes],
+        enc: Encoder,
+        lines: Lines,
+    ) -> None:
+        """``parts`` into ``sp``, each part's quoted-printable into ``bp`` (see
+        ``Pattern.emit``); lines with values are finished through ``lines``."""
+        q = self.q or self._encode()
+        for item, qp in zip(self.items, q, strict=True):
+            if qp is not None:
+                sp.append(item)
+                bp.append(qp)
+            elif isinstance(item, int):
+                card = cast(Piece, values[item])
+                sp.extend(card[0])
+                bp.extend(card[1])
+            else:
+                lits, keys, order = item
+                if len(keys) == 1 and order == (True, False):  # "  Why: " + reasons
+                    text = lits[0] + cast(str, values[keys[0]])
+                else:
+                    li, ki = iter(lits), iter(keys)
+                    text = "".join(
+                        [next(li) if lit else cast(str, values[next(ki)]) for lit in order]
+                    )
+                done = lines.get(text)
+                if done is None:
+                    line = quick_line(self.wrapper, text) if self.quick else self.wrapper.line(text)
+                    done = lines.add(text, line + "\n")
+                sp.append(done[0])
+                bp.append(done[1])
+
+
+class Lines:
+    """Finished text lines (wrapped, with their line end) and their quoted-printable, by
+    the line as the template made it. Bounded: cleared when full."""
+
+    __slots__ = ("get", "limit", "memo")
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self.memo: dict[str, tuple[str, bytes]] = {}
+        self.get = self.memo.get
+
+    def add(self, text: str, done: str) -> tuple[str, bytes]:
+        if len(self.memo) >= self.limit:
+            self.memo.clear()
+        if "\r" in done:
+            raise _NoQp
+        pair = self.memo[text] = (done, qp_part(done))
+        return pair
+
 
 class _Unsupported(Exception):
     """The templates do something the fast path cannot cut into pieces."""
@@ -295,6 +443,9 @@ class FastPath:
         self.by_object: dict[tuple[int, int], tuple[Paper, tuple[Pattern, TextPattern]]] = {}
         self.papers: list[Paper] = []  # this edition's
         self.disabled = ""
+        self.enc = Encoder()
+        self.lines = Lines()
+        self.why: dict[tuple[str, ...], str] = {}  # reasons lines by the reasons
 
     # -------------------------------------------------------- edition
 
@@ -318,11 +469,12 @@ class FastPath:
     # -------------------------------------------------------- digests
 
     def render_digest(self, fields: dict[str, str], picks: Sequence[Scored], level: int) -> Output:
-        """The digest's HTML and text, and the parts they were joined from (the skeleton's
-        pieces and the cards are the same objects for every subscriber)."""
+        """The digest's HTML and text, the parts they were joined from (the skeleton's
+        pieces and the cards are the same objects for every subscriber) with the parts'
+        quoted-printable, and the HTML's UTF-8 size."""
         if self.disabled:
             return Output(*self._naive(fields, picks, level))
-        reasons = [reasons_line(p) for p in picks]
+        reasons = self._reasons(picks)
         try:
             html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
             frags = self._card_frags([p.paper for p in picks], level)
@@ -331,8 +483,86 @@ class FastPath:
         except _Unsupported as exc:
             self._disable(str(exc))
             return Output(*self._naive(fields, picks, level))
+        try:
+            out = self._encoded(fields, reasons, frags, plain, html_sk, text_sk)
+        except _NoQp:
+            out = self._joined(fields, reasons, frags, plain, html_sk, text_sk)
+        key = (DIGEST_HTML, self._shape(fields), len(picks))
+        if key not in self.verified:
+            self.verified.add(key)
+            if not self._agrees(out.html, out.text, self._naive(fields, picks, level), "digest"):
+                return Output(*self._naive(fields, picks, level))
+        return out
+
+    def _reasons(self, picks: Sequence[Scored]) -> list[str]:
+        why = self.why
+        out = []
+        for pick in picks:
+            line = why.get(pick.reasons)
+            if line is None:
+                if len(why) >= 20_000:
+                    why.clear()
+                line = why[pick.reasons] = reasons_line(pick)
+            out.append(line)
+        return out
+
+    def _encoded(
+        self,
+        fields: dict[str, str],
+        reasons: list[str],
+        frags: list[tuple[Pattern, TextPattern]],
+        plain: list[tuple[str, str]],
+        html_sk: Pattern,
+        text_sk: TextPattern,
+    ) -> Output:
+        enc, lines = self.enc, self.lines
+        hvals: dict[Any, str | Piece] = dict(fields)
+        tvals: dict[Any, str | Piece] = dict(fields)
+        bare = iter(plain)
+        for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
+            if why:
+                hvals[i] = hw.piece(why, enc)
+                tp: list[str] = []
+                tb: list[bytes] = []
+                tw.emit({"reasons": why}, tp, tb, enc, lines)
+                tvals[i] = (tp, tb, 0)
+            else:
+                h, t = next(bare)
+                hvals[i] = ([h], [enc(h)], utf8_len(h))
+                tvals[i] = ([t], [enc(t)], 0)
+        html_parts: list[str] = []
+        html_qp: list[bytes] = []
+        size = html_sk.emit(hvals, html_parts, html_qp, enc)
+        text_parts: list[str] = []
+        text_qp: list[bytes] = []
+        text_sk.emit(tvals, text_parts, text_qp, enc, lines)
+        html = "".join(html_parts)
+        text = "".join(text_parts)
+        if "\n\n\n" in text or text[:1] == "\n" or text[-1:] != "\n" or text[-2:] == "\n\n":
+            raw, text = text, squeeze(text)
+            if text != raw:  # blank lines squeezed across parts: the parts no longer add up
+                text_parts, text_qp = [text], [qp_part(text)]
+        return Output(
+            html,
+            text,
+            encoded_parts(html_parts, html_qp),
+            encoded_parts(text_parts, text_qp),
+            size,
+        )
+
+    def _joined(
+        self,
+        fields: dict[str, str],
+        reasons: list[str],
+        frags: list[tuple[Pattern, TextPattern]],
+        plain: list[tuple[str, str]],
+        html_sk: Pattern,
+        text_sk: TextPattern,
+    ) -> Output:
+        """As ``_encoded``, the parts alone (a part holds a carriage return)."""
         hvals: dict[Any, str | list[str]] = dict(fields)
         tvals: dict[Any, str | list[str]] = dict(fields)
+        bare = iter(plain)
         for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
             if why:
                 rv = {"reasons": why}
@@ -343,7 +573,7 @@ class FastPath:
                 tw.parts(rv, tp)
                 tvals[i] = tp
             else:
-                hvals[i], tvals[i] = plain.pop(0)
+                hvals[i], tvals[i] = next(bare)
         html_parts: list[str] = []
         html_sk.parts(hvals, html_parts)
         html = "".join(html_parts)
@@ -353,11 +583,6 @@ class FastPath:
         text = squeeze(raw)
         if text != raw:  # blank lines squeezed across parts: the parts no longer add up
             text_parts = [text]
-        key = (DIGEST_HTML, self._shape(fields), len(picks))
-        if key not in self.verified:
-            self.verified.add(key)
-            if not self._agrees(html, text, self._naive(fields, picks, level), "digest"):
-                return Output(*self._naive(fields, picks, level))
         return Output(html, text, tuple(html_parts), tuple(text_parts))
 
     def render_empty(self, fields: dict[str, str]) -> tuple[str, str]:
