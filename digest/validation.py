@@ -32,7 +32,10 @@ def read_toml_fast(path: Path, error: type[DigestError]) -> dict[str, Any]:
     refuses it with the line and column (or takes it)."""
     text = read_text(path, error)
     data = None
-    if text[:1] != "\ufeff":  # tomllib refuses a byte order mark; toml_rs skips it
+    # tomllib refuses a byte order mark (toml_rs skips it), and arrays or inline tables
+    # nested a few hundred deep (toml_rs crashes the process at a few thousand): those,
+    # and any file with many brackets, are left to tomllib.
+    if text[:1] != "\ufeff" and text.count("[") + text.count("{") <= _BRACKETS:
         try:
             data = toml_rs.loads(text, toml_version="1.0.0")
         except Exception:  # refused (or a date it cannot hold): tomllib has the last word
@@ -65,6 +68,7 @@ def read_text(path: Path, error: type[DigestError]) -> str:
 
 
 _CHUNK = 1 << 16
+_BRACKETS = 128  # nested no deeper than this, which tomllib reads too
 
 
 def _read(path: Path, error: type[DigestError]) -> str:

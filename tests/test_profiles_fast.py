@@ -148,6 +148,26 @@ def test_tomllib_still_refuses_what_toml_1_0_refuses(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 20_000 + "]" * 20_000, "{a=" * 20_000 + "1" + "}" * 20_000, "[" * 100 + "]" * 100],
+    ids=["arrays 20,000 deep", "tables 20,000 deep", "arrays 100 deep"],
+)
+def test_deep_nesting_goes_to_tomllib(tmp_path: Path, value: str) -> None:
+    """toml_rs would crash the process on these; tomllib runs out of recursion as before."""
+    path = write(tmp_path, f'email = "a@example.org"\ninterests = "x"\nliked = {value}\n')
+    if value.count("[") > 1000 or value.count("{") > 1000:
+        with pytest.raises(RecursionError):
+            read_toml(path, ProfileError)
+        with pytest.raises(RecursionError):
+            read_toml_fast(path, ProfileError)
+    else:
+        assert outcome_of(read_toml_fast, path, ProfileError) == outcome_of(
+            read_toml, path, ProfileError
+        )
+        assert outcome_of(load_profile, path) == outcome_of(checked, path)
+
+
 @pytest.mark.parametrize("path", EVERY_TOML, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_bundled_toml_file_parses_the_same(path: Path) -> None:
     assert outcome_of(read_toml_fast, path, ProfileError) == outcome_of(
