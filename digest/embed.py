@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def token_ids(text: str) -> list[int]:
 _GATHER_TOKENS = 8192  # token vectors gathered at once: 8 MB, whatever the texts' length
 
 
-def _sums(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def token_sums(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Sum of token embeddings and number of tokens of each text, in chunks of about
     ``_GATHER_TOKENS`` tokens, so that no large (tokens x 256) array is ever built."""
     table = model().embedding
@@ -139,7 +139,7 @@ def _sums(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 def embed(texts: Sequence[str]) -> np.ndarray:
     """Mean-pooled token embeddings, float32, shape (len(texts), 256), not normalized: the
     vectors of ``WordLlama.embed`` (up to runs of spaces)."""
-    sums, lens = _sums(texts)
+    sums, lens = token_sums(texts)
     return sums / np.maximum(lens, 1)[:, None]
 
 
@@ -147,32 +147,47 @@ class PartCache:
     """Embeddings of texts made of parts (interests, keywords), pooled over all their tokens.
 
     Each part's token sum and count is remembered, so a part shared by many profiles (a
-    common keyword, a preset interests text) is tokenized once per run.
+    common keyword, a preset interests text) is tokenized once per run. ``known`` maps
+    more texts to their (token sum, count), looked up first: the edition's papers, whose
+    texts are the liked papers' texts.
     """
 
-    def __init__(self, size: int = 50_000) -> None:
+    def __init__(
+        self, size: int = 50_000, known: Mapping[str, tuple[np.ndarray, int]] | None = None
+    ) -> None:
         self.size = size
         self._parts: dict[str, tuple[np.ndarray, int]] = {}
+        self._known: Mapping[str, tuple[np.ndarray, int]] = known if known is not None else {}
 
     def embed(self, groups: Sequence[Sequence[str]]) -> np.ndarray:
         """One mean-pooled vector per group of parts."""
-        parts = self._parts
-        todo = list(dict.fromkeys(t for g in groups for t in g if t not in parts))
+        parts, known = self._parts, self._known
+        todo = list(
+            dict.fromkeys(t for g in groups for t in g if t not in parts and t not in known)
+        )
         if todo:
             if len(parts) + len(todo) > self.size:
                 parts.clear()
-            sums, lens = _sums(todo)
+            sums, lens = token_sums(todo)
             parts.update(zip(todo, zip(sums, lens.tolist(), strict=True), strict=True))
         dim = model().embedding.shape[1]
         out = np.zeros((len(groups), dim), dtype=np.float32)
-        for i, group in enumerate(groups):
-            if len(group) == 1:
-                vec, count = parts[group[0]]
-                out[i] = vec / max(count, 1)
-            elif group:
-                found = [parts[t] for t in group]
-                total = sum(c for _, c in found)
-                out[i] = np.sum([v for v, _ in found], axis=0) / max(total, 1)
+        found = [parts.get(t) or known[t] for g in groups for t in g]
+        if not found:
+            return out
+        # Each group's parts summed one after the other (as np.sum over them does), for
+        # all groups at once; then divided by the group's token count, in float32.
+        sizes = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
+        full = np.flatnonzero(sizes)
+        sizes = sizes[full]
+        starts = np.cumsum(sizes) - sizes
+        vecs = np.stack([v for v, _ in found])
+        sums = vecs[starts]
+        for j in range(1, int(sizes.max())):
+            more = np.flatnonzero(sizes > j)
+            sums[more] += vecs[starts[more] + j]
+        counts = np.add.reduceat(np.fromiter((c for _, c in found), dtype=np.int64), starts)
+        out[full] = sums / np.maximum(counts, 1).astype(np.float32)[:, None]
         return out
 
 

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -140,61 +141,61 @@ class LexicalIndex:
             docs = self._phrase_docs[key] = frozenset(self.phrase(key)[0].tolist())
         return doc in docs
 
-    def _expand(
-        self, queries: Sequence[tuple[np.ndarray, np.ndarray]]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every posting of every query term: (query, doc, term, BM25 contribution)."""
-        qs = np.concatenate(
-            [np.full(len(t), i, dtype=np.int64) for i, (t, _) in enumerate(queries)]
-        )
-        terms = np.concatenate([t for t, _ in queries]).astype(np.int64)
-        weights = np.concatenate([w for _, w in queries]).astype(np.float32)
+    def postings(self, qs: np.ndarray, terms: np.ndarray, weights: np.ndarray) -> Postings:
+        """Every posting of every query term, for many queries at once: ``qs``, ``terms``
+        and ``weights`` (weight times idf, float32) list each query's terms, query by query."""
         starts = self.indptr[terms]
         lens = self.indptr[terms + 1] - starts
-        total = int(lens.sum())
+        ends = np.cumsum(lens)
+        total = int(ends[-1]) if len(ends) else 0
         # Positions of every posting of every query term, without a Python loop.
-        shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
-        pos = shift + np.arange(total, dtype=np.int64)
-        vals = self.post_tf[pos] * np.repeat(weights, lens)
-        return np.repeat(qs, lens), self.post_docs[pos], np.repeat(terms, lens), vals
+        pos = np.repeat(starts - (ends - lens), lens)
+        pos += np.arange(total, dtype=np.int64)
+        vals = self.post_tf[pos]
+        vals *= np.repeat(weights, lens)
+        keys = np.repeat(qs * self.n_docs, lens)
+        keys += self.post_docs[pos]
+        return Postings(keys, vals, ends, terms)
 
-    def scores(self, queries: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """BM25 of every doc for each query (term ids, weights times idf): shape (Q, n)."""
+    def scores(self, postings: Postings, n_queries: int) -> np.ndarray:
+        """BM25 of every doc for each query: shape (Q, n), float32."""
         n = self.n_docs
-        if not queries or n == 0:
-            return np.zeros((len(queries), n), dtype=np.float32)
-        qs, docs, _, vals = self._expand(queries)
-        out = np.bincount(qs * n + docs, weights=vals, minlength=len(queries) * n)
-        return out.reshape(len(queries), n).astype(np.float32)
+        if n_queries == 0 or n == 0:
+            return np.zeros((n_queries, n), dtype=np.float32)
+        out = np.bincount(postings.keys, weights=postings.vals, minlength=n_queries * n)
+        return out.reshape(n_queries, n).astype(np.float32)
 
-    def hits(
-        self, queries: Sequence[tuple[np.ndarray, np.ndarray]], picked: np.ndarray, most: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The query terms found in picked (query, doc) pairs, largest contribution first.
+    def hits(self, postings: Postings, picks: np.ndarray, most: int) -> tuple[list[int], list[int]]:
+        """The query terms found in picked (query, doc) pairs, largest contribution first
+        (ties by term id), at most ``most`` of them.
 
-        ``picked`` is a (Q, n) boolean mask. Returns ``slot`` (Q * n,) and ``table``
-        (pairs, most): row ``slot[q * n + d]`` of ``table`` holds the term ids for that
-        pair, padded with -1; ``slot`` is -1 for pairs without any.
-        """
-        n = self.n_docs
-        slot = np.full(picked.size, -1, dtype=np.int64)
-        if not queries or n == 0:
-            return slot, np.zeros((0, most), dtype=np.int64)
-        qs, docs, terms, vals = self._expand(queries)
-        keys = qs * n + docs
-        keep = picked.ravel()[keys]
-        keys, terms, vals = keys[keep], terms[keep], vals[keep]
-        order = np.lexsort((terms, -vals, keys))
-        keys, terms = keys[order], terms[order]
-        first = np.ones(len(keys), dtype=bool)
-        first[1:] = keys[1:] != keys[:-1]
-        group = np.cumsum(first) - 1
-        rank = np.arange(len(keys)) - np.flatnonzero(first)[group]
-        table = np.full((int(first.sum()), most), -1, dtype=np.int64)
+        ``picks`` holds the pairs as ``query * n + doc``, each once. Returns the term ids
+        of all pairs one after the other and where each pair's ends in that list."""
+        keys = postings.keys
+        if not len(picks) or not len(keys):
+            return [], [0] * len(picks)
+        picked = np.zeros(int(keys.max()) + 1, dtype=bool)
+        picked[picks[picks < len(picked)]] = True
+        at = np.flatnonzero(picked[keys])
+        by_key = np.argsort(picks)
+        pair = by_key[np.searchsorted(picks[by_key], keys[at])]
+        terms = postings.terms[np.searchsorted(postings.ends, at, side="right")]
+        order = np.lexsort((terms, -postings.vals[at], pair))
+        pair, terms = pair[order], terms[order]
+        counts = np.bincount(pair, minlength=len(picks))
+        first = np.cumsum(counts) - counts
+        rank = np.arange(len(pair)) - first[pair]
         top = rank < most
-        table[group[top], rank[top]] = terms[top]
-        slot[keys[first]] = np.arange(len(table))
-        return slot, table
+        return terms[top].tolist(), np.cumsum(np.minimum(counts, most)).tolist()
+
+
+class Postings(NamedTuple):
+    """Postings of a batch of queries' terms (made by ``LexicalIndex.postings``)."""
+
+    keys: np.ndarray  # (m,) query * n_docs + doc, query by query, term by term
+    vals: np.ndarray  # (m,) float32 BM25 contribution
+    ends: np.ndarray  # (terms,) where each query term's postings end
+    terms: np.ndarray  # (terms,) term ids
 
 
 def _idf(df: np.ndarray, n: int) -> np.ndarray:

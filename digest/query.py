@@ -3,7 +3,6 @@ matched of it (for the reasons shown to the reader)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,21 +93,21 @@ def liked_texts(p: Profile, liked: Sequence[Paper]) -> list[str]:
     return texts
 
 
-def profile_key(p: Profile, liked: Sequence[Paper]) -> str:
-    parts = [
+def profile_key(p: Profile, liked: Sequence[Paper]) -> tuple[object, ...]:
+    """What the query of ``p`` depends on: profiles equal in all of it share one query."""
+    return (
         p.interests,
-        repr([(k.term, k.weight) for k in p.keywords]),
-        repr(p.authors),
-        repr(p.categories),
+        p.keywords,
+        p.authors,
+        p.categories,
         p.category_mode,
-        repr(p.exclude),
-        repr(p.liked),
-        repr(p.liked_texts),
-        repr([x.id for x in liked]),
-        str(p.max_papers),
-        repr(p.min_score),
-    ]
-    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+        p.exclude,
+        p.liked,
+        p.liked_texts,
+        tuple(x.id for x in liked) if liked else (),
+        p.max_papers,
+        p.min_score,
+    )
 
 
 def build_query(
@@ -118,57 +117,94 @@ def build_query(
     if not source and not p.keywords:
         # Only liked papers: their titles stand in for the interests.
         source = ". ".join([x.title for x in liked] + [t for t, _ in p.liked_texts])
-    counts, surface, pairs = _parse(source)
-    surface = dict(surface)
-    terms = {s: math.sqrt(c) for s, c in counts.items()}
+    terms, surface, pairs = _source_terms(source)
     phrases: list[tuple[str, float]] = []
     keywords: list[tuple[str, str, float]] = []
-    for quoted in text.quoted_phrases(p.interests):
-        key = text.phrase_key(quoted)
-        if key:
-            phrases.append((key, 1.0))
-            keywords.append((key, quoted, 1.0))
-    for kw in p.keywords:
-        key = text.phrase_key(kw.term)
-        if not key:
-            continue
-        keywords.append((key, kw.term, kw.weight))
-        if " " in key:
-            phrases.append((key, KEYWORD_FACTOR * kw.weight))
-        else:
-            terms[key] = terms.get(key, 0.0) + KEYWORD_FACTOR * kw.weight
-            surface.setdefault(key, kw.term)
-    keywords.sort(key=lambda k: -k[2])
-    has_text = bool(p.interests or p.keywords or source)
+    for key, quoted in _quoted(p.interests):
+        phrases.append((key, 1.0))
+        keywords.append((key, quoted, 1.0))
+    if p.keywords:
+        terms, surface = dict(terms), dict(surface)
+        for kw in p.keywords:
+            key = _phrase_key(kw.term)
+            if not key:
+                continue
+            keywords.append((key, kw.term, kw.weight))
+            if " " in key:
+                phrases.append((key, KEYWORD_FACTOR * kw.weight))
+            else:
+                terms[key] = terms.get(key, 0.0) + KEYWORD_FACTOR * kw.weight
+                surface.setdefault(key, kw.term)
+        keywords.sort(key=lambda k: -k[2])
     liked_titles = [x.title for x in liked] + [t for t, _ in p.liked_texts]
-    ex_cats = frozenset(text.canonical_category(e) for e in p.exclude if text.is_category(e))
-    ex_terms = [text.phrase_key(e) for e in p.exclude if not text.is_category(e)]
+    ex_cats, ex_terms = _exclusions(p.exclude)
     return Query(
         terms=terms,
         surface=surface,
         partners=pairs,
-        phrases=[(k, w) for k, w in phrases if k],
+        phrases=phrases,
         keywords=keywords,
-        vector=vector if has_text and (p.interests or p.keywords) else _mean_or_none(liked_vecs),
+        vector=vector if p.interests or p.keywords else _mean_or_none(liked_vecs),
         liked=liked_vecs,
         liked_titles=liked_titles,
-        liked_title_keys=[title_key(t) for t in liked_titles],
+        liked_title_keys=[_title_key(t) for t in liked_titles],
         liked_ids=frozenset(p.liked),
-        authors={text.author_key(a): a for a in p.authors if text.author_key(a)},
-        categories={text.canonical_category(c): c for c in p.categories},
+        authors=_authors(p.authors),
+        categories=_categories(p.categories),
         restrict=p.category_mode == "restrict",
         exclude_categories=ex_cats,
-        exclude_terms=[k for k in ex_terms if k],
+        exclude_terms=ex_terms,
         max_papers=p.max_papers,
         min_score=p.min_score,
     )
 
 
-_parse = lru_cache(maxsize=8192)(text.parse_terms)  # results are shared: never mutate them
+# Parts of queries shared by many profiles, made once. Never mutate what these return.
+
+
+@lru_cache(maxsize=8192)
+def _source_terms(source: str) -> tuple[dict[str, float], dict[str, str], text.Pairs]:
+    counts, surface, pairs = text.parse_terms(source)
+    return {s: math.sqrt(c) for s, c in counts.items()}, surface, pairs
+
+
+@lru_cache(maxsize=8192)
+def _quoted(interests: str) -> tuple[tuple[str, str], ...]:
+    """(phrase key, phrase as written) of the phrases quoted in the interests."""
+    out = []
+    for quoted in text.quoted_phrases(interests):
+        key = _phrase_key(quoted)
+        if key:
+            out.append((key, quoted))
+    return tuple(out)
+
+
+_phrase_key = lru_cache(maxsize=65536)(text.phrase_key)
+_author_key = lru_cache(maxsize=65536)(text.author_key)
+
+
+@lru_cache(maxsize=8192)
+def _exclusions(exclude: tuple[str, ...]) -> tuple[frozenset[str], list[str]]:
+    cats = frozenset(text.canonical_category(e) for e in exclude if text.is_category(e))
+    keys = [_phrase_key(e) for e in exclude if not text.is_category(e)]
+    return cats, [k for k in keys if k]
+
+
+@lru_cache(maxsize=8192)
+def _authors(authors: tuple[str, ...]) -> dict[str, str]:
+    return {_author_key(a): a for a in authors if _author_key(a)}
+
+
+@lru_cache(maxsize=8192)
+def _categories(categories: tuple[str, ...]) -> dict[str, str]:
+    return {text.canonical_category(c): c for c in categories}
 
 
 def title_key(title: str) -> str:
     return " ".join(text.words(title))
+
+
+_title_key = lru_cache(maxsize=65536)(title_key)
 
 
 def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:

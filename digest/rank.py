@@ -12,10 +12,11 @@ average, plus bounded boosts (followed authors, categories, popularity, freshnes
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import embed, text
 from .config import Ranking
-from .lexical import LexicalIndex
+from .lexical import LexicalIndex, Postings
 from .models import Paper, Profile, Scored
 from .query import (
     REASON_TERMS,
@@ -65,6 +66,27 @@ class Corpus:
     authors: dict[str, list[tuple[int, str]]]  # author key -> (row, name as printed)
     title_groups: np.ndarray  # (n,) papers with the same normalized title share a number
     title_index: dict[str, int]  # normalized title -> its group number
+    author_names: dict[tuple[str, int], str] = field(default_factory=dict)
+    # (author key, row) -> the first of the paper's names with that key, as printed
+    _category_rows: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+    _author_rows: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+
+    def category_rows(self, codes: Iterable[str]) -> np.ndarray:
+        """The sorted rows of papers in any of the canonical categories ``codes``."""
+        key = tuple(codes)
+        rows = self._category_rows.get(key)
+        if rows is None:
+            rows = self._category_rows[key] = _rows_in(self, key)
+        return rows
+
+    def author_rows(self, keys: Iterable[str]) -> list[int]:
+        """The sorted rows of papers by any of the authors ``keys``."""
+        key = tuple(keys)
+        rows = self._author_rows.get(key)
+        if rows is None:
+            rows = sorted({d for a in key for d, _ in self.authors.get(a, ())})
+            self._author_rows[key] = rows
+        return rows
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -80,7 +102,7 @@ class _Signals:
     liked_best: np.ndarray  # (Q, n) index of the closest liked paper
     liked_cos: np.ndarray  # (Q, n) cosine to it
     relevance: np.ndarray  # (Q, n) the interests' part of the score
-    lexical_queries: list[tuple[np.ndarray, np.ndarray]]
+    postings: Postings  # the postings of the queries' terms (for the reasons)
 
 
 class Ranker:
@@ -88,9 +110,10 @@ class Ranker:
 
     def __init__(self, weights: Ranking | None = None) -> None:
         self.weights = weights or Ranking()
-        self._queries: OrderedDict[str, Query] = OrderedDict()
-        self._parts = embed.PartCache()
-        self._papers: dict[str, np.ndarray] = {}  # paper text -> raw embedding
+        self._queries: OrderedDict[tuple[object, ...], Query] = OrderedDict()
+        # paper text -> (token sum, token count); liked papers' texts are looked up here
+        self._papers: dict[str, tuple[np.ndarray, int]] = {}
+        self._parts = embed.PartCache(known=self._papers)
         self._last: tuple[tuple[tuple[Paper, ...], datetime], Corpus] | None = None
 
     # ---- editions -------------------------------------------------------------------
@@ -120,6 +143,7 @@ class Ranker:
         order[np.argsort(np.asarray(ids, dtype=object), kind="stable")] = np.arange(len(ids))
         cats: dict[str, list[int]] = {}
         authors: dict[str, list[tuple[int, str]]] = {}
+        names: dict[tuple[str, int], str] = {}
         for i, p in enumerate(plist):
             for c in {text.canonical_category(c) for c in p.categories}:
                 cats.setdefault(c, []).append(i)
@@ -127,6 +151,7 @@ class Ranker:
                 key = text.author_key(a)
                 if key:
                     authors.setdefault(key, []).append((i, a))
+                    names.setdefault((key, i), a)
         return Corpus(
             papers=plist,
             now=now,
@@ -143,20 +168,26 @@ class Ranker:
             authors=authors,
             title_groups=groups,
             title_index=title_index,
+            author_names=names,
         )
 
     def _embed_papers(self, texts: list[str]) -> np.ndarray:
-        """Raw embeddings of papers' texts, each paper embedded once per ``Ranker``: the
-        daily and the weekly edition of a run share most of their papers."""
+        """Raw embeddings of papers' texts, each paper tokenized once per ``Ranker``: the
+        daily and the weekly edition of a run share most of their papers. Their token
+        sums are kept: a liked paper's text is a paper's text."""
         cache = self._papers
         todo = [t for t in dict.fromkeys(texts) if t not in cache]
         if todo:
             if len(cache) + len(todo) > _PAPER_CACHE_SIZE:
                 cache.clear()
-            cache.update(zip(todo, embed.embed(todo), strict=True))
+            sums, lens = embed.token_sums(todo)
+            cache.update(zip(todo, zip(sums, lens.tolist(), strict=True), strict=True))
         if not texts:
             return embed.embed([])
-        return np.stack([cache[t] for t in texts])
+        found = [cache[t] for t in texts]
+        sums = np.stack([v for v, _ in found])
+        lens = np.fromiter((c for _, c in found), dtype=np.int64, count=len(found))
+        return sums / np.maximum(lens, 1)[:, None]  # as embed.embed divides
 
     def _boosts(self, papers: Sequence[Paper], now: datetime) -> np.ndarray:
         w = self.weights
@@ -220,29 +251,42 @@ class Ranker:
     def encode(
         self, profiles: Sequence[Profile], liked: Mapping[str, Sequence[Paper]]
     ) -> list[Query]:
-        """Profiles as queries, from the cache where possible; new ones embedded together."""
+        """Profiles as queries, from the cache where possible; new ones embedded together
+        (profiles that differ only in name, address or schedule share one query)."""
         keys = [profile_key(p, liked.get(p.email, ())) for p in profiles]
-        out: list[Query | None] = [self._queries.get(k) for k in keys]
-        todo = [i for i, q in enumerate(out) if q is None]
-        groups: list[list[str]] = []
+        cache = self._queries
+        out = [cache.get(k) for k in keys]
+        todo: dict[tuple[object, ...], int] = {}
+        for i, q in enumerate(out):
+            if q is None:
+                todo.setdefault(keys[i], i)
+        if todo:
+            new = self._build([profiles[i] for i in todo.values()], liked)
+            built = dict(zip(todo, new, strict=True))
+            for key, q in built.items():
+                cache[key] = q
+                if len(cache) > _CACHE_SIZE:
+                    cache.popitem(last=False)
+            out = [q if q is not None else built[k] for q, k in zip(out, keys, strict=True)]
+        return [q for q in out if q is not None]
+
+    def _build(
+        self, profiles: Sequence[Profile], liked: Mapping[str, Sequence[Paper]]
+    ) -> list[Query]:
+        groups = [profile_parts(p) for p in profiles]
         liked_counts: list[int] = []
-        for i in todo:
-            groups.append(profile_parts(profiles[i]))
-        for i in todo:
-            texts = liked_texts(profiles[i], liked.get(profiles[i].email, ()))
+        for p in profiles:
+            texts = liked_texts(p, liked.get(p.email, ()))
             groups.extend([t] for t in texts)
             liked_counts.append(len(texts))
         vecs = self._parts.embed(groups)
-        cursor = len(todo)
-        for j, i in enumerate(todo):
+        cursor = len(profiles)
+        out = []
+        for j, p in enumerate(profiles):
             liked_vecs = vecs[cursor : cursor + liked_counts[j]]
             cursor += liked_counts[j]
-            q = build_query(profiles[i], liked.get(profiles[i].email, ()), vecs[j], liked_vecs)
-            out[i] = q
-            self._queries[keys[i]] = q
-            if len(self._queries) > _CACHE_SIZE:
-                self._queries.popitem(last=False)
-        return [q for q in out if q is not None]
+            out.append(build_query(p, liked.get(p.email, ()), vecs[j], liked_vecs))
+        return out
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -267,41 +311,41 @@ class Ranker:
         limits = np.asarray([q.max_papers if top is None else top for q in queries])
         floors = np.asarray([q.min_score for q in queries], dtype=np.float32)
         picks = self._select(corpus, scores, limits, floors)
-        picked = np.zeros(scores.shape, dtype=bool)
-        for qi, rows in enumerate(picks):
-            picked[qi, rows] = True
-        slot, table = corpus.lexical.hits(sig.lexical_queries, picked, REASON_TERMS + 4)
+        # All picks of the batch at once, query by query, each query's best first (ties
+        # by id); their facts read as Python numbers in one go.
         n = len(corpus)
+        counts = np.fromiter(map(len, picks), dtype=np.int64, count=len(picks))
+        pq = np.repeat(np.arange(len(picks)), counts)
+        pd = np.fromiter(itertools.chain.from_iterable(picks), dtype=np.int64, count=len(pq))
+        values = scores[pq, pd]
+        order = np.lexsort((corpus.id_order[pd], -values, pq))
+        pq, pd, values = pq[order], pd[order], values[order]
+        terms, ends = corpus.lexical.hits(sig.postings, pq * n + pd, REASON_TERMS + 4)
+        facts = _Facts(
+            sig.liked[pq, pd].tolist(),
+            sig.relevance[pq, pd].tolist(),
+            sig.semantic[pq, pd].tolist(),
+            sig.liked_best[pq, pd].tolist(),
+        )
+        docs = pd.tolist()
+        scores_of = values.tolist()
         papers = corpus.papers
+        reasons = self._reasons
+        at = 0
         for qi, query in enumerate(queries):
-            at = np.asarray(picks[qi], dtype=np.int64)
-            # Each pick's values as Python numbers at once, rather than one numpy scalar
-            # at a time; the same float32 values, so the same order and scores.
-            values = scores[qi, at].tolist()
-            ids = corpus.id_order[at].tolist()
-            order = sorted(range(len(at)), key=lambda j: (-values[j], ids[j]))
-            slots = slot[qi * n + at].tolist()
-            facts = _Facts(
-                sig.liked[qi, at].tolist(),
-                sig.relevance[qi, at].tolist(),
-                sig.semantic[qi, at].tolist(),
-                sig.liked_best[qi, at].tolist(),
-            )
-            yield [
-                Scored(
-                    paper=papers[d],
-                    score=round(values[j], 4),
-                    reasons=self._reasons(
-                        corpus,
-                        query,
-                        facts,
-                        j,
-                        d,
-                        [] if slots[j] < 0 else [t for t in table[slots[j]].tolist() if t >= 0],
-                    ),
+            picked = []
+            for j in range(at, at + int(counts[qi])):
+                d = docs[j]
+                found = terms[ends[j - 1] if j else 0 : ends[j]]
+                picked.append(
+                    Scored(
+                        paper=papers[d],
+                        score=round(scores_of[j], 4),
+                        reasons=reasons(corpus, query, facts, j, d, found),
+                    )
                 )
-                for j, d in ((j, picks[qi][j]) for j in order)
-            ]
+            at += int(counts[qi])
+            yield picked
 
     def score(
         self, corpus: Corpus, queries: Sequence[Query], allowed: np.ndarray | None = None
@@ -315,14 +359,13 @@ class Ranker:
         nq, n = len(queries), len(corpus)
         if allowed is None:
             allowed = np.ones((nq, n), dtype=bool)
-        lex_queries = [_lexical_query(corpus, q) for q in queries]
-        lex_raw = corpus.lexical.scores(lex_queries)
-        for qi, q in enumerate(queries):
-            for key, weight in q.phrases:
-                rows, tf, idf = corpus.lexical.phrase(key)
-                if len(rows):
-                    lex_raw[qi, rows] += weight * idf * tf
-        lex = _standardize(np.log1p(lex_raw), allowed)
+        barred = ~allowed
+        count = np.maximum(allowed.sum(axis=1, keepdims=True), 1)
+        lexical = corpus.lexical
+        postings = lexical.postings(*_lexical_terms(corpus, queries))
+        lex_raw = lexical.scores(postings, nq)
+        self._add_phrases(corpus, queries, lex_raw)
+        lex = _standardize(np.log1p(lex_raw), barred, count)
         has_lex = np.asarray([bool(q.terms or q.phrases) for q in queries])
         has_vec = np.asarray([q.vector is not None for q in queries])
         qvecs = np.zeros((nq, corpus.vectors.shape[1]), dtype=np.float32)
@@ -330,79 +373,111 @@ class Ranker:
             if q.vector is not None:
                 qvecs[qi] = q.vector
         qvecs = self._center(corpus, qvecs)
-        sem = _standardize(qvecs @ corpus.vectors.T, allowed)
+        sem = _standardize(qvecs @ corpus.vectors.T, barred, count)
+        liked_rows = [qi for qi, q in enumerate(queries) if len(q.liked)]
         liked_best = np.zeros((nq, n), dtype=np.int32)
         liked_cos = np.zeros((nq, n), dtype=np.float32)
         liked_z = np.zeros((nq, n), dtype=np.float32)
-        has_liked = np.zeros(nq, dtype=bool)
-        for qi, q in enumerate(queries):
-            if len(q.liked):
-                sims = self._center(corpus, q.liked) @ corpus.vectors.T
-                liked_best[qi] = sims.argmax(axis=0)
-                liked_cos[qi] = sims.max(axis=0)
-                liked_z[qi] = _standardize(liked_cos[qi : qi + 1], allowed[qi : qi + 1])[0]
-                has_liked[qi] = True
+        for qi in liked_rows:
+            sims = self._center(corpus, queries[qi].liked) @ corpus.vectors.T
+            liked_best[qi] = sims.argmax(axis=0)
+            liked_cos[qi] = sims.max(axis=0)
+        if liked_rows:
+            liked_z[liked_rows] = _standardize(
+                liked_cos[liked_rows], barred[liked_rows], count[liked_rows]
+            )
         wl = (w.lexical_weight * has_lex)[:, None]
         ws = (w.semantic_weight * has_vec)[:, None]
-        wk = (min(w.liked_weight, 1.0) * has_liked)[:, None]
+        wk = min(w.liked_weight, 1.0)
         total = np.maximum(wl + ws, 1e-9)
 
-        def fuse(sem: np.ndarray) -> np.ndarray:
+        def fuse(sem: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             # Relevance to the interests, lifted towards the similarity to liked papers
             # where that is higher: a liked paper pulls its neighbours up and never
-            # pushes the interests' matches down.
-            rel = (wl * lex + ws * sem) / total
-            return rel + wk * np.maximum(liked_z - rel, 0.0)
+            # pushes the interests' matches down. (Without liked papers, the lift is
+            # nothing: only the rows with liked papers get it.)
+            rel = wl * lex
+            rel += ws * sem
+            rel /= total
+            if not liked_rows:
+                return rel, rel
+            fused = rel.copy()
+            part = rel[liked_rows]
+            fused[liked_rows] = part + wk * np.maximum(liked_z[liked_rows] - part, 0.0)
+            return rel, fused
 
         if w.feedback and has_vec.any():
             # Pseudo-relevance feedback: move each interests vector towards the mean of its
             # best first-pass papers, then score again. This widens a short or unusual
             # description to the vocabulary this edition's papers actually use.
-            first = np.where(allowed, fuse(sem), -np.inf)
+            first = np.negative(fuse(sem)[1])
+            first[barred] = np.inf
             k = min(w.feedback_papers, n)
-            best = np.argpartition(-first, k - 1, axis=1)[:, :k]
+            best = np.argpartition(first, k - 1, axis=1)[:, :k]
             centroid = embed.unit(corpus.vectors[best].mean(axis=1))
             feedback = embed.unit(qvecs + w.feedback * centroid)
-            sem = np.where(
-                has_vec[:, None], _standardize(feedback @ corpus.vectors.T, allowed), sem
-            )
-        relevance = (wl * lex + ws * sem) / total
-        fused = fuse(sem) + corpus.boosts[None, :]
+            again = _standardize(feedback @ corpus.vectors.T, barred, count)
+            sem = again if has_vec.all() else np.where(has_vec[:, None], again, sem)
+        relevance, fused = fuse(sem)
+        if fused is relevance:
+            fused = fused + corpus.boosts[None, :]
+        else:
+            fused += corpus.boosts[None, :]
+        self._boost(corpus, queries, fused)
+        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos, relevance, postings)
+
+    @staticmethod
+    def _add_phrases(corpus: Corpus, queries: Sequence[Query], lex_raw: np.ndarray) -> None:
+        """Add each query's phrases' BM25 to its row of ``lex_raw``, phrase by phrase."""
+        qs: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
         for qi, q in enumerate(queries):
-            self._boost(corpus, q, fused[qi])
-        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos, relevance, lex_queries)
+            for key, weight in q.phrases:
+                hit, tf, idf = corpus.lexical.phrase(key)
+                if len(hit):
+                    qs.append(np.full(len(hit), qi, dtype=np.int64))
+                    rows.append(hit)
+                    vals.append(np.float32(weight * idf) * tf)  # as weight * idf * tf does
+        if qs:
+            np.add.at(lex_raw, (np.concatenate(qs), np.concatenate(rows)), np.concatenate(vals))
 
     @staticmethod
     def _center(corpus: Corpus, vecs: np.ndarray) -> np.ndarray:
         """Unit vectors with the edition's common direction taken out (as for the papers)."""
         return embed.unit(embed.unit(vecs) - embed.unit(corpus.mean[None, :]))
 
-    def _boost(self, corpus: Corpus, q: Query, row: np.ndarray) -> None:
+    def _boost(self, corpus: Corpus, queries: Sequence[Query], fused: np.ndarray) -> None:
+        """Add the followed authors' boost, then the categories' boost, to each row."""
         w = self.weights
-        if q.authors and w.author_boost:
-            hit = sorted({d for key in q.authors for d, _ in corpus.authors.get(key, ())})
-            if hit:
-                row[hit] += w.author_boost
-        if q.categories and w.category_boost and not q.restrict:
-            rows = _rows_in(corpus, q.categories)
-            if len(rows):
-                row[rows] += w.category_boost
+        by_author: list[tuple[int, Sequence[int] | np.ndarray]] = []
+        by_category: list[tuple[int, Sequence[int] | np.ndarray]] = []
+        for qi, q in enumerate(queries):
+            if q.authors and w.author_boost:
+                by_author.append((qi, corpus.author_rows(q.authors)))
+            if q.categories and w.category_boost and not q.restrict:
+                by_category.append((qi, corpus.category_rows(q.categories)))
+        for boost, hits in ((w.author_boost, by_author), (w.category_boost, by_category)):
+            qs = [qi for qi, rows in hits for _ in range(len(rows))]
+            if qs:
+                fused[qs, np.concatenate([rows for _, rows in hits])] += boost
 
     def _veto(self, corpus: Corpus, q: Query, allowed: np.ndarray, seen: Collection[str]) -> None:
         """Clear ``allowed`` for papers this profile must never get."""
-        gone = [corpus.rows[i] for i in (*seen, *q.liked_ids) if i in corpus.rows]
-        if gone:
-            allowed[gone] = False
+        if seen or q.liked_ids:
+            gone = [corpus.rows[i] for i in (*seen, *q.liked_ids) if i in corpus.rows]
+            if gone:
+                allowed[gone] = False
         for key in q.liked_title_keys:  # a paper the subscriber already has is no news
             group = corpus.title_index.get(key)
             if group is not None:
                 allowed[corpus.title_groups == group] = False
         if q.restrict and q.categories:
             keep = np.zeros(len(allowed), dtype=bool)
-            keep[_rows_in(corpus, q.categories)] = True
+            keep[corpus.category_rows(q.categories)] = True
             allowed &= keep
         if q.exclude_categories:
-            allowed[_rows_in(corpus, q.exclude_categories)] = False
+            allowed[corpus.category_rows(sorted(q.exclude_categories))] = False
         for key in q.exclude_terms:
             rows, _, _ = corpus.lexical.phrase(key)
             if len(rows):
@@ -481,29 +556,32 @@ class Ranker:
     def _reasons(
         self, corpus: Corpus, q: Query, facts: _Facts, j: int, d: int, found: Sequence[int]
     ) -> tuple[str, ...]:
-        """The reasons for paper ``d``, the ``j``-th pick of query ``q``."""
-        paper = corpus.papers[d]
+        """The reasons for paper ``d``, the pick of query ``q`` at ``j`` in ``facts``."""
         out: list[str] = []
         matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
         if matched:
-            out.append("matches " + ", ".join(f"'{m}'" for m in matched))
-        for key in q.authors:
-            printed = next((name for row, name in corpus.authors.get(key, ()) if row == d), None)
-            if printed:
-                out.append(f"by {printed} (followed)")
-        liked_z = facts.liked[j]
-        if len(q.liked) and liked_z >= LIKED_REASON_Z and liked_z > facts.relevance[j]:
-            out.append(f"close to a paper you liked: {q.liked_titles[facts.liked_best[j]]}")
+            out.append("matches " + ", ".join([f"'{m}'" for m in matched]))
+        if q.authors:
+            names = corpus.author_names
+            for key in q.authors:
+                printed = names.get((key, d))
+                if printed:
+                    out.append(f"by {printed} (followed)")
+        if len(q.liked):
+            liked_z = facts.liked[j]
+            if liked_z >= LIKED_REASON_Z and liked_z > facts.relevance[j]:
+                out.append(f"close to a paper you liked: {q.liked_titles[facts.liked_best[j]]}")
         if not out and facts.semantic[j] >= SEMANTIC_REASON_Z:
             out.append("related to your interests")
         if q.categories:
-            mine = [
-                written for c, written in q.categories.items() if c in corpus.paper_categories[d]
-            ]
-            if mine:
-                out.append(f"in {mine[0]}")
-        if paper.upvotes:
-            out.append(f"{paper.upvotes} upvote{'s' if paper.upvotes != 1 else ''}")
+            mine = corpus.paper_categories[d]
+            for c, written in q.categories.items():
+                if c in mine:
+                    out.append(f"in {written}")
+                    break
+        upvotes = corpus.papers[d].upvotes
+        if upvotes:
+            out.append(f"{upvotes} upvote{'s' if upvotes != 1 else ''}")
         return tuple(out)
 
 
@@ -543,27 +621,45 @@ def _title_groups(papers: Sequence[Paper]) -> tuple[np.ndarray, dict[str, int]]:
     return out, index
 
 
-def _lexical_query(corpus: Corpus, q: Query) -> tuple[np.ndarray, np.ndarray]:
+def _lexical_terms(
+    corpus: Corpus, queries: Sequence[Query]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queries' terms in the edition's vocabulary, query by query in each query's term
+    order: (query, term id, weight times idf as float32)."""
     vocab = corpus.lexical.vocab
-    ids = [(vocab[s], w) for s, w in q.terms.items() if s in vocab]
-    if not ids:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    t = np.asarray([i for i, _ in ids], dtype=np.int64)
-    w = np.asarray([x for _, x in ids], dtype=np.float32) * corpus.lexical.idf[t]
-    return t, w
+    stems = [s for q in queries for s in q.terms]
+    ids = np.fromiter(map(vocab.get, stems, itertools.repeat(-1)), dtype=np.int64, count=len(stems))
+    weights = np.fromiter(
+        itertools.chain.from_iterable(q.terms.values() for q in queries),
+        dtype=np.float32,
+        count=len(stems),
+    )
+    qs = np.repeat(np.arange(len(queries)), [len(q.terms) for q in queries])
+    known = ids >= 0
+    ids = ids[known]
+    return qs[known], ids, weights[known] * corpus.lexical.idf[ids]
 
 
-def _standardize(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Each row in standard deviations above its mean over the ``mask``ed entries (papers
-    that can be picked); a constant row gives zeros."""
-    if mask is None:
+def _standardize(
+    x: np.ndarray, barred: np.ndarray | None = None, count: np.ndarray | None = None
+) -> np.ndarray:
+    """Each row in standard deviations above its mean over the entries not ``barred``
+    (papers that can be picked; ``count`` of them per row); a constant row gives zeros."""
+    if barred is None:
         mean = x.mean(axis=1, keepdims=True)
         std = x.std(axis=1, keepdims=True)
-    else:
-        count = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        mean = np.where(mask, x, 0.0).sum(axis=1, keepdims=True) / count
-        std = np.sqrt(np.where(mask, (x - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count)
-    return ((x - mean) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)
+        return ((x - mean) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)
+    if count is None:
+        count = np.maximum((~barred).sum(axis=1, keepdims=True), 1)
+    kept = x.copy()
+    kept[barred] = 0.0
+    mean = kept.sum(axis=1, keepdims=True) / count
+    diff = x - mean
+    square = np.square(diff)
+    square[barred] = 0.0
+    std = np.sqrt(square.sum(axis=1, keepdims=True) / count)
+    diff /= np.where(std > 1e-9, std, 1.0)
+    return diff.astype(np.float32)
 
 
 def _rows_in(corpus: Corpus, codes: Iterable[str]) -> np.ndarray:
