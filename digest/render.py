@@ -201,16 +201,21 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
 
 def compile_mjml(source: str, name: str) -> str:
     """MJML -> HTML -> CSS inlined (premailer, no network, @media and Outlook comments kept)."""
+    return inline_css(mjml_to_html(source, name))
+
+
+def mjml_to_html(source: str, name: str) -> str:
+    """MJML -> HTML (mjml-python, no web fonts), before premailer."""
     from mjml import mjml2html
 
     try:
-        html = mjml2html(source, fonts={})
+        html: str = mjml2html(source, fonts={})
     except ValueError as exc:
         raise RenderError(
             f"template {name}: produced malformed MJML ({one_line(str(exc))}); "
             "check its tags are closed and nested as MJML expects"
         ) from exc
-    return inline_css(html)
+    return html
 
 
 def inline_css(html: str) -> str:

@@ -24,7 +24,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import jinja2
 
@@ -41,7 +41,9 @@ from .render import (
     Card,
     Output,
     compile_mjml,
+    inline_css,
     make_environment,
+    mjml_to_html,
     reasons_line,
     render_template,
 )
@@ -395,6 +397,44 @@ class Lines:
         return pair
 
 
+class _Repeat(NamedTuple):
+    """A text cut at its card slots: ``first`` slot ``between`` slot ... slot ``last``."""
+
+    first: str
+    between: str
+    last: str
+    slot: str
+
+    @classmethod
+    def of(cls, pieces: list[str], slot: str) -> _Repeat:
+        return cls(pieces[0], pieces[1], pieces[-1], slot)
+
+    def join(self, count: int) -> str:
+        s = self.slot
+        return self.first + s + (self.between + s) * (count - 1) + self.last
+
+
+class _Family:
+    """A skeleton's pieces at three stages (MJML, MJML compiled, premailer's output), from
+    the skeleton compiled for ``key``."""
+
+    __slots__ = ("key", "mid", "out", "src")
+
+    def __init__(
+        self,
+        key: tuple[str, tuple[bool, ...], int],
+        src: list[str],
+        mid: list[str],
+        out: list[str],
+        marker: str,
+        slot: str,
+    ) -> None:
+        self.key = key
+        self.src = _Repeat.of(src, marker)
+        self.mid = _Repeat.of(mid, marker)
+        self.out = _Repeat.of(out, slot)
+
+
 class _Unsupported(Exception):
     """The templates do something the fast path cannot cut into pieces."""
 
@@ -435,6 +475,12 @@ class FastPath:
         self.field_of = {m: name for name, m in self.field_marker.items()}
         self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, TextPattern]] = {}
         self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
+        # Skeletons per (template, shape) whose compiled HTML repeats one piece between
+        # card slots: those for other card counts are put together from the pieces, no
+        # premailer; ``proof`` maps such a skeleton's key to the key checked for it.
+        self.slot_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->")
+        self.families: dict[tuple[str, tuple[bool, ...]], _Family] = {}
+        self.proof: dict[tuple[str, tuple[bool, ...], int], tuple[str, tuple[bool, ...], int]] = {}
         self.quick = _quick_agrees(renderer.wrapper)
         # Each paper's card with a marker for its reasons (every digest needs it), and
         # without reasons, compiled only once some digest has a paper without any.
@@ -488,6 +534,7 @@ class FastPath:
         except _NoQp:
             out = self._joined(fields, reasons, frags, plain, html_sk, text_sk)
         key = (DIGEST_HTML, self._shape(fields), len(picks))
+        key = self.proof.get(key, key)
         if key not in self.verified:
             self.verified.add(key)
             if not self._agrees(out.html, out.text, self._naive(fields, picks, level), "digest"):
@@ -650,7 +697,10 @@ class FastPath:
         )
         context = {**self.r.constants, **self._marked_fields(shape), "cards": [dummy] * count}
         mjml = render_template(self.html_skeleton_env, html_name, context)
-        html = self._cut(compile_mjml(mjml, html_name), count, html=True, what=html_name)
+        compiled = self._derived(key, mjml)
+        if compiled is None:
+            compiled = self._compiled(key, mjml)
+        html = self._cut(compiled, count, html=True, what=html_name)
         text = render_template(self.text_skeleton_env, text_name, context)
         pair = (
             html,
@@ -660,6 +710,40 @@ class FastPath:
         )
         self.skeletons[key] = pair
         return pair
+
+    def _compiled(self, key: tuple[str, tuple[bool, ...], int], mjml: str) -> str:
+        """The skeleton compiled in full; with two cards or more, kept as its family's
+        pieces when they repeat."""
+        html_name, shape, count = key
+        html = mjml_to_html(mjml, html_name)
+        compiled = inline_css(html)
+        if count >= 2 and (html_name, shape) not in self.families:
+            src = mjml.split(f"<!--{self.slot}-->")
+            mid = self.slot_re.split(html)
+            out = self.slot_re.split(compiled)
+            slots = set(self.slot_re.findall(compiled))
+            if (
+                all(len(p) == count + 1 and len(set(p[1:-1])) == 1 for p in (src, mid, out))
+                and len(slots) == 1
+            ):
+                marker = f"<!--{self.slot}-->"
+                self.families[(html_name, shape)] = _Family(key, src, mid, out, marker, slots.pop())
+        return compiled
+
+    def _derived(self, key: tuple[str, tuple[bool, ...], int], mjml: str) -> str | None:
+        """The compiled skeleton put together from its family's pieces, when its MJML and
+        the MJML compiler's HTML (not premailer's) repeat the same pieces; else None."""
+        html_name, shape, count = key
+        family = self.families.get((html_name, shape))
+        if family is None or count < 2:  # one slot alone is laid out differently
+            return None
+        marker = f"<!--{self.slot}-->"
+        if mjml != family.src.join(count) or (
+            self.slot_re.sub(marker, mjml_to_html(mjml, html_name)) != family.mid.join(count)
+        ):
+            return None
+        self.proof[key] = family.key
+        return family.out.join(count)
 
     def _cut(self, compiled: str, slots: int, *, html: bool, what: str) -> Pattern:
         lits: list[str] = []
