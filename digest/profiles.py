@@ -125,7 +125,8 @@ def _domain(domain: str) -> str:
 
 def load_profile(path: Path) -> Profile:
     data = read_toml_fast(path, ProfileError)
-    return _plain_profile(path, data) or _checked_profile(path, data)
+    profile = _plain_profile(path, data)
+    return _checked_profile(path, data) if profile is None else profile
 
 
 def _checked_profile(path: Path, data: dict[str, Any]) -> Profile:
