@@ -105,7 +105,23 @@ def unsubscribe_base(cfg: Config) -> str:
     return url
 
 
+_SIGNED: dict[tuple[str, bytes, str], str] = {}  # the last URLs made: a run makes each twice
+
+
 def signed_url(base: str, secret: bytes, email: str) -> str:
+    """``base`` with the subscriber's address and token (see ``unsubscribe_url``); the
+    run makes each subscriber's URL for the body and again for the headers, so the last
+    few thousand are remembered."""
+    key = (base, secret, email)
+    url = _SIGNED.get(key)
+    if url is None:
+        if len(_SIGNED) >= 4096:
+            _SIGNED.clear()
+        url = _SIGNED[key] = _signed_url(base, secret, email)
+    return url
+
+
+def _signed_url(base: str, secret: bytes, email: str) -> str:
     token = unsubscribe_token(secret, email)
     address = quote(email, safe="@")
     if "{email}" in base or "{token}" in base:
@@ -190,10 +206,25 @@ def fold_header(name: str, value: str) -> str:
     return f"{name}: " + f"{CRLF} ".join(words)
 
 
+_PHRASES: dict[str, tuple[str, str]] = {}  # display name -> (cleaned, as formataddr writes it)
+
+
+def _phrase_of(display: str) -> tuple[str, str]:
+    found = _PHRASES.get(display)
+    if found is None:
+        cleaned = clean(display)[:100]
+        written = formataddr((cleaned, "a@b"), charset="utf-8")[: -len(" <a@b>")] if cleaned else ""
+        if len(_PHRASES) >= 4096:
+            _PHRASES.clear()
+        found = _PHRASES[display] = (cleaned, written)
+    return found
+
+
 def address_header(name: str, display: str, address: str) -> str:
     """``Name: display <address>``, the display name quoted or RFC 2047-encoded, folded."""
-    display = clean(display)[:100]
-    line = f"{name}: {formataddr((display, address), charset='utf-8')}"
+    address.encode("ascii")  # as formataddr checks
+    display, written = _phrase_of(display)
+    line = f"{name}: {written} <{address}>" if display else f"{name}: {address}"
     if len(line) <= MAX_LINE or not display:
         return line
     words = _encoded_words(display, MAX_LINE - len(name) - 2)

@@ -386,25 +386,33 @@ class Composer:
         head = self.headers(profile, edition, rendered.subject, now, mid)
         boundary = "=_digest_" + hashlib.sha256(mid.encode()).hexdigest()[:24]
         head.append(f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"')
-        part = (
-            "Content-Type: text/{sub}; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        )
+        sep = boundary.encode()
         body = b"".join(
             (
-                b"This is a multipart message in MIME format.\r\n\r\n",
-                f"--{boundary}\r\n".encode(),
-                part.format(sub="plain").encode(),
+                b"This is a multipart message in MIME format.\r\n\r\n--",
+                sep,
+                _PLAIN_HEAD,
                 self._encode(rendered.text, rendered.text_parts),
-                f"\r\n--{boundary}\r\n".encode(),
-                part.format(sub="html").encode(),
+                b"\r\n--",
+                sep,
+                _HTML_HEAD,
                 self._encode(rendered.html, rendered.html_parts),
-                f"\r\n--{boundary}--\r\n".encode(),
+                b"\r\n--",
+                sep,
+                b"--\r\n",
             )
         )
         if self.dkim is not None:
             head.insert(0, self.dkim.sign(head, body, now))
         return CRLF.join(head).encode("ascii") + b"\r\n\r\n" + body
+
+
+_PART_HEAD = (
+    "\r\nContent-Type: text/{sub}; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_PLAIN_HEAD = _PART_HEAD.format(sub="plain").encode()
+_HTML_HEAD = _PART_HEAD.format(sub="html").encode()
 
 
 def build_message(

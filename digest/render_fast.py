@@ -19,6 +19,7 @@ per-email path and the log says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -257,11 +258,13 @@ class TextPattern:
     card slots (cards arrive as finished whole lines).
     """
 
-    __slots__ = ("items", "q", "quick", "wrapper")
+    __slots__ = ("items", "q", "quick", "simple", "wrapper")
 
     def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
         self.q: list[bytes | None] | None = None  # the finished items' quoted-printable
+        # A card's usual form, once encoded: (text, its qp, "  Why: ", text, its qp).
+        self.simple: tuple[str, bytes, str, str, bytes] | None = None
         self.quick = _quick_agrees(wrapper) if quick is None else quick
         items: list[Any] = []  # str: finished lines; tuple: a line with holes; int: card slot
         line: list[Any] = [""]
@@ -338,8 +341,13 @@ class TextPattern:
     def _encode(self) -> list[bytes | None]:
         if any(isinstance(item, str) and "\r" in item for item in self.items):
             raise _NoQp
-        self.q = [qp_part(item) if isinstance(item, str) else None for item in self.items]
-        return self.q
+        self.q = q = [qp_part(item) if isinstance(item, str) else None for item in self.items]
+        items = self.items
+        if len(items) == 3 and isinstance(items[0], str) and isinstance(items[2], str):
+            line = items[1]
+            if isinstance(line, tuple) and line[1] == ("reasons",) and line[2] == (True, False):
+                self.simple = (items[0], cast(bytes, q[0]), line[0][0], items[2], cast(bytes, q[2]))
+        return q
 
     def emit(
         self,
@@ -492,6 +500,9 @@ class FastPath:
         self.enc = Encoder()
         self.lines = Lines()
         self.why: dict[tuple[str, ...], str] = {}  # reasons lines by the reasons
+        # (HTML escape, text line start, reasons line) -> the reasons' HTML part, its qp,
+        # its UTF-8 size, the finished text line, its qp
+        self.records: dict[tuple[Escape, str, str], tuple[str, bytes, int, str, bytes]] = {}
 
     # -------------------------------------------------------- edition
 
@@ -562,21 +573,30 @@ class FastPath:
         html_sk: Pattern,
         text_sk: TextPattern,
     ) -> Output:
-        enc, lines = self.enc, self.lines
+        enc, lines, records = self.enc, self.lines, self.records
         hvals: dict[Any, str | Piece] = dict(fields)
         tvals: dict[Any, str | Piece] = dict(fields)
         bare = iter(plain)
         for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
-            if why:
-                hvals[i] = hw.piece(why, enc)
-                tp: list[str] = []
-                tb: list[bytes] = []
-                tw.emit({"reasons": why}, tp, tb, enc, lines)
-                tvals[i] = (tp, tb, 0)
-            else:
+            if not why:
                 h, t = next(bare)
                 hvals[i] = ([h], [enc(h)], utf8_len(h))
                 tvals[i] = ([t], [enc(t)], 0)
+                continue
+            simple, one, ql = tw.simple, hw.one, hw.qlits
+            if simple is not None and one is not None and ql is not None:
+                rec = records.get((one[1], simple[2], why))
+                if rec is None:
+                    rec = self._record(one[1], simple[2], why)
+                lits = hw.lits
+                hvals[i] = ([lits[0], rec[0], lits[1]], [ql[0], rec[1], ql[1]], hw.size + rec[2])
+                tvals[i] = ([simple[0], rec[3], simple[3]], [simple[1], rec[4], simple[4]], 0)
+                continue
+            hvals[i] = hw.piece(why, enc)
+            tp: list[str] = []
+            tb: list[bytes] = []
+            tw.emit({"reasons": why}, tp, tb, enc, lines)
+            tvals[i] = (tp, tb, 0)
         html_parts: list[str] = []
         html_qp: list[bytes] = []
         size = html_sk.emit(hvals, html_parts, html_qp, enc)
@@ -596,6 +616,27 @@ class FastPath:
             encoded_parts(text_parts, text_qp),
             size,
         )
+
+    def _record(self, esc: Escape, start: str, why: str) -> tuple[str, bytes, int, str, bytes]:
+        """A reasons line's HTML part and text line, with their quoted-printable."""
+        part = esc(why)
+        text = start + why
+        line = (
+            quick_line(self.r.wrapper, text) if self.quick else self.r.wrapper.line(text)
+        ) + "\n"
+        if "\r" in part or "\r" in line:
+            raise _NoQp
+        records = self.records
+        if len(records) >= 20_000:
+            records.clear()
+        rec = records[(esc, start, why)] = (
+            part,
+            qp_part(part) if part else b"",
+            utf8_len(part),
+            line,
+            qp_part(line),
+        )
+        return rec
 
     def _joined(
         self,
@@ -826,10 +867,11 @@ class FastPath:
                     for key, _ in pattern.holes:
                         if key != "reasons":
                             raise _Unsupported(f"{what} uses the per-subscriber value {key!r}")
-                self.cards[(paper, level)] = (
-                    html_card,
-                    TextPattern(text_card, wrapper, self.quick),
-                )
+                text_pattern = TextPattern(text_card, wrapper, self.quick)
+                with contextlib.suppress(_NoQp):  # then encoded as the digest is built
+                    html_card._encode()
+                    text_pattern._encode()
+                self.cards[(paper, level)] = (html_card, text_pattern)
 
     def _between(self, compiled: str, count: int, html: bool) -> list[str]:
         if html:
