@@ -98,6 +98,7 @@ class SmtpConnection:
         self.sock: socket.socket | None = None
         self.sent = 0  # messages on this connection
         self.opened: tuple[str, str] | None = None  # envelope sent ahead, replies unread
+        self._ahead: tuple[bytes, bytes] | None = None  # (data, body) of the envelope ahead
         self.pipelining = False
         self.size_ext = False
         self.where = f"{cfg.smtp.host}:{cfg.smtp.port}"
@@ -211,7 +212,11 @@ class SmtpConnection:
             self.open()
         assert self.sock is not None and self.reader is not None
         sock, read = self.sock, self.reader.reply
-        body = _body(data)
+        ahead_of = self._ahead
+        self._ahead = None
+        # The body of a message whose envelope went ahead was dot-stuffed then (a scan
+        # of the whole message: once is enough).
+        body = ahead_of[1] if ahead_of is not None and ahead_of[0] is data else _body(data)
         try:
             if self.opened is not None:
                 if self.opened != (sender, recipient):
@@ -225,9 +230,10 @@ class SmtpConnection:
                 outcome = self._stepwise(*self._commands(sender, recipient, body))
             if outcome is not None:
                 return outcome
-            ahead = b""
+            ahead = then_body = b""
             if then is not None and self.pipelining:
-                ahead = self._envelope(then[0], then[1], _body(then[2]))
+                then_body = _body(then[2])
+                ahead = self._envelope(then[0], then[1], then_body)
             _send_all(sock, (body, b".\r\n", ahead))
             code, msg = read()
         except (OSError, smtplib.SMTPException) as exc:
@@ -235,6 +241,7 @@ class SmtpConnection:
             return Outcome("dropped", f"connection lost: {exc or type(exc).__name__}")
         if ahead and then is not None:
             self.opened = (then[0], then[1])
+            self._ahead = (then[2], then_body)
         if code == 421:
             self.close(quit=False)
         self.sent += 1
