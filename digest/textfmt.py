@@ -43,6 +43,7 @@ def clean_text(text: str | None) -> str:
 _UNSAFE_IN_URL = re.compile(r'[\s\x00-\x1f\x7f-\x9f"<>\\\u2028\u2029\u202a-\u202e\u2066-\u2069]')
 _URL_SAFE = "-_.!~*'()@/:=?;#%&,+$[]"
 _URL_OK = re.compile(r"[A-Za-z0-9\-_.!~*'()@/:=?;#%&,+$\[\]]*")
+_HOST = re.compile(r"(?!@)[^/?#]*")  # the network location, when it does not start with "@"
 
 
 def safe_url(url: str | None, *, allow_mailto: bool = False) -> str:
@@ -52,6 +53,11 @@ def safe_url(url: str | None, *, allow_mailto: bool = False) -> str:
     """
     if not url:
         return ""
+    if url.startswith(("https://", "http://")) and _URL_OK.fullmatch(url):
+        host = _HOST.match(url, url.index("//") + 2)
+        netloc = host.group() if host is not None else ""
+        if netloc and "[" not in netloc and "]" not in netloc:
+            return url  # the common link: nothing to check further, nothing to encode
     url = url.strip()
     if not url or _UNSAFE_IN_URL.search(url):
         return ""

@@ -1,0 +1,62 @@
+"""Quoted-printable shortcuts and cached header pieces give the same bytes as the long way."""
+
+from __future__ import annotations
+
+import random
+from email.utils import formataddr
+
+import pytest
+
+from digest.headers import address_header, clean, signed_url, unsubscribe_token
+from digest.mime import QpEncoder, _qp_part, encoded_parts, qp_part
+
+
+def samples(seed: int, alphabet: str, count: int, longest: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(1, longest))) for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "alphabet", ["ab .=-é\t\n" + "x" * 10, "abc \n" + "y" * 20, "ab.\n" + "z" * 30, "a" * 5 + "\n"]
+)
+def test_qp_part_equals_the_general_encoder(alphabet: str) -> None:
+    for part in samples(len(alphabet), alphabet, 5000, 200):
+        assert qp_part(part) == _qp_part(part), repr(part)
+
+
+def test_encoded_parts_equal_encode_parts() -> None:
+    rng = random.Random(5)
+    pool = samples(9, "ab .=é\n" + "x" * 12, 400, 120)
+    for _ in range(2000):
+        parts = rng.sample(pool, rng.randint(1, 6))
+        if rng.random() < 0.3:
+            parts.insert(rng.randint(0, len(parts)), "")
+        out = encoded_parts(list(parts), [qp_part(p) if p else b"" for p in parts])
+        assert list(out) == parts
+        assert out.qp == QpEncoder().encode_parts(parts)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "display",
+    ["", "Ada", "Chloé Dubois", 'Ben "B" O\'Neil', "a,b (c)", "x\r\ny", "Jürgen " * 12, "é" * 40],
+)
+@pytest.mark.parametrize("address", ["a@example.org", "a.rather.long.address@sub.example.org"])
+def test_address_header_as_formataddr(display: str, address: str) -> None:
+    shown = clean(display)[:100]
+    want = f"To: {formataddr((shown, address), charset='utf-8')}"
+    got = address_header("To", display, address)
+    if len(want) <= 78 or not shown:
+        assert got == want
+    else:
+        assert all(len(line) <= 78 for line in got.split("\r\n")) and got.endswith(f"<{address}>")
+    assert address_header("To", display, address) == got  # the second time, remembered
+
+
+def test_signed_url_remembered_per_secret() -> None:
+    base = "https://example.org/unsubscribe"
+    one = signed_url(base, b"one", "a@example.org")
+    assert one.endswith("token=" + unsubscribe_token(b"one", "a@example.org"))
+    assert signed_url(base, b"two", "a@example.org") != one
+    assert signed_url(base, b"one", "a@example.org") == one

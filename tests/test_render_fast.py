@@ -1,0 +1,69 @@
+"""The fast path's shortcuts give what the long way gives: skeletons put together from a
+family's pieces, the quoted-printable carried with the parts, quick checks of links."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from digest.mime import EncodedParts, QpEncoder
+from digest.render import DIGEST_HTML, DIGEST_TEXT, FIELDS, Card, Renderer, render_template
+from digest.render_fast import FastPath
+from digest.textfmt import safe_url
+from tests.test_render import UNSUB, digest_of, load_papers, make_cfg, profile
+
+
+def full_skeleton(fast: FastPath, shape: tuple[bool, ...], count: int) -> tuple[list[str], list]:
+    dummy = Card(id="", title="", url="", authors="", summary="", stats="", links=(), categories="")
+    context = {**fast.r.constants, **fast._marked_fields(shape), "cards": [dummy] * count}
+    from digest.render import compile_mjml
+
+    mjml = render_template(fast.html_skeleton_env, DIGEST_HTML, context)
+    cut = fast._cut(compile_mjml(mjml, DIGEST_HTML), count, html=True, what=DIGEST_HTML)
+    return cut.lits, cut.holes
+
+
+@pytest.mark.parametrize("first", [2, 3, 7])
+@pytest.mark.parametrize("empty", [(), ("name", "interests", "manage_url")])
+def test_skeletons_put_together_equal_compiled_ones(first: int, empty: tuple[str, ...]) -> None:
+    fast = Renderer(make_cfg()).fast
+    fields = {name: ("" if name in empty else "x") for name in FIELDS}
+    shape = fast._shape(fields)
+    fast._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, first)  # the family's skeleton
+    for count in range(1, 14):
+        html, _ = fast._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, count)
+        assert (html.lits, html.holes) == full_skeleton(fast, shape, count), count
+    derived = {k[2] for k in fast.proof if k[1] == shape}
+    assert derived == set(range(2, 14)) - {first}
+
+
+def test_parts_carry_the_body_the_encoder_would_make() -> None:
+    papers = load_papers()
+    r = Renderer(make_cfg())
+    r.begin_edition(papers)
+    for n, name in ((1, "Ada"), (5, ""), (12, "Zoë Ångström-Lovelace")):
+        d = digest_of(papers[:n], profile(name=name))
+        d = replace(d, picks=(replace(d.picks[0], reasons=()), *d.picks[1:]))
+        out = r.render(d, unsubscribe_url=UNSUB)
+        for text, parts in ((out.html, out.html_parts), (out.text, out.text_parts)):
+            assert isinstance(parts, EncodedParts) and "".join(parts) == text
+            assert parts.qp == QpEncoder().encode_parts(parts)
+        assert out.size == len(out.html.encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.org/a?b=c&d=e", "https://example.org/a?b=c&d=e"),
+        ("https://@example.org/", ""),
+        ("https:///path", ""),
+        ("http://]x/", ""),
+        ("https://[::1]/x", "https://[::1]/x"),
+        ("https://[x/", ""),
+        (" https://example.org/ ", "https://example.org/"),
+        ("HTTPS://example.org/é", "HTTPS://example.org/%C3%A9"),
+    ],
+)
+def test_safe_url_quick_and_slow_agree(url: str, expected: str) -> None:
+    assert safe_url(url) == expected
