@@ -505,7 +505,7 @@ def _outgoing(
         if _stopping(stop, summary):
             return
         weekly = frequency == "weekly"
-        with timed("load"):
+        with timed("prepare", 0):  # the edition's papers, read from the database
             papers = (
                 week_papers(store, edition, at) if weekly else edition_papers(store, edition, at)
             )
