@@ -49,21 +49,27 @@ def matched_terms(
     the words of the interests that weigh most in this paper's score, two adjacent ones
     shown as a phrase where the paper has them side by side."""
     out: list[str] = []
-    covered: set[str] = set()
-    for key, written, _ in q.keywords:
-        if len(out) < limit and lex.matches(key, d):
-            out.append(written)
-            covered.update(key.split())
-    if len(out) >= limit:
-        return out
-    top = [s for s in (lex.terms[t] for t in found) if s not in covered]
+    terms = lex.terms
+    if q.keywords:
+        covered: set[str] = set()
+        doc = lex.doc_terms[d]
+        for key, written, _ in q.keywords:
+            if (key in doc) if " " not in key else lex.matches(key, d):
+                out.append(written)
+                if len(out) >= limit:
+                    return out
+                covered.update(key.split())
+        top = [s for s in map(terms.__getitem__, found) if s not in covered]
+    else:
+        top = [terms[t] for t in found]
     used: set[str] = set()
+    partners = q.partners
     for s1 in top:
         if s1 in used:
             continue
         used.add(s1)
         label = None
-        for s2, key, pair in q.partners.get(s1, ()):
+        for s2, key, pair in partners.get(s1, ()):
             if s2 in top and s2 not in used and lex.matches(key, d):
                 label = pair
                 used.add(s2)

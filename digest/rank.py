@@ -43,6 +43,7 @@ LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a pap
 SEMANTIC_REASON_Z = 1.0
 SELECT_BYTES = 64 << 20  # memory for the pairwise similarities of one diversity step
 GATHER_BYTES = 8 << 20  # memory for the candidates' vectors gathered at once
+GRAM_BYTES = 36 << 20  # the papers' pairwise similarities, kept for editions up to 3,000
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
 _CACHE_SIZE = 1024  # profiles encoded as queries, kept for the next ranking of them
@@ -70,6 +71,19 @@ class Corpus:
     # (author key, row) -> the first of the paper's names with that key, as printed
     _category_rows: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     _author_rows: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    _gram: np.ndarray | None = None
+
+    def gram(self, limit: int = GRAM_BYTES) -> np.ndarray | None:
+        """Cosine of every pair of papers, exactly 1 for papers with the same title (None
+        for editions whose matrix would take more than ``limit`` bytes)."""
+        n = len(self.papers)
+        if n * n * 4 > limit:
+            return None
+        if self._gram is None:
+            gram = self.vectors @ self.vectors.T
+            gram[self.title_groups[:, None] == self.title_groups[None, :]] = 1.0
+            self._gram = gram
+        return self._gram
 
     def category_rows(self, codes: Iterable[str]) -> np.ndarray:
         """The sorted rows of papers in any of the canonical categories ``codes``."""
@@ -108,8 +122,9 @@ class _Signals:
 class Ranker:
     """Ranks papers for profiles with the weights of ``[ranking]`` in config.toml."""
 
-    def __init__(self, weights: Ranking | None = None) -> None:
+    def __init__(self, weights: Ranking | None = None, *, gram_bytes: int = GRAM_BYTES) -> None:
         self.weights = weights or Ranking()
+        self.gram_bytes = gram_bytes  # the largest Gram matrix kept for the diversity step
         self._queries: OrderedDict[tuple[object, ...], Query] = OrderedDict()
         # paper text -> (token sum, token count); liked papers' texts are looked up here
         self._papers: dict[str, tuple[np.ndarray, int]] = {}
@@ -328,24 +343,20 @@ class Ranker:
             sig.liked_best[pq, pd].tolist(),
         )
         docs = pd.tolist()
-        scores_of = values.tolist()
+        rounded = [round(v, 4) for v in values.tolist()]
+        found = [terms[a:b] for a, b in zip([0, *ends], ends, strict=False)]
         papers = corpus.papers
         reasons = self._reasons
-        at = 0
+        start = 0
         for qi, query in enumerate(queries):
-            picked = []
-            for j in range(at, at + int(counts[qi])):
-                d = docs[j]
-                found = terms[ends[j - 1] if j else 0 : ends[j]]
-                picked.append(
-                    Scored(
-                        paper=papers[d],
-                        score=round(scores_of[j], 4),
-                        reasons=reasons(corpus, query, facts, j, d, found),
-                    )
+            stop = start + int(counts[qi])
+            yield [
+                Scored(
+                    papers[docs[j]], rounded[j], reasons(corpus, query, facts, j, docs[j], found[j])
                 )
-            at += int(counts[qi])
-            yield picked
+                for j in range(start, stop)
+            ]
+            start = stop
 
     def score(
         self, corpus: Corpus, queries: Sequence[Query], allowed: np.ndarray | None = None
@@ -507,7 +518,6 @@ class Ranker:
                     corpus, scores[lo : lo + rows], limits[lo : lo + rows], floors[lo : lo + rows]
                 )
             ]
-        out: list[list[int]] = [[] for _ in range(nq)]
         s = np.where(scores >= floors[:, None], scores, -np.inf)
         cand = (
             np.argpartition(-s, size - 1, axis=1)[:, :size]
@@ -519,6 +529,34 @@ class Ranker:
         cand = np.take_along_axis(cand, order, axis=1)
         cs = np.take_along_axis(cs, order, axis=1).astype(np.float64)
         alive = np.isfinite(cs)
+        last = np.maximum(alive.sum(axis=1) - 1, 0)
+        finite = np.where(alive, cs, 0.0)
+        spread = np.maximum(finite[:, 0] - finite[np.arange(nq), last], 1e-9)
+        lam = self.weights.diversity * spread[:, None]
+        gram = corpus.gram(self.gram_bytes)
+        if gram is None:
+            return self._mmr(corpus, cand, cs, alive, lam, limits)
+        out, unsure = self._mmr_gram(corpus, gram, cand, cs, alive.copy(), lam, limits)
+        redo = np.flatnonzero(unsure)
+        if len(redo):
+            again = self._mmr(corpus, cand[redo], cs[redo], alive[redo], lam[redo], limits[redo])
+            for qi, picks in zip(redo.tolist(), again, strict=True):
+                out[qi] = picks
+        return out
+
+    def _mmr(
+        self,
+        corpus: Corpus,
+        cand: np.ndarray,
+        cs: np.ndarray,
+        alive: np.ndarray,
+        lam: np.ndarray,
+        limits: np.ndarray,
+    ) -> list[list[int]]:
+        """Maximal marginal relevance over each row's candidates ``cand`` (scores ``cs``,
+        best first, ``alive`` where finite), with their vectors' pairwise similarities."""
+        nq, size = cand.shape
+        out: list[list[int]] = [[] for _ in range(nq)]
         sims = np.empty((nq, size, size), dtype=np.float32)
         step = max(1, GATHER_BYTES // (size * corpus.vectors.shape[1] * 4))
         for lo in range(0, nq, step):  # the candidates' vectors, a few rows at a time
@@ -526,10 +564,6 @@ class Ranker:
             np.matmul(vecs, vecs.transpose(0, 2, 1), out=sims[lo : lo + step])
         groups = corpus.title_groups[cand]
         sims[groups[:, :, None] == groups[:, None, :]] = 1.0
-        last = np.maximum(alive.sum(axis=1) - 1, 0)
-        finite = np.where(alive, cs, 0.0)
-        spread = np.maximum(finite[:, 0] - finite[np.arange(nq), last], 1e-9)
-        lam = self.weights.diversity * spread[:, None]
         dup = self.weights.duplicate_similarity
         rows = np.arange(nq)
         penalty = np.zeros_like(cs)
@@ -550,6 +584,57 @@ class Ranker:
             penalty[take] = np.maximum(penalty[take], np.clip(sim_j[take], 0.0, None))
             count += take
         return out
+
+    def _mmr_gram(
+        self,
+        corpus: Corpus,
+        gram: np.ndarray,
+        cand: np.ndarray,
+        cs: np.ndarray,
+        alive: np.ndarray,
+        lam: np.ndarray,
+        limits: np.ndarray,
+    ) -> tuple[list[list[int]], np.ndarray]:
+        """``_mmr`` with the similarities read from the edition's Gram matrix, which
+        differ from the candidates' own products by rounding only (``gram_error``).
+
+        A row where a choice could go the other way by that much (a near tie between the
+        best two candidates, a similarity that close to ``duplicate_similarity``) is
+        marked unsure, to be done again by ``_mmr``; every other row's picks are those
+        ``_mmr`` makes."""
+        nq, size = cand.shape
+        dup = np.float32(self.weights.duplicate_similarity)  # as ``sim >= dup`` compares
+        err = gram_error(corpus.vectors.shape[1])
+        margin = np.where(lam > 0, 2 * err * lam + 1e-12, -1.0)[:, 0]
+        rows = np.arange(nq)
+        penalty = np.zeros_like(cs)
+        taken = np.zeros(cs.shape, dtype=bool)
+        count = np.zeros(nq, dtype=np.int64)
+        unsure = np.zeros(nq, dtype=bool)
+        picked = np.full((size, nq), -1, dtype=np.int64)
+        steps = 0
+        with np.errstate(invalid="ignore"):
+            for _ in range(size):
+                active = (count < limits) & alive.any(axis=1) & ~unsure
+                if not active.any():
+                    break
+                mmr = np.where(alive, cs - lam * penalty, -np.inf)
+                j = mmr.argmax(axis=1)
+                best = mmr[rows, j]
+                mmr[rows, j] = -np.inf
+                unsure |= active & (best - mmr.max(axis=1) <= margin)
+                alive[rows[active], j[active]] = False
+                cj = cand[rows, j]
+                sim_j = gram[cj[:, None], cand]
+                unsure |= active & (taken & (np.abs(sim_j - dup) <= err)).any(axis=1)
+                take = active & ~(taken & (sim_j >= dup)).any(axis=1)
+                picked[steps] = np.where(take, cj, -1)
+                steps += 1
+                taken[rows[take], j[take]] = True
+                penalty[take] = np.maximum(penalty[take], np.clip(sim_j[take], 0.0, None))
+                count += take
+        out = [[d for d in row if d >= 0] for row in picked[:steps].T.tolist()]
+        return out, unsure
 
     # ---- reasons --------------------------------------------------------------------
 
@@ -638,6 +723,14 @@ def _lexical_terms(
     known = ids >= 0
     ids = ids[known]
     return qs[known], ids, weights[known] * corpus.lexical.idf[ids]
+
+
+def gram_error(dim: int) -> float:
+    """A bound on the difference between two float32 dot products of the same two unit
+    vectors of ``dim`` numbers summed in different orders: each is within
+    dim x 2^-24 / (1 - dim x 2^-24) of the true value (and the norms within 1e-6 of 1)."""
+    u = dim * 2.0**-24
+    return 2.0 * u / (1.0 - u) * 1.01
 
 
 def _standardize(
