@@ -3,6 +3,7 @@ matched of it (for the reasons shown to the reader)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class Query:
     exclude_terms: list[str]  # phrase keys
     max_papers: int
     min_score: float
+    # Queries with equal ``text`` have equal terms, surface, partners, phrases and keywords
+    # (what ``matched_terms`` reads): a number per (interests, keywords) seen in the run.
+    text: int = 0
 
 
 def matched_terms(
@@ -162,10 +166,24 @@ def build_query(
         exclude_terms=ex_terms,
         max_papers=p.max_papers,
         min_score=p.min_score,
+        text=_text_number((source, tuple(keywords))),
     )
 
 
 # Parts of queries shared by many profiles, made once. Never mutate what these return.
+
+_texts: dict[tuple[str, tuple[tuple[str, str, float], ...]], int] = {}
+_numbers = itertools.count(1)
+
+
+def _text_number(key: tuple[str, tuple[tuple[str, str, float], ...]]) -> int:
+    """A number for the query text ``key``, the same within the run, never reused."""
+    number = _texts.get(key)
+    if number is None:
+        if len(_texts) >= 65536:
+            _texts.clear()
+        number = _texts[key] = next(_numbers)
+    return number
 
 
 @lru_cache(maxsize=8192)

@@ -47,6 +47,8 @@ GRAM_BYTES = 36 << 20  # the papers' pairwise similarities, kept for editions up
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
 _CACHE_SIZE = 1024  # profiles encoded as queries, kept for the next ranking of them
+_MATCHES_SIZE = 200_000  # "matches ..." reasons kept per edition (about 100 bytes each)
+_UNKNOWN = "\x00"
 _PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
 
 
@@ -72,6 +74,9 @@ class Corpus:
     _category_rows: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     _author_rows: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
     _gram: np.ndarray | None = None
+    # (query text number, row) -> the "matches ..." reason, "" for none
+    matches: dict[tuple[int, int], str] = field(default_factory=dict)
+    upvotes: list[str] = field(default_factory=list)  # each paper's upvotes reason, or ""
 
     def gram(self, limit: int = GRAM_BYTES) -> np.ndarray | None:
         """Cosine of every pair of papers, exactly 1 for papers with the same title (None
@@ -184,6 +189,10 @@ class Ranker:
             title_groups=groups,
             title_index=title_index,
             author_names=names,
+            upvotes=[
+                f"{p.upvotes} upvote{'s' if p.upvotes != 1 else ''}" if p.upvotes else ""
+                for p in plist
+            ],
         )
 
     def _embed_papers(self, texts: list[str]) -> np.ndarray:
@@ -642,10 +651,14 @@ class Ranker:
         self, corpus: Corpus, q: Query, facts: _Facts, j: int, d: int, found: Sequence[int]
     ) -> tuple[str, ...]:
         """The reasons for paper ``d``, the pick of query ``q`` at ``j`` in ``facts``."""
-        out: list[str] = []
-        matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
-        if matched:
-            out.append("matches " + ", ".join([f"'{m}'" for m in matched]))
+        matches = corpus.matches.get((q.text, d), _UNKNOWN)
+        if matches is _UNKNOWN:  # the same for every query of the same text
+            matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
+            matches = "matches '" + "', '".join(matched) + "'" if matched else ""
+            if len(corpus.matches) >= _MATCHES_SIZE:
+                corpus.matches.clear()
+            corpus.matches[q.text, d] = matches
+        out: list[str] = [matches] if matches else []
         if q.authors:
             names = corpus.author_names
             for key in q.authors:
@@ -664,9 +677,9 @@ class Ranker:
                 if c in mine:
                     out.append(f"in {written}")
                     break
-        upvotes = corpus.papers[d].upvotes
+        upvotes = corpus.upvotes[d]
         if upvotes:
-            out.append(f"{upvotes} upvote{'s' if upvotes != 1 else ''}")
+            out.append(upvotes)
         return tuple(out)
 
 
