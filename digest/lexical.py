@@ -34,7 +34,6 @@ class LexicalIndex:
     terms: list[str]  # term id -> stem
     avg_len: float
     _phrases: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
-    _phrase_docs: dict[str, frozenset[int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, docs: Sequence[tuple[str, str]]) -> LexicalIndex:
@@ -133,13 +132,11 @@ class LexicalIndex:
         return hit
 
     def matches(self, key: str, doc: int) -> bool:
-        """Does the phrase (or term) ``key`` occur in doc ``doc``?"""
+        """Does the phrase (or term) ``key`` occur in doc ``doc``? (As ``phrase`` finds
+        it: the stems next to each other in the title or the abstract.)"""
         if " " not in key:
             return key in self.doc_terms[doc]
-        docs = self._phrase_docs.get(key)
-        if docs is None:
-            docs = self._phrase_docs[key] = frozenset(self.phrase(key)[0].tolist())
-        return doc in docs
+        return f" {key} " in self.doc_text[doc]
 
     def postings(self, qs: np.ndarray, terms: np.ndarray, weights: np.ndarray) -> Postings:
         """Every posting of every query term, for many queries at once: ``qs``, ``terms``
