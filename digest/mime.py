@@ -110,6 +110,17 @@ def qp_part(part: str) -> bytes:
             if max(map(len, lines)) <= 75 and "".join(lines).isprintable():
                 body = part.replace("\n", "\r\n").encode()
                 return body + b"=\r\n" if lines[-1] else body
+    if "\r" not in part:  # all lines at once; what needs a second look goes the long way
+        whole = part.endswith("\n")
+        data = (part if whole else part + "\n").replace("\n", "\r\n")
+        qp = binascii.b2a_qp(data.encode("utf-8", "replace"))
+        if qp[:1] != b"." and b"\n." not in qp:
+            encoded = qp.split(b"\r\n")  # the last one empty
+            if max(map(len, encoded)) <= 76:
+                if whole:
+                    return qp
+                if len(encoded[-2]) < 76:
+                    return qp[:-2] + b"=\r\n"
     return _qp_part(part)
 
 

@@ -25,7 +25,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 import jinja2
 
@@ -135,27 +135,69 @@ class _NoQp(Exception):
     """A part holds a carriage return: the MIME encoder normalizes the whole text."""
 
 
-class Encoder:
-    """Each per-digest part's quoted-printable (``qp_part``), remembered: the values
-    digests share (reasons, names, dates) are encoded once, a subscriber's own (address,
-    links) once each. Bounded: cleared when full."""
+K = TypeVar("K")
+V = TypeVar("V")
 
-    __slots__ = ("limit", "memo")
 
-    def __init__(self, limit: int = 20_000) -> None:
+class Memo(Generic[K, V]):
+    """A cache in two tiers, so that the many values seen once (a subscriber's address and
+    links) do not push out those digests share (reasons, names, dates): a value seen once
+    waits in ``fresh``, cleared when full; seen again, it moves to ``shared``, cleared
+    only if it outgrows ``shared_limit``. Look in ``get`` (shared), then ``again``."""
+
+    __slots__ = ("fresh", "get", "limit", "shared", "shared_limit")
+
+    def __init__(self, limit: int = 10_000, shared_limit: int = 50_000) -> None:
         self.limit = limit
-        self.memo: dict[str, bytes] = {}
+        self.shared_limit = shared_limit
+        self.shared: dict[K, V] = {}
+        self.fresh: dict[K, V] = {}
+        self.get = self.shared.get
+
+    def again(self, key: K) -> V | None:
+        value = self.fresh.pop(key, None)
+        if value is not None:
+            if len(self.shared) >= self.shared_limit:
+                self.shared.clear()
+            self.shared[key] = value
+        return value
+
+    def add(self, key: K, value: V) -> V:
+        if len(self.fresh) >= self.limit:
+            self.fresh.clear()
+        self.fresh[key] = value
+        return value
+
+
+class Encoder:
+    """Each per-digest part's quoted-printable (``qp_part``), remembered (``Memo``): the
+    values digests share (reasons, names, dates) are encoded once."""
+
+    __slots__ = ("memo", "values")
+
+    def __init__(self) -> None:
+        self.memo: Memo[str, bytes] = Memo()
+        # (escape, value) -> (the part, its qp, its UTF-8 size)
+        self.values: Memo[tuple[Escape, str], tuple[str, bytes, int]] = Memo()
+
+    def value(self, esc: Escape, value: str) -> tuple[str, bytes, int]:
+        """A value as a part: escaped, encoded, measured (after ``values.get`` missed)."""
+        key = (esc, value)
+        found = self.values.again(key)
+        if found is None:
+            part = esc(value)
+            found = self.values.add(key, (part, self(part), utf8_len(part)))
+        return found
 
     def __call__(self, part: str) -> bytes:
-        q = self.memo.get(part)
+        memo = self.memo
+        q = memo.get(part) or memo.again(part)
         if q is None:
             if not part:
                 return b""
             if "\r" in part:
                 raise _NoQp
-            if len(self.memo) >= self.limit:
-                self.memo.clear()
-            q = self.memo[part] = qp_part(part)
+            q = memo.add(part, qp_part(part))
         return q
 
 
@@ -222,13 +264,14 @@ class Pattern:
         size = self.size
         sp.append(lits[0])
         bp.append(qlits[0])
+        known = enc.values.get
         for i, (key, esc) in enumerate(self.holes, 1):
             value = values[key]
             if isinstance(value, str):
-                part = esc(value)
-                sp.append(part)
-                bp.append(enc(part))
-                size += utf8_len(part)
+                found = known((esc, value)) or enc.value(esc, value)
+                sp.append(found[0])
+                bp.append(found[1])
+                size += found[2]
             else:
                 sp.extend(value[0])
                 bp.extend(value[1])
@@ -377,7 +420,7 @@ class TextPattern:
                     text = "".join(
                         [next(li) if lit else cast(str, values[next(ki)]) for lit in order]
                     )
-                done = lines.get(text)
+                done = lines.get(text) or lines.again(text)
                 if done is None:
                     line = quick_line(self.wrapper, text) if self.quick else self.wrapper.line(text)
                     done = lines.add(text, line + "\n")
@@ -387,22 +430,21 @@ class TextPattern:
 
 class Lines:
     """Finished text lines (wrapped, with their line end) and their quoted-printable, by
-    the line as the template made it. Bounded: cleared when full."""
+    the line as the template made it (``Memo``)."""
 
-    __slots__ = ("get", "limit", "memo")
+    __slots__ = ("get", "memo")
 
-    def __init__(self, limit: int = 20_000) -> None:
-        self.limit = limit
-        self.memo: dict[str, tuple[str, bytes]] = {}
+    def __init__(self) -> None:
+        self.memo: Memo[str, tuple[str, bytes]] = Memo()
         self.get = self.memo.get
 
+    def again(self, text: str) -> tuple[str, bytes] | None:
+        return self.memo.again(text)
+
     def add(self, text: str, done: str) -> tuple[str, bytes]:
-        if len(self.memo) >= self.limit:
-            self.memo.clear()
         if "\r" in done:
             raise _NoQp
-        pair = self.memo[text] = (done, qp_part(done))
-        return pair
+        return self.memo.add(text, (done, qp_part(done)))
 
 
 class _Repeat(NamedTuple):
@@ -499,10 +541,10 @@ class FastPath:
         self.disabled = ""
         self.enc = Encoder()
         self.lines = Lines()
-        self.why: dict[tuple[str, ...], str] = {}  # reasons lines by the reasons
+        self.why: Memo[tuple[str, ...], str] = Memo()  # reasons lines by the reasons
         # (HTML escape, text line start, reasons line) -> the reasons' HTML part, its qp,
         # its UTF-8 size, the finished text line, its qp
-        self.records: dict[tuple[Escape, str, str], tuple[str, bytes, int, str, bytes]] = {}
+        self.records: Memo[tuple[Escape, str, str], tuple[str, bytes, int, str, bytes]] = Memo()
 
     # -------------------------------------------------------- edition
 
@@ -554,13 +596,12 @@ class FastPath:
 
     def _reasons(self, picks: Sequence[Scored]) -> list[str]:
         why = self.why
+        known = why.get
         out = []
         for pick in picks:
-            line = why.get(pick.reasons)
+            line = known(pick.reasons) or why.again(pick.reasons)
             if line is None:
-                if len(why) >= 20_000:
-                    why.clear()
-                line = why[pick.reasons] = reasons_line(pick)
+                line = why.add(pick.reasons, reasons_line(pick))
             out.append(line)
         return out
 
@@ -585,7 +626,8 @@ class FastPath:
                 continue
             simple, one, ql = tw.simple, hw.one, hw.qlits
             if simple is not None and one is not None and ql is not None:
-                rec = records.get((one[1], simple[2], why))
+                key = (one[1], simple[2], why)
+                rec = records.get(key) or records.again(key)
                 if rec is None:
                     rec = self._record(one[1], simple[2], why)
                 lits = hw.lits
@@ -626,17 +668,10 @@ class FastPath:
         ) + "\n"
         if "\r" in part or "\r" in line:
             raise _NoQp
-        records = self.records
-        if len(records) >= 20_000:
-            records.clear()
-        rec = records[(esc, start, why)] = (
-            part,
-            qp_part(part) if part else b"",
-            utf8_len(part),
-            line,
-            qp_part(line),
+        return self.records.add(
+            (esc, start, why),
+            (part, qp_part(part) if part else b"", utf8_len(part), line, qp_part(line)),
         )
-        return rec
 
     def _joined(
         self,

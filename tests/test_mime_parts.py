@@ -19,7 +19,16 @@ def samples(seed: int, alphabet: str, count: int, longest: int) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "alphabet", ["ab .=-é\t\n" + "x" * 10, "abc \n" + "y" * 20, "ab.\n" + "z" * 30, "a" * 5 + "\n"]
+    "alphabet",
+    [
+        "ab .=-é\t\n" + "x" * 10,
+        "abc \n" + "y" * 20,
+        "ab.\n" + "z" * 30,
+        "a" * 5 + "\n",
+        "ab .=-é·\t\n" + "x" * 10,
+        "= \n·" + "w" * 40,
+        "\u2028\ud800a b\n",
+    ],
 )
 def test_qp_part_equals_the_general_encoder(alphabet: str) -> None:
     for part in samples(len(alphabet), alphabet, 5000, 200):
