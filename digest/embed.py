@@ -63,7 +63,7 @@ def model() -> Any:
 
 def _compact(table: np.ndarray) -> np.ndarray:
     """The embedding table in float16 when that loses nothing (wordllama ships float16
-    weights and widens them): half the memory, and rows widened again when gathered, so
+    weights and widens them): half the memory, and values widened again when gathered, so
     every sum is the same as with the float32 table."""
     half = table.astype(np.float16)
     return half if np.array_equal(half.astype(table.dtype), table) else table
@@ -131,8 +131,11 @@ def token_sums(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if not len(rows):
             continue
         base = starts[rows[0]]
-        gathered = table[flat[base : ends[rows[-1]]]].astype(np.float32, copy=False)
-        out[rows] = np.add.reduceat(gathered, starts[rows] - base, axis=0)
+        # Widened to float32 and turned (dim, tokens) in one pass, so that each text's
+        # sum runs along contiguous rows: the numbers reduceat gives down the columns of
+        # (tokens, dim), many times faster.
+        gathered = np.asarray(table[flat[base : ends[rows[-1]]]].T, dtype=np.float32, order="C")
+        out[rows] = np.add.reduceat(gathered, starts[rows] - base, axis=1).T
     return out, lens
 
 
