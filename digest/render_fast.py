@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 import jinja2
+import markupsafe
 
 from .mime import encoded_parts, qp_part
 from .models import Paper, Scored
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Escape = Callable[[str], str]
-BATCH = 200  # cards per compiled document
+BATCH = 5000  # cards per compiled document
 
 
 def escape_text(value: str) -> str:
@@ -523,6 +524,9 @@ class FastPath:
         fields = "|".join(re.escape(m) for m in self.field_marker.values())
         self.marker_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->|{names}|{fields}")
         self.field_of = {m: name for name, m in self.field_marker.items()}
+        self.card_tok = f"q{tok}c"
+        self.card_markers = [f"q{tok}c{j}q" for j in range(15)]
+        self.card_marker_re = re.compile("|".join(re.escape(m) for m in self.card_markers))
         self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, TextPattern]] = {}
         self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
         # Skeletons per (template, shape) whose compiled HTML repeats one piece between
@@ -878,13 +882,12 @@ class FastPath:
         fields = self._marked_fields((True,) * len(FIELDS))
         wrapper = self.r.wrapper
         for start in range(0, len(papers), BATCH):
-            batch = papers[start : start + BATCH]
+            batch = papers[start : start + BATCH]  # many: a premailer run costs 20 ms
             cards = [self.r.card(p, level) for p in batch]
             if not plain:
                 cards = [replace(c, reasons=self.reasons_marker) for c in cards]
             context = {**self.r.constants, **fields, "cards": cards}
-            mjml = render_template(self.html_cards_env, DIGEST_HTML, context)
-            htmls = self._between(compile_mjml(mjml, DIGEST_HTML), len(batch), True)
+            htmls = self._card_htmls(cards, context)
             texts = self._between(
                 render_template(self.text_cards_env, DIGEST_TEXT, context), len(batch), False
             )
@@ -908,6 +911,129 @@ class FastPath:
                     text_pattern._encode()
                 self.cards[(paper, level)] = (html_card, text_pattern)
 
+    def _card_htmls(self, cards: list[Card], context: dict[str, Any]) -> list[str]:
+        """Each card's compiled HTML. Cards alike in which fields are empty and which links
+        they have (a *shape*) differ only in their text: one card per shape, its fields
+        marked, goes through MJML and premailer, and the others are that card with their
+        own text escaped in, when their MJML is the marked card's with their text in and
+        the shape's first card compiled in full agrees. Other cards (text with "&", "<"
+        or ">", a template that changes a field) are compiled in full."""
+        src = render_template(self.html_cards_env, DIGEST_HTML, context)
+        sources = self._between(src, len(cards), True)
+        shapes: dict[tuple[Any, ...], tuple[Card, list[int]]] = {}
+        values: list[dict[str, str] | None] = []
+        for i, card in enumerate(cards):
+            marked, vals = self._marked_card(card)
+            key: tuple[Any, ...] = (marked.title, marked.url, marked.authors, marked.summary)
+            key += (marked.stats, marked.categories, marked.id, marked.links)
+            values.append(vals)
+            if vals is not None:
+                shapes.setdefault(key, (marked, []))[1].append(i)
+        shape_list = list(shapes.values())
+        if shape_list:
+            marked_src = self._between(
+                render_template(
+                    self.html_cards_env,
+                    DIGEST_HTML,
+                    {**context, "cards": [m for m, _ in shape_list]},
+                ),
+                len(shape_list),
+                True,
+            )
+            for (_, members), msrc in zip(shape_list, marked_src, strict=True):
+                for i in list(members):
+                    vals = values[i]
+                    assert vals is not None
+                    want = self.card_marker_re.sub(_escaped(vals), msrc)
+                    if want != sources[i]:
+                        members.remove(i)
+                        values[i] = None
+        shape_list = [(m, members) for m, members in shape_list if members]
+        full = [i for i, v in enumerate(values) if v is None]
+        probes = [members[0] for _, members in shape_list]
+        todo = [m for m, _ in shape_list] + [cards[i] for i in probes] + [cards[i] for i in full]
+        out: list[str] = [""] * len(cards)
+        if not todo:
+            return out
+        compiled = self._between(
+            compile_mjml(
+                render_template(self.html_cards_env, DIGEST_HTML, {**context, "cards": todo}),
+                DIGEST_HTML,
+            ),
+            len(todo),
+            True,
+        )
+        n = len(shape_list)
+        for i, html in zip(full, compiled[2 * n :], strict=True):
+            out[i] = html
+        again: list[int] = []
+        for k, (_, members) in enumerate(shape_list):
+            pattern = self._card_pattern(compiled[k])
+            probe = members[0]
+            vals = values[probe]
+            if pattern is None or vals is None or pattern.fill(vals) != compiled[n + k]:
+                again.extend(members)
+                continue
+            out[probe] = compiled[n + k]
+            for i in members[1:]:
+                out[i] = pattern.fill(cast(dict[str, str], values[i]))
+        if again:  # a shape the shortcut does not reproduce: its cards the long way
+            again_src = render_template(
+                self.html_cards_env, DIGEST_HTML, {**context, "cards": [cards[i] for i in again]}
+            )
+            for i, html in zip(
+                again,
+                self._between(compile_mjml(again_src, DIGEST_HTML), len(again), True),
+                strict=True,
+            ):
+                out[i] = html
+        return out
+
+    def _marked_card(self, card: Card) -> tuple[Card, dict[str, str] | None]:
+        """The card with a marker for each field that has text, and each marker's text
+        (None when some text holds "&", "<" or ">", or a marker)."""
+        markers = self.card_markers
+        vals: dict[str, str] = {}
+
+        def mark(j: int, text: str) -> str:
+            if not text:
+                return ""
+            vals[markers[j]] = text
+            return markers[j]
+
+        links = tuple((label, mark(7 + k, url)) for k, (label, url) in enumerate(card.links[:8]))
+        marked = replace(
+            card,
+            id=mark(0, card.id),
+            title=mark(1, card.title),
+            url=mark(2, card.url),
+            authors=mark(3, card.authors),
+            summary=mark(4, card.summary),
+            stats=mark(5, card.stats),
+            categories=mark(6, card.categories),
+            links=links + card.links[8:],
+        )
+        for text in vals.values():
+            if "&" in text or "<" in text or ">" in text or self.tok in text:
+                return marked, None
+        return marked, vals
+
+    def _card_pattern(self, compiled: str) -> Pattern | None:
+        """A marked card's compiled HTML cut at its markers (escaped as the serializer
+        writes text and attributes); None when a marker was changed on the way."""
+        lits: list[str] = []
+        holes: list[tuple[Any, Escape]] = []
+        pos = 0
+        for m in self.card_marker_re.finditer(compiled):
+            lits.append(compiled[pos : m.start()])
+            esc = escape_attr if _in_tag(compiled, m.start()) else escape_text
+            holes.append((m.group(), esc))
+            pos = m.end()
+        lits.append(compiled[pos:])
+        if any(self.card_tok in lit for lit in lits):
+            return None
+        return Pattern(lits, holes)
+
     def _between(self, compiled: str, count: int, html: bool) -> list[str]:
         if html:
             begin = re.compile(rf"<!--\s*{re.escape(self.begin)}\s*-->")
@@ -930,6 +1056,15 @@ class FastPath:
                 f"{DIGEST_HTML if html else DIGEST_TEXT} shows {len(pieces)} of {count} cards"
             )
         return pieces
+
+
+def _escaped(values: dict[str, str]) -> Callable[[re.Match[str]], str]:
+    """A marker's text as Jinja's autoescape writes it (for ``re.sub``)."""
+
+    def sub(m: re.Match[str]) -> str:
+        return str(markupsafe.escape(values[m.group()]))
+
+    return sub
 
 
 def _in_tag(html: str, pos: int) -> bool:

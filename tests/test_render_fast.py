@@ -67,3 +67,25 @@ def test_parts_carry_the_body_the_encoder_would_make() -> None:
 )
 def test_safe_url_quick_and_slow_agree(url: str, expected: str) -> None:
     assert safe_url(url) == expected
+
+
+@pytest.mark.parametrize("reasons", [True, False])
+def test_cards_filled_into_their_shape_equal_cards_compiled_in_full(reasons: bool) -> None:
+    from tests.test_render import HOSTILE, paper_from
+
+    fast = Renderer(make_cfg()).fast
+    papers = [*load_papers(), *(paper_from(c["paper"]) for c in HOSTILE)]
+    cards = [fast.r.card(p, 600) for p in papers]
+    if reasons:
+        cards = [replace(c, reasons=fast.reasons_marker) for c in cards]
+    context = {**fast.r.constants, **fast._marked_fields((True,) * len(FIELDS)), "cards": cards}
+    from digest.render import compile_mjml
+
+    full = fast._between(
+        compile_mjml(render_template(fast.html_cards_env, DIGEST_HTML, context), DIGEST_HTML),
+        len(cards),
+        True,
+    )
+    assert fast._card_htmls(cards, context) == full
+    shapes = {fast._marked_card(c)[0] for c in cards if fast._marked_card(c)[1] is not None}
+    assert len(shapes) < len(cards)  # the shortcut was taken
