@@ -331,10 +331,9 @@ class Ranker:
         for qi, (profile, query) in enumerate(zip(profiles, queries, strict=True)):
             self._veto(corpus, query, allowed[qi], seen.get(profile.email, ()))
         scores, sig = self.score(corpus, queries, allowed)
-        scores[~allowed] = -np.inf
         limits = np.asarray([q.max_papers if top is None else top for q in queries])
         floors = np.asarray([q.min_score for q in queries], dtype=np.float32)
-        picks = self._select(corpus, scores, limits, floors)
+        picks = self._select(corpus, scores, limits, floors, ~allowed)
         # All picks of the batch at once, query by query, each query's best first (ties
         # by id); their facts read as Python numbers in one go.
         n = len(corpus)
@@ -380,12 +379,12 @@ class Ranker:
         if allowed is None:
             allowed = np.ones((nq, n), dtype=bool)
         barred = ~allowed
-        count = np.maximum(allowed.sum(axis=1, keepdims=True), 1)
+        mask = _Mask.of(barred)
         lexical = corpus.lexical
         postings = lexical.postings(*_lexical_terms(corpus, queries))
         lex_raw = lexical.scores(postings, nq)
         self._add_phrases(corpus, queries, lex_raw)
-        lex = _standardize(np.log1p(lex_raw), barred, count)
+        lex = _standardize(np.log1p(lex_raw), mask)
         has_lex = np.asarray([bool(q.terms or q.phrases) for q in queries])
         has_vec = np.asarray([q.vector is not None for q in queries])
         qvecs = np.zeros((nq, corpus.vectors.shape[1]), dtype=np.float32)
@@ -393,7 +392,7 @@ class Ranker:
             if q.vector is not None:
                 qvecs[qi] = q.vector
         qvecs = self._center(corpus, qvecs)
-        sem = _standardize(qvecs @ corpus.vectors.T, barred, count)
+        sem = _standardize(qvecs @ corpus.vectors.T, mask)
         liked_rows = [qi for qi, q in enumerate(queries) if len(q.liked)]
         liked_best = np.zeros((nq, n), dtype=np.int32)
         liked_cos = np.zeros((nq, n), dtype=np.float32)
@@ -403,42 +402,48 @@ class Ranker:
             liked_best[qi] = sims.argmax(axis=0)
             liked_cos[qi] = sims.max(axis=0)
         if liked_rows:
-            liked_z[liked_rows] = _standardize(
-                liked_cos[liked_rows], barred[liked_rows], count[liked_rows]
-            )
+            liked_z[liked_rows] = _standardize(liked_cos[liked_rows], mask.rows(liked_rows))
         wl = (w.lexical_weight * has_lex)[:, None]
         ws = (w.semantic_weight * has_vec)[:, None]
         wk = min(w.liked_weight, 1.0)
         total = np.maximum(wl + ws, 1e-9)
+        lex_part = wl * lex
 
-        def fuse(sem: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def relevance_of(sem: np.ndarray, total: np.ndarray) -> np.ndarray:
+            # (wl * lex + ws * sem) / total, with 1.0 * sem read as sem (the same numbers)
+            rel = lex_part + (sem if (ws == 1.0).all() else ws * sem)
+            rel /= total
+            return rel
+
+        def lift(rel: np.ndarray) -> np.ndarray:
             # Relevance to the interests, lifted towards the similarity to liked papers
             # where that is higher: a liked paper pulls its neighbours up and never
             # pushes the interests' matches down. (Without liked papers, the lift is
             # nothing: only the rows with liked papers get it.)
-            rel = wl * lex
-            rel += ws * sem
-            rel /= total
             if not liked_rows:
-                return rel, rel
+                return rel
             fused = rel.copy()
             part = rel[liked_rows]
             fused[liked_rows] = part + wk * np.maximum(liked_z[liked_rows] - part, 0.0)
-            return rel, fused
+            return fused
 
         if w.feedback and has_vec.any():
             # Pseudo-relevance feedback: move each interests vector towards the mean of its
             # best first-pass papers, then score again. This widens a short or unusual
             # description to the vocabulary this edition's papers actually use.
-            first = np.negative(fuse(sem)[1])
+            if liked_rows:
+                first = np.negative(lift(relevance_of(sem, total)))
+            else:
+                first = relevance_of(sem, -total)  # the negated relevance, in one pass
             first[barred] = np.inf
             k = min(w.feedback_papers, n)
             best = np.argpartition(first, k - 1, axis=1)[:, :k]
             centroid = embed.unit(corpus.vectors[best].mean(axis=1))
             feedback = embed.unit(qvecs + w.feedback * centroid)
-            again = _standardize(feedback @ corpus.vectors.T, barred, count)
+            again = _standardize(feedback @ corpus.vectors.T, mask)
             sem = again if has_vec.all() else np.where(has_vec[:, None], again, sem)
-        relevance, fused = fuse(sem)
+        relevance = relevance_of(sem, total)
+        fused = lift(relevance)
         if fused is relevance:
             fused = fused + corpus.boosts[None, :]
         else:
@@ -504,9 +509,15 @@ class Ranker:
                 allowed[rows] = False
 
     def _select(
-        self, corpus: Corpus, scores: np.ndarray, limits: np.ndarray, floors: np.ndarray
+        self,
+        corpus: Corpus,
+        scores: np.ndarray,
+        limits: np.ndarray,
+        floors: np.ndarray,
+        barred: np.ndarray | None = None,
     ) -> list[list[int]]:
-        """The picks of each row: best first, ties by id, near-duplicates skipped.
+        """The picks of each row: best first, ties by id, near-duplicates skipped; never a
+        paper scored under the row's floor or ``barred``.
 
         Maximal marginal relevance over a pool of the best candidates: each next pick is
         the best score minus ``diversity`` x (score range) x its similarity to the closest
@@ -524,16 +535,26 @@ class Ranker:
                 picks
                 for lo in range(0, nq, rows)
                 for picks in self._select(
-                    corpus, scores[lo : lo + rows], limits[lo : lo + rows], floors[lo : lo + rows]
+                    corpus,
+                    scores[lo : lo + rows],
+                    limits[lo : lo + rows],
+                    floors[lo : lo + rows],
+                    None if barred is None else barred[lo : lo + rows],
                 )
             ]
-        s = np.where(scores >= floors[:, None], scores, -np.inf)
+        # The scores negated, at +inf where not eligible: the numbers of
+        # -np.where(eligible, scores, -inf), in fewer passes.
+        neg = np.negative(scores)
+        drop = scores < floors[:, None]
+        if barred is not None:
+            drop |= barred
+        neg[drop] = np.inf
         cand = (
-            np.argpartition(-s, size - 1, axis=1)[:, :size]
+            np.argpartition(neg, size - 1, axis=1)[:, :size]
             if size < n
             else np.tile(np.arange(n), (nq, 1))
         )
-        cs = np.take_along_axis(s, cand, axis=1)
+        cs = -np.take_along_axis(neg, cand, axis=1)
         order = np.lexsort((corpus.id_order[cand], -cs), axis=1)
         cand = np.take_along_axis(cand, order, axis=1)
         cs = np.take_along_axis(cs, order, axis=1).astype(np.float64)
@@ -616,6 +637,8 @@ class Ranker:
         err = gram_error(corpus.vectors.shape[1])
         margin = np.where(lam > 0, 2 * err * lam + 1e-12, -1.0)[:, 0]
         rows = np.arange(nq)
+        base = np.where(alive, cs, -np.inf)  # the scores of the candidates still alive
+        left = alive.sum(axis=1)
         penalty = np.zeros_like(cs)
         taken = np.zeros(cs.shape, dtype=bool)
         count = np.zeros(nq, dtype=np.int64)
@@ -624,23 +647,28 @@ class Ranker:
         steps = 0
         with np.errstate(invalid="ignore"):
             for _ in range(size):
-                active = (count < limits) & alive.any(axis=1) & ~unsure
+                active = (count < limits) & (left > 0) & ~unsure
                 if not active.any():
                     break
-                mmr = np.where(alive, cs - lam * penalty, -np.inf)
+                mmr = base - lam * penalty  # as np.where(alive, cs - lam * penalty, -inf)
                 j = mmr.argmax(axis=1)
                 best = mmr[rows, j]
                 mmr[rows, j] = -np.inf
                 unsure |= active & (best - mmr.max(axis=1) <= margin)
-                alive[rows[active], j[active]] = False
+                base[rows[active], j[active]] = -np.inf
+                left -= active
                 cj = cand[rows, j]
                 sim_j = gram[cj[:, None], cand]
-                unsure |= active & (taken & (np.abs(sim_j - dup) <= err)).any(axis=1)
-                take = active & ~(taken & (sim_j >= dup)).any(axis=1)
+                # The most similar pick decides whether this one is a near-duplicate.
+                closest = np.where(taken, sim_j, -np.inf).max(axis=1)
+                unsure |= active & (np.abs(closest - dup) <= err)
+                take = active & ~(closest >= dup)
                 picked[steps] = np.where(take, cj, -1)
                 steps += 1
-                taken[rows[take], j[take]] = True
-                penalty[take] = np.maximum(penalty[take], np.clip(sim_j[take], 0.0, None))
+                taken[rows, j] |= take
+                np.maximum(
+                    penalty, sim_j, out=penalty, where=take[:, None]
+                )  # sims below 0 count as 0
                 count += take
         out = [[d for d in row if d >= 0] for row in picked[:steps].T.tolist()]
         return out, unsure
@@ -746,24 +774,46 @@ def gram_error(dim: int) -> float:
     return 2.0 * u / (1.0 - u) * 1.01
 
 
-def _standardize(
-    x: np.ndarray, barred: np.ndarray | None = None, count: np.ndarray | None = None
-) -> np.ndarray:
-    """Each row in standard deviations above its mean over the entries not ``barred``
-    (papers that can be picked; ``count`` of them per row); a constant row gives zeros."""
-    if barred is None:
+class _Mask(NamedTuple):
+    """The papers each query may not pick, and how many it may, for ``_standardize``."""
+
+    barred: np.ndarray  # (Q, n) bool
+    n_allowed: np.ndarray  # (Q, 1) papers allowed, at least 1
+    partial: np.ndarray  # the rows with some paper barred
+
+    @classmethod
+    def of(cls, barred: np.ndarray) -> _Mask:
+        count = np.maximum(barred.shape[1] - barred.sum(axis=1, keepdims=True), 1)
+        return cls(barred, count, np.flatnonzero(barred.any(axis=1)))
+
+    def rows(self, rows: Sequence[int]) -> _Mask:
+        return _Mask.of(self.barred[rows])
+
+
+def _standardize(x: np.ndarray, mask: _Mask | None = None) -> np.ndarray:
+    """Each row in standard deviations above its mean over the entries not barred by
+    ``mask`` (papers that can be picked); a constant row gives zeros."""
+    if mask is None:
         mean = x.mean(axis=1, keepdims=True)
         std = x.std(axis=1, keepdims=True)
         return ((x - mean) / np.where(std > 1e-9, std, 1.0)).astype(np.float32)
-    if count is None:
-        count = np.maximum((~barred).sum(axis=1, keepdims=True), 1)
-    kept = x.copy()
-    kept[barred] = 0.0
-    mean = kept.sum(axis=1, keepdims=True) / count
+    # Sums over the allowed entries, as np.where(allowed, x, 0).sum(axis=1) gives them;
+    # a row with nothing barred is summed as it is.
+    partial = mask.partial
+    sums = x.sum(axis=1, keepdims=True)
+    if len(partial):
+        kept = x[partial]
+        kept[mask.barred[partial]] = 0.0
+        sums[partial] = kept.sum(axis=1, keepdims=True)
+    mean = sums / mask.n_allowed
     diff = x - mean
     square = np.square(diff)
-    square[barred] = 0.0
-    std = np.sqrt(square.sum(axis=1, keepdims=True) / count)
+    squares = square.sum(axis=1, keepdims=True)
+    if len(partial):
+        kept = square[partial]
+        kept[mask.barred[partial]] = 0.0
+        squares[partial] = kept.sum(axis=1, keepdims=True)
+    std = np.sqrt(squares / mask.n_allowed)
     diff /= np.where(std > 1e-9, std, 1.0)
     return diff.astype(np.float32)
 
