@@ -91,3 +91,47 @@ def test_feed_health(tmp_path: Path) -> None:
     assert (st.failures, st.etag, st.last_count) == (0, '"abc"', 30)
     assert st.last_success == T0 + timedelta(hours=1)
     assert st.last_error == "HTTP 500"  # kept for `digest feeds`
+
+
+def _finish_many(store: Store, emails: list[str], edition: date, papers: list[str]) -> None:
+    now = datetime(2026, 11, 27, 9, tzinfo=UTC)
+    with store.delivery_writer() as w:
+        w.claim([(e, edition, f"<{i}@x>") for i, e in enumerate(emails)], now)
+        # One call, as a group commit makes it: 40 x 10 papers, more than one INSERT takes.
+        w.finish([(e, edition, "sent", "250 ok", papers) for e in emails], now)
+
+
+def test_sent_papers_of_many_messages_in_one_commit(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    try:
+        emails = [f"r{i:02d}@example.org" for i in range(40)]
+        papers = [f"2501.{i:05d}" for i in range(10)]
+        _finish_many(store, emails, date(2026, 11, 26), papers + papers[:3])  # repeats once
+        got = store.sent_papers_of(emails, other_than=date(2026, 11, 27))
+        assert got == {e: set(papers) for e in emails}
+        assert store.subscriber_stats()["r07@example.org"] == (date(2026, 11, 26), 1, 10)
+    finally:
+        store.close()
+
+
+def test_a_database_made_before_keeps_its_sent_paper_table(tmp_path: Path) -> None:
+    """Databases made before sent_paper lost its rowid keep the old table and work."""
+    import sqlite3
+
+    path = tmp_path / "digest.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE sent_paper (email VARCHAR NOT NULL, paper_id VARCHAR NOT NULL, "
+            "edition DATE NOT NULL, PRIMARY KEY (email, paper_id))"
+        )
+        db.execute("INSERT INTO sent_paper VALUES ('a@example.org', 'old.1', '2026-11-01')")
+    store = Store(f"sqlite:///{path}")
+    try:
+        _finish_many(store, ["a@example.org"], date(2026, 11, 26), ["new.1", "new.2"])
+        got = store.sent_papers_of(["a@example.org"], other_than=date(2026, 11, 27))
+        assert got == {"a@example.org": {"old.1", "new.1", "new.2"}}
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'sent_paper'").fetchone()
+    assert "WITHOUT ROWID" not in sql.upper()
