@@ -148,7 +148,7 @@ class Memo(Generic[K, V]):
 
     __slots__ = ("fresh", "get", "limit", "shared", "shared_limit")
 
-    def __init__(self, limit: int = 10_000, shared_limit: int = 50_000) -> None:
+    def __init__(self, limit: int = 4_000, shared_limit: int = 40_000) -> None:
         self.limit = limit
         self.shared_limit = shared_limit
         self.shared: dict[K, V] = {}
@@ -302,11 +302,13 @@ class TextPattern:
     card slots (cards arrive as finished whole lines).
     """
 
-    __slots__ = ("items", "q", "quick", "simple", "wrapper")
+    __slots__ = ("forms", "items", "q", "quick", "simple", "wrapper")
 
     def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
         self.q: list[bytes | None] | None = None  # the finished items' quoted-printable
+        # per line with values, once encoded: its pieces (None for a value), where the values go
+        self.forms: list[tuple[list[str | None], list[tuple[int, Any]]] | None] = []
         # A card's usual form, once encoded: (text, its qp, "  Why: ", text, its qp).
         self.simple: tuple[str, bytes, str, str, bytes] | None = None
         self.quick = _quick_agrees(wrapper) if quick is None else quick
@@ -386,6 +388,7 @@ class TextPattern:
         if any(isinstance(item, str) and "\r" in item for item in self.items):
             raise _NoQp
         self.q = q = [qp_part(item) if isinstance(item, str) else None for item in self.items]
+        self.forms = [_form(item) if isinstance(item, tuple) else None for item in self.items]
         items = self.items
         if len(items) == 3 and isinstance(items[0], str) and isinstance(items[2], str):
             line = items[1]
@@ -404,7 +407,7 @@ class TextPattern:
         """``parts`` into ``sp``, each part's quoted-printable into ``bp`` (see
         ``Pattern.emit``); lines with values are finished through ``lines``."""
         q = self.q or self._encode()
-        for item, qp in zip(self.items, q, strict=True):
+        for item, qp, form in zip(self.items, q, self.forms, strict=True):
             if qp is not None:
                 sp.append(item)
                 bp.append(qp)
@@ -413,15 +416,14 @@ class TextPattern:
                 sp.extend(card[0])
                 bp.extend(card[1])
             else:
-                lits, keys, order = item
-                if len(keys) == 1 and order == (True, False):  # "  Why: " + reasons
-                    text = lits[0] + cast(str, values[keys[0]])
-                else:
-                    li, ki = iter(lits), iter(keys)
-                    text = "".join(
-                        [next(li) if lit else cast(str, values[next(ki)]) for lit in order]
-                    )
+                assert form is not None
+                pieces = form[0][:]
+                for pos, key in form[1]:
+                    pieces[pos] = cast(str, values[key])
+                text = "".join(cast(list[str], pieces))
                 done = lines.get(text) or lines.again(text)
+                if done is None and self.quick:
+                    done = lines.shaped(item, form, values, self.wrapper)
                 if done is None:
                     line = quick_line(self.wrapper, text) if self.quick else self.wrapper.line(text)
                     done = lines.add(text, line + "\n")
@@ -429,15 +431,52 @@ class TextPattern:
                 bp.append(done[1])
 
 
+def _form(item: tuple[Any, ...]) -> tuple[list[str | None], list[tuple[int, Any]]]:
+    """A text line with holes (a ``TextPattern`` item) as pieces to fill in."""
+    lits, keys, order = item
+    li, ki = iter(lits), iter(keys)
+    pieces: list[str | None] = []
+    slots: list[tuple[int, Any]] = []
+    for lit in order:
+        if lit:
+            pieces.append(next(li))
+        else:
+            slots.append((len(pieces), next(ki)))
+            pieces.append(None)
+    return pieces, slots
+
+
+# A link or an address in a text line stands in as a run of one filler character (its
+# "=" kept, which quoted-printable writes as "=3D") while the line is wrapped and encoded.
+_FILLERS = "`^|~"
+_FILL = [str.maketrans({chr(c): f for c in range(33, 127) if chr(c) != "="}) for f in _FILLERS]
+
+
+def _word(value: str) -> bool:
+    """Whether ``value`` wraps and encodes like any other word of its length and "="s."""
+    return (
+        len(value) >= 6
+        and value[0].isalpha()
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
 class Lines:
     """Finished text lines (wrapped, with their line end) and their quoted-printable, by
-    the line as the template made it (``Memo``)."""
+    the line as the template made it (``Memo``); and lines whose values include a
+    subscriber's own link or address, by the line with those as filler (``shaped``)."""
 
-    __slots__ = ("get", "memo")
+    __slots__ = ("get", "memo", "shapes")
 
     def __init__(self) -> None:
         self.memo: Memo[str, tuple[str, bytes]] = Memo()
         self.get = self.memo.get
+        # -> the line and its qp with fillers, where each value goes (index, in the
+        # line, in the qp), the last first; False when the shortcut does not apply
+        self.shapes: Memo[tuple[Any, ...], tuple[str, bytes, list[tuple[int, int, int]]] | bool]
+        self.shapes = Memo()
 
     def again(self, text: str) -> tuple[str, bytes] | None:
         return self.memo.again(text)
@@ -446,6 +485,68 @@ class Lines:
         if "\r" in done:
             raise _NoQp
         return self.memo.add(text, (done, qp_part(done)))
+
+    def shaped(
+        self,
+        item: tuple[Any, ...],
+        form: tuple[list[str | None], list[tuple[int, Any]]],
+        values: Mapping[Any, Any],
+        wrapper: Wrapper,
+    ) -> tuple[str, bytes] | None:
+        """The line (``quick_line``) and its quoted-printable made from the same line with
+        each one-word value (a link, an address) as filler of its length: wrapping and
+        encoding see only lengths there. None when no value is such a word, or when a
+        filler does not come out whole (a soft line break inside it)."""
+        pieces, slots = form
+        key: list[Any] = [item]
+        words: list[tuple[int, str, str]] = []
+        for pos, name in slots:
+            value = values[name]
+            if len(words) < len(_FILLERS) and _word(value):
+                filler = value.translate(_FILL[len(words)])
+                words.append((pos, value, filler))
+                key.append(filler)
+            else:
+                key.append(value)
+        if not words:
+            return None
+        shape = tuple(key)
+        found = self.shapes.get(shape)
+        if found is None:
+            found = self.shapes.again(shape)
+        if found is None:
+            buf = pieces[:]
+            for pos, name in slots:
+                buf[pos] = values[name]
+            for pos, _, filler in words:
+                buf[pos] = filler
+            text = "".join(cast(list[str], buf))
+            done = quick_line(wrapper, text) + "\n"
+            qp = qp_part(done)
+            fillers = [f for _, _, f in words]
+            whole = all(
+                text.count(f) == 1 and done.count(f) == 1 and qp.count(_qp_word(f)) == 1
+                for f in fillers
+            )
+            if "\r" in done or not whole:
+                self.shapes.add(shape, False)  # known not to work
+                return None
+            at = [(done.index(f), qp.index(_qp_word(f))) for f in fillers]
+            order = sorted(range(len(at)), key=lambda j: at[j], reverse=True)
+            found = self.shapes.add(shape, (done, qp, [(j, *at[j]) for j in order]))
+        if isinstance(found, bool):
+            return None
+        done, qp, spots = found
+        for j, i, k in spots:  # from the end, so the earlier places stay put
+            value = words[j][1]
+            done = done[:i] + value + done[i + len(value) :]
+            word = _qp_word(value)
+            qp = qp[:k] + word + qp[k + len(word) :]
+        return done, qp
+
+
+def _qp_word(word: str) -> bytes:
+    return word.replace("=", "=3D").encode()
 
 
 class _Repeat(NamedTuple):
@@ -756,7 +857,7 @@ class FastPath:
 
     @staticmethod
     def _shape(fields: Mapping[str, str]) -> tuple[bool, ...]:
-        return tuple(bool(fields[name]) for name in FIELDS)
+        return tuple([bool(fields[name]) for name in FIELDS])
 
     def _marked_fields(self, shape: tuple[bool, ...]) -> dict[str, str]:
         return {
