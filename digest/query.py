@@ -186,13 +186,13 @@ def _text_number(key: tuple[str, tuple[tuple[str, str, float], ...]]) -> int:
     return number
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)
 def _source_terms(source: str) -> tuple[dict[str, float], dict[str, str], text.Pairs]:
     counts, surface, pairs = text.parse_terms(source)
     return {s: math.sqrt(c) for s, c in counts.items()}, surface, pairs
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)
 def _quoted(interests: str) -> tuple[tuple[str, str], ...]:
     """(phrase key, phrase as written) of the phrases quoted in the interests."""
     out = []
@@ -203,23 +203,23 @@ def _quoted(interests: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-_phrase_key = lru_cache(maxsize=65536)(text.phrase_key)
-_author_key = lru_cache(maxsize=65536)(text.author_key)
+_phrase_key = lru_cache(maxsize=16384)(text.phrase_key)
+_author_key = lru_cache(maxsize=16384)(text.author_key)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)
 def _exclusions(exclude: tuple[str, ...]) -> tuple[frozenset[str], list[str]]:
     cats = frozenset(text.canonical_category(e) for e in exclude if text.is_category(e))
     keys = [_phrase_key(e) for e in exclude if not text.is_category(e)]
     return cats, [k for k in keys if k]
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)
 def _authors(authors: tuple[str, ...]) -> dict[str, str]:
     return {_author_key(a): a for a in authors if _author_key(a)}
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)
 def _categories(categories: tuple[str, ...]) -> dict[str, str]:
     return {text.canonical_category(c): c for c in categories}
 
@@ -228,7 +228,7 @@ def title_key(title: str) -> str:
     return " ".join(text.words(title))
 
 
-_title_key = lru_cache(maxsize=65536)(title_key)
+_title_key = lru_cache(maxsize=4096)(title_key)
 
 
 def _mean_or_none(vecs: np.ndarray) -> np.ndarray | None:

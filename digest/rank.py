@@ -47,7 +47,7 @@ GRAM_BYTES = 36 << 20  # the papers' pairwise similarities, kept for editions up
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
 _CACHE_SIZE = 1024  # profiles encoded as queries, kept for the next ranking of them
-_MATCHES_SIZE = 200_000  # "matches ..." reasons kept per edition (about 100 bytes each)
+_MATCHES_SIZE = 30_000  # "matches ..." reasons kept per edition (about 150 bytes each)
 _UNKNOWN = "\x00"
 _PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
 
@@ -74,8 +74,8 @@ class Corpus:
     _category_rows: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     _author_rows: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
     _gram: np.ndarray | None = None
-    # (query text number, row) -> the "matches ..." reason, "" for none
-    matches: dict[tuple[int, int], str] = field(default_factory=dict)
+    # query text number x papers + row -> the "matches ..." reason, "" for none
+    matches: dict[int, str] = field(default_factory=dict)
     upvotes: list[str] = field(default_factory=list)  # each paper's upvotes reason, or ""
 
     def gram(self, limit: int = GRAM_BYTES) -> np.ndarray | None:
@@ -679,13 +679,14 @@ class Ranker:
         self, corpus: Corpus, q: Query, facts: _Facts, j: int, d: int, found: Sequence[int]
     ) -> tuple[str, ...]:
         """The reasons for paper ``d``, the pick of query ``q`` at ``j`` in ``facts``."""
-        matches = corpus.matches.get((q.text, d), _UNKNOWN)
+        at = q.text * len(corpus.papers) + d
+        matches = corpus.matches.get(at, _UNKNOWN)
         if matches is _UNKNOWN:  # the same for every query of the same text
             matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
             matches = "matches '" + "', '".join(matched) + "'" if matched else ""
             if len(corpus.matches) >= _MATCHES_SIZE:
                 corpus.matches.clear()
-            corpus.matches[q.text, d] = matches
+            corpus.matches[at] = matches
         out: list[str] = [matches] if matches else []
         if q.authors:
             names = corpus.author_names
