@@ -398,24 +398,24 @@ class Composer:
         boundary = "=_digest_" + hashlib.sha256(mid.encode()).hexdigest()[:24]
         head.append(f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"')
         sep = boundary.encode()
-        body = b"".join(
-            (
-                b"This is a multipart message in MIME format.\r\n\r\n--",
-                sep,
-                _PLAIN_HEAD,
-                self._encode(rendered.text, rendered.text_parts),
-                b"\r\n--",
-                sep,
-                _HTML_HEAD,
-                self._encode(rendered.html, rendered.html_parts),
-                b"\r\n--",
-                sep,
-                b"--\r\n",
-            )
-        )
+        pieces = [
+            b"This is a multipart message in MIME format.\r\n\r\n--",
+            sep,
+            _PLAIN_HEAD,
+            self._encode(rendered.text, rendered.text_parts),
+            b"\r\n--",
+            sep,
+            _HTML_HEAD,
+            self._encode(rendered.html, rendered.html_parts),
+            b"\r\n--",
+            sep,
+            b"--\r\n",
+        ]
         if self.dkim is not None:
+            body = b"".join(pieces)
             head.insert(0, self.dkim.sign(head, body, now))
-        return CRLF.join(head).encode("ascii") + b"\r\n\r\n" + body
+            pieces = [body]
+        return b"".join([CRLF.join(head).encode("ascii"), b"\r\n\r\n", *pieces])
 
 
 _PART_HEAD = (

@@ -273,6 +273,7 @@ class Renderer:
         }
         self.levels = _abstract_levels(cfg.render.abstract_chars)
         self.sizes: dict[str, int] = {}  # UTF-8 sizes of the parts of the fast path
+        self._label_memo: dict[tuple[date, int], tuple[str, str, str]] = {}
         self.fast: Any = None
         if fast:
             from .render_fast import FastPath
@@ -388,21 +389,32 @@ class Renderer:
     ) -> dict[str, str]:
         """The per-subscriber strings the templates see."""
         name = one_line(profile.name)
-        label = date_label(edition)
-        count = plural(len(picks), "paper")
-        titles = " · ".join(clean_text(p.paper.title) for p in picks[:3])
+        label, count, title = self._labels(edition, len(picks))
+        titles = " · ".join([clean_text(p.paper.title) for p in picks[:3]])
         return {
             "name": name,
             "greeting": f"Hi {name}," if name else "Hello,",
             "email": one_line(profile.email),
             "date_label": label,
             "count_label": count,
-            "title": f"Your paper digest for {label}",
+            "title": title,
             "preheader": shorten(f"{count} today: {titles}", 140) if titles else count,
             "interests": shorten(clean_text(profile.interests), 160),
             "unsubscribe_url": safe_url(unsubscribe_url, allow_mailto=True),
             "manage_url": safe_url(manage_url, allow_mailto=True),
         }
+
+    def _labels(self, edition: date, count: int) -> tuple[str, str, str]:
+        """(date label, count label, title) for an edition and a number of papers."""
+        key = (edition, count)
+        found = self._label_memo.get(key)
+        if found is None:
+            if len(self._label_memo) >= 1000:
+                self._label_memo.clear()
+            label = date_label(edition)
+            found = (label, plural(count, "paper"), f"Your paper digest for {label}")
+            self._label_memo[key] = found
+        return found
 
     def card(self, paper: Paper, level: int) -> Card:
         return make_card(paper, level)

@@ -641,7 +641,8 @@ class FastPath:
         # without reasons, compiled only once some digest has a paper without any.
         self.cards: dict[tuple[Paper, int], tuple[Pattern, TextPattern]] = {}
         self.plain: dict[tuple[Paper, int], tuple[str, str]] = {}
-        self.by_object: dict[tuple[int, int], tuple[Paper, tuple[Pattern, TextPattern]]] = {}
+        # level -> id(paper) -> (the paper, its card)
+        self.by_object: dict[int, dict[int, tuple[Paper, tuple[Pattern, TextPattern]]]] = {}
         self.papers: list[Paper] = []  # this edition's
         self.disabled = ""
         self.enc = Encoder()
@@ -954,17 +955,23 @@ class FastPath:
     def _card_frags(self, papers: Sequence[Paper], level: int) -> list[tuple[Pattern, TextPattern]]:
         # By the paper object first: hashing a Paper (all its fields) for every card of
         # every digest is a good part of the cost of a digest.
-        by_object = self.by_object
-        hits = [by_object.get((id(p), level)) for p in papers]
-        if all(h is not None and h[0] is p for h, p in zip(hits, papers, strict=True)):
-            return [h[1] for h in hits if h is not None]
+        by_object = self.by_object.setdefault(level, {})
+        known = by_object.get
+        out = []
+        for p in papers:
+            hit = known(id(p))
+            if hit is None or hit[0] is not p:
+                break
+            out.append(hit[1])
+        else:
+            return out
         cards = self.cards
         missing = [p for p in papers if (p, level) not in cards]
         if missing:
             self._compile_cards(list(dict.fromkeys(missing)), level, plain=False)
         frags = [cards[(p, level)] for p in papers]
         for p, frag in zip(papers, frags, strict=True):
-            by_object[(id(p), level)] = (p, frag)  # the paper is kept: its id stays its own
+            by_object[id(p)] = (p, frag)  # the paper is kept: its id stays its own
         return frags
 
     def _plain_frags(self, papers: Sequence[Paper], level: int) -> list[tuple[str, str]]:
