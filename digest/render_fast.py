@@ -207,7 +207,7 @@ def utf8_len(text: str) -> int:
 
 
 # A card ready to join: its parts, their quoted-printable, the parts' UTF-8 size.
-Piece = tuple[list[str], list[bytes], int]
+Piece = tuple[Sequence[str], Sequence[bytes], int]
 
 
 class Pattern:
@@ -302,7 +302,7 @@ class TextPattern:
     card slots (cards arrive as finished whole lines).
     """
 
-    __slots__ = ("forms", "items", "q", "quick", "simple", "wrapper")
+    __slots__ = ("card", "forms", "items", "q", "quick", "simple", "wrapper")
 
     def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
@@ -311,6 +311,8 @@ class TextPattern:
         self.forms: list[tuple[list[str | None], list[tuple[int, Any]]] | None] = []
         # A card's usual form, once encoded: (text, its qp, "  Why: ", text, its qp).
         self.simple: tuple[str, bytes, str, str, bytes] | None = None
+        # A card's text and HTML ready to take a reasons line (see ``FastPath._card_form``)
+        self.card: CardForm | None = None
         self.quick = _quick_agrees(wrapper) if quick is None else quick
         items: list[Any] = []  # str: finished lines; tuple: a line with holes; int: card slot
         line: list[Any] = [""]
@@ -461,6 +463,11 @@ def _word(value: str) -> bool:
         and value.isprintable()
         and " " not in value
     )
+
+
+# (kind of reasons line, HTML before it, after it, their qp, their UTF-8 size, text before
+# the reasons line, its qp, text after, its qp)
+CardForm = tuple[int, str, str, bytes, bytes, int, str, bytes, str, bytes]
 
 
 class Lines:
@@ -650,7 +657,10 @@ class FastPath:
         self.why: Memo[tuple[str, ...], str] = Memo()  # reasons lines by the reasons
         # (HTML escape, text line start, reasons line) -> the reasons' HTML part, its qp,
         # its UTF-8 size, the finished text line, its qp
-        self.records: Memo[tuple[Escape, str, str], tuple[str, bytes, int, str, bytes]] = Memo()
+        self.records: Memo[tuple[int, str], tuple[str, bytes, int, str, bytes]] = Memo()
+        # kinds of reasons lines: (the HTML escape, the text line's start), numbered
+        self.kinds: list[tuple[Escape, str]] = []
+        self.kind_of: dict[tuple[Escape, str], int] = {}
 
     # -------------------------------------------------------- edition
 
@@ -721,6 +731,7 @@ class FastPath:
         text_sk: TextPattern,
     ) -> Output:
         enc, lines, records = self.enc, self.lines, self.records
+        known = records.get
         hvals: dict[Any, str | Piece] = dict(fields)
         tvals: dict[Any, str | Piece] = dict(fields)
         bare = iter(plain)
@@ -730,15 +741,18 @@ class FastPath:
                 hvals[i] = ([h], [enc(h)], utf8_len(h))
                 tvals[i] = ([t], [enc(t)], 0)
                 continue
-            simple, one, ql = tw.simple, hw.one, hw.qlits
-            if simple is not None and one is not None and ql is not None:
-                key = (one[1], simple[2], why)
-                rec = records.get(key) or records.again(key)
+            form = tw.card
+            if form is not None:
+                key = (form[0], why)
+                rec = known(key) or records.again(key)
                 if rec is None:
-                    rec = self._record(one[1], simple[2], why)
-                lits = hw.lits
-                hvals[i] = ([lits[0], rec[0], lits[1]], [ql[0], rec[1], ql[1]], hw.size + rec[2])
-                tvals[i] = ([simple[0], rec[3], simple[3]], [simple[1], rec[4], simple[4]], 0)
+                    rec = self._record(form[0], why)
+                hvals[i] = (
+                    (form[1], rec[0], form[2]),
+                    (form[3], rec[1], form[4]),
+                    form[5] + rec[2],
+                )
+                tvals[i] = ((form[6], rec[3], form[8]), (form[7], rec[4], form[9]), 0)
                 continue
             hvals[i] = hw.piece(why, enc)
             tp: list[str] = []
@@ -765,19 +779,31 @@ class FastPath:
             size,
         )
 
-    def _record(self, esc: Escape, start: str, why: str) -> tuple[str, bytes, int, str, bytes]:
+    def _record(self, kind: int, why: str) -> tuple[str, bytes, int, str, bytes]:
         """A reasons line's HTML part and text line, with their quoted-printable."""
+        esc, start = self.kinds[kind]
         part = esc(why)
         text = start + why
-        line = (
-            quick_line(self.r.wrapper, text) if self.quick else self.r.wrapper.line(text)
-        ) + "\n"
+        wrapper = self.r.wrapper
+        line = (quick_line(wrapper, text) if self.quick else wrapper.line(text)) + "\n"
         if "\r" in part or "\r" in line:
             raise _NoQp
         return self.records.add(
-            (esc, start, why),
+            (kind, why),
             (part, qp_part(part) if part else b"", utf8_len(part), line, qp_part(line)),
         )
+
+    def _card_form(self, html: Pattern, text: TextPattern) -> CardForm | None:
+        """The card's usual form: one reasons line in its HTML and one text line that
+        starts with a literal and ends with the reasons (both encoded already)."""
+        simple, one, ql = text.simple, html.one, html.qlits
+        if simple is None or one is None or ql is None:
+            return None
+        kind = self.kind_of.setdefault((one[1], simple[2]), len(self.kinds))
+        if kind == len(self.kinds):
+            self.kinds.append((one[1], simple[2]))
+        lits = html.lits
+        return (kind, lits[0], lits[1], ql[0], ql[1], html.size, *simple[:2], *simple[3:])
 
     def _joined(
         self,
@@ -1017,6 +1043,7 @@ class FastPath:
                 with contextlib.suppress(_NoQp):  # then encoded as the digest is built
                     html_card._encode()
                     text_pattern._encode()
+                    text_pattern.card = self._card_form(html_card, text_pattern)
                 self.cards[(paper, level)] = (html_card, text_pattern)
 
     def _card_htmls(self, cards: list[Card], context: dict[str, Any]) -> list[str]:
