@@ -34,6 +34,7 @@ class LexicalIndex:
     terms: list[str]  # term id -> stem
     avg_len: float
     _phrases: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    _phrase_docs: dict[str, frozenset[int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, docs: Sequence[tuple[str, str]]) -> LexicalIndex:
@@ -136,7 +137,13 @@ class LexicalIndex:
         it: the stems next to each other in the title or the abstract.)"""
         if " " not in key:
             return key in self.doc_terms[doc]
-        return f" {key} " in self.doc_text[doc]
+        docs = self._phrase_docs.get(key)
+        if docs is None:
+            found = self._phrases.get(key)
+            if found is None:  # a phrase not scored: look in this paper only
+                return f" {key} " in self.doc_text[doc]
+            docs = self._phrase_docs[key] = frozenset(found[0].tolist())
+        return doc in docs
 
     def postings(self, qs: np.ndarray, terms: np.ndarray, weights: np.ndarray) -> Postings:
         """Every posting of every query term, for many queries at once: ``qs``, ``terms``

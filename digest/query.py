@@ -180,7 +180,7 @@ def _text_number(key: tuple[str, tuple[tuple[str, str, float], ...]]) -> int:
     """A number for the query text ``key``, the same within the run, never reused."""
     number = _texts.get(key)
     if number is None:
-        if len(_texts) >= 65536:
+        if len(_texts) >= 8192:
             _texts.clear()
         number = _texts[key] = next(_numbers)
     return number
