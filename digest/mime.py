@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .dkim import Dkim, dkim_configured
@@ -303,7 +304,7 @@ class Composer:
         self.dkim = Dkim(cfg) if dkim_configured(cfg) else None
         self.qp = QpEncoder()
         self._subjects: dict[str, str] = {}
-        self._last_date: tuple[datetime | None, str] = (None, "")
+        self._last_date: tuple[tuple[float, Any] | None, str] = (None, "")  # by the second
         if cfg.smtp.host and not self.url_base:
             log.warning(
                 "[unsubscribe] url is not set: messages carry only a mailto: unsubscribe "
@@ -371,9 +372,10 @@ class Composer:
 
     def _date(self, when: datetime) -> str:
         """The Date header, made once a second."""
-        second = when.replace(microsecond=0)
-        if self._last_date[0] != second:
-            self._last_date = (second, f"Date: {format_datetime(second)}")
+        key = (when.timestamp() // 1, when.tzinfo)
+        if self._last_date[0] != key:
+            second = when.replace(microsecond=0)
+            self._last_date = (key, f"Date: {format_datetime(second)}")
         return self._last_date[1]
 
     def _encode(self, text: str, parts: tuple[str, ...]) -> bytes:
