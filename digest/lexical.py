@@ -40,28 +40,29 @@ class LexicalIndex:
     def build(cls, docs: Sequence[tuple[str, str]]) -> LexicalIndex:
         """Index (title, abstract) pairs."""
         vocab: dict[str, int] = {}
-        rows: list[int] = []
         cols: list[int] = []
         tfs: list[int] = []
+        sizes: list[int] = []
+        lens: list[int] = []
         doc_text: list[str] = []
         doc_terms: list[frozenset[str]] = []
-        lengths = np.zeros(len(docs), dtype=np.float32)
-        for i, (title, abstract) in enumerate(docs):
+        for title, abstract in docs:
             t_stems = text.stems(title)
             a_stems = text.stems(abstract)
             doc_text.append(" " + " ".join(t_stems) + " | " + " ".join(a_stems) + " ")
             tally = Counter(a_stems)
             for s in t_stems:
                 tally[s] += TITLE_REPEAT
-            lengths[i] = len(a_stems) + TITLE_REPEAT * len(t_stems)
+            lens.append(len(a_stems) + TITLE_REPEAT * len(t_stems))
             doc_terms.append(frozenset(tally))
-            for s, count in tally.items():
-                rows.append(i)
-                cols.append(vocab.setdefault(s, len(vocab)))
-                tfs.append(count)
+            cols.extend([vocab.setdefault(s, len(vocab)) for s in tally])
+            tfs.extend(tally.values())
+            sizes.append(len(tally))
         n = len(docs)
+        lengths = np.asarray(lens, dtype=np.float32).reshape(n)
+        rows = np.repeat(np.arange(n, dtype=np.int64), sizes)
         avg = float(lengths.mean()) if n else 1.0
-        order = np.lexsort((np.asarray(rows), np.asarray(cols)))
+        order = np.lexsort((rows, np.asarray(cols, dtype=np.int64)))
         r = np.asarray(rows, dtype=np.int32)[order]
         c = np.asarray(cols, dtype=np.int64)[order]
         tf = np.asarray(tfs, dtype=np.float32)[order]
