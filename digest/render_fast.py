@@ -451,7 +451,6 @@ def _form(item: tuple[Any, ...]) -> tuple[list[str | None], list[tuple[int, Any]
 # A link or an address in a text line stands in as a run of one filler character (its
 # "=" kept, which quoted-printable writes as "=3D") while the line is wrapped and encoded.
 _FILLERS = "`^|~"
-_FILL = [str.maketrans({chr(c): f for c in range(33, 127) if chr(c) != "="}) for f in _FILLERS]
 
 
 def _word(value: str) -> bool:
@@ -470,6 +469,9 @@ def _word(value: str) -> bool:
 CardForm = tuple[int, str, str, bytes, bytes, int, str, bytes, str, bytes]
 
 
+Spot = tuple[int, int, int, int, tuple[int, ...]]
+
+
 class Lines:
     """Finished text lines (wrapped, with their line end) and their quoted-printable, by
     the line as the template made it (``Memo``); and lines whose values include a
@@ -480,9 +482,10 @@ class Lines:
     def __init__(self) -> None:
         self.memo: Memo[str, tuple[str, bytes]] = Memo()
         self.get = self.memo.get
-        # -> the line and its qp with fillers, where each value goes (index, in the
-        # line, in the qp), the last first; False when the shortcut does not apply
-        self.shapes: Memo[tuple[Any, ...], tuple[str, bytes, list[tuple[int, int, int]]] | bool]
+        # -> the line and its qp with fillers, where each value goes (index, in the line,
+        # its span in the qp, the soft line breaks inside), the last first; False when
+        # the shortcut does not apply
+        self.shapes: Memo[tuple[Any, ...], tuple[str, bytes, list[Spot]] | bool]
         self.shapes = Memo()
 
     def again(self, text: str) -> tuple[str, bytes] | None:
@@ -510,7 +513,12 @@ class Lines:
         for pos, name in slots:
             value = values[name]
             if len(words) < len(_FILLERS) and _word(value):
-                filler = value.translate(_FILL[len(words)])
+                fill = _FILLERS[len(words)]
+                filler = (
+                    "=".join([fill * len(p) for p in value.split("=")])
+                    if "=" in value
+                    else fill * len(value)
+                )
                 words.append((pos, value, filler))
                 key.append(filler)
             else:
@@ -530,30 +538,47 @@ class Lines:
             text = "".join(cast(list[str], buf))
             done = quick_line(wrapper, text) + "\n"
             qp = qp_part(done)
-            fillers = [f for _, _, f in words]
-            whole = all(
-                text.count(f) == 1 and done.count(f) == 1 and qp.count(_qp_word(f)) == 1
-                for f in fillers
-            )
-            if "\r" in done or not whole:
+            spots: list[tuple[int, int, int, int, tuple[int, ...]]] = []
+            for j, (_, _, filler) in enumerate(words):
+                units = _qp_units(filler)
+                found_at = list(re.finditer(b"(?:=\r\n)?".join(map(re.escape, units)), qp))
+                if text.count(filler) != 1 or done.count(filler) != 1 or len(found_at) != 1:
+                    break
+                m = found_at[0]
+                # where soft line breaks fall inside the word, by unit
+                breaks, unit, pos = [], 0, m.start()
+                while pos < m.end():
+                    if qp.startswith(b"=\r\n", pos):
+                        breaks.append(unit)
+                        pos += 3
+                        continue
+                    pos += len(units[unit])
+                    unit += 1
+                spots.append((j, done.index(filler), m.start(), m.end(), tuple(breaks)))
+            else:
+                spots.sort(key=lambda spot: spot[1:3], reverse=True)
+                found = self.shapes.add(shape, (done, qp, spots))
+            if found is None or "\r" in done:
                 self.shapes.add(shape, False)  # known not to work
                 return None
-            at = [(done.index(f), qp.index(_qp_word(f))) for f in fillers]
-            order = sorted(range(len(at)), key=lambda j: at[j], reverse=True)
-            found = self.shapes.add(shape, (done, qp, [(j, *at[j]) for j in order]))
         if isinstance(found, bool):
             return None
         done, qp, spots = found
-        for j, i, k in spots:  # from the end, so the earlier places stay put
+        for j, i, start, end, cuts in spots:  # from the end: earlier places stay put
             value = words[j][1]
             done = done[:i] + value + done[i + len(value) :]
-            word = _qp_word(value)
-            qp = qp[:k] + word + qp[k + len(word) :]
+            units = _qp_units(value)
+            for unit in reversed(cuts):
+                if units[unit][:1] == b".":  # a line would start with a dot: the long way
+                    return None
+                units.insert(unit, b"=\r\n")
+            qp = qp[:start] + b"".join(units) + qp[end:]
         return done, qp
 
 
-def _qp_word(word: str) -> bytes:
-    return word.replace("=", "=3D").encode()
+def _qp_units(word: str) -> list[bytes]:
+    """A one-word ASCII value as quoted-printable, one unit per character ("=" is "=3D")."""
+    return [b"=3D" if c == "=" else c.encode() for c in word]
 
 
 class _Repeat(NamedTuple):

@@ -89,3 +89,30 @@ def test_cards_filled_into_their_shape_equal_cards_compiled_in_full(reasons: boo
     assert fast._card_htmls(cards, context) == full
     shapes = {fast._marked_card(c)[0] for c in cards if fast._marked_card(c)[1] is not None}
     assert len(shapes) < len(cards)  # the shortcut was taken
+
+
+def test_lines_with_a_subscribers_link_equal_the_long_way() -> None:
+    """Addresses and links of every length, dots and "=" anywhere: the lines made from a
+    filler of the same shape are the lines wrapped and encoded in full."""
+    import random
+
+    from digest.models import Profile
+
+    rng = random.Random(11)
+    papers = load_papers()
+    r = Renderer(make_cfg())
+    r.begin_edition(papers)
+    naive = Renderer(make_cfg(), fast=False)
+    chars = "abcdefghij.=-_%0123456789"
+    for n in range(160):
+        local = "r" + "".join(rng.choice("abc.-_0123") for _ in range(rng.randint(0, 40)))
+        query = "".join(rng.choice(chars) for _ in range(rng.randint(0, 150)))
+        url = f"https://x.example.org/u?{query}"
+        prof = Profile(email=f"{local}@example.org", name="Ada", interests="graphs " * (n % 9))
+        d = digest_of(papers[: 1 + n % 4], prof)
+        out = r.render(d, unsubscribe_url=url)
+        assert isinstance(out.text_parts, EncodedParts)
+        assert out.text_parts.qp == QpEncoder().encode_parts(out.text_parts), (local, url)
+        if n % 20 == 0:
+            assert out.text == naive.render(d, unsubscribe_url=url).text
+    assert r.fast.lines.shapes.shared or r.fast.lines.shapes.fresh  # the shortcut was taken
