@@ -9,12 +9,16 @@ categories, for the full ranker and for BM25-only and embedding-only rankers bui
 same code with the other signals switched off. Then the time to rank 3,000 papers for 1,000
 profiles, and (with --newsletter) 1,000 papers for 100,000 profiles.
 
-Run: .venv/bin/python bench/rank_quality.py [--per-category] [--newsletter]
+With --fingerprint, each speed test also prints a SHA-256 of every pick (id, score and
+reasons, in order) for every profile: two revisions that rank alike print the same.
+
+Run: .venv/bin/python bench/rank_quality.py [--per-category] [--newsletter] [--fingerprint]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -147,7 +151,11 @@ def synthetic_profiles(
 
 
 def timing(
-    papers: Sequence[Paper], n_papers: int, n_profiles: int, taxonomy: dict[str, dict[str, str]]
+    papers: Sequence[Paper],
+    n_papers: int,
+    n_profiles: int,
+    taxonomy: dict[str, dict[str, str]],
+    fingerprint: bool = False,
 ) -> None:
     ranker = Ranker(Ranking())
     ranker.prepare(papers[:10], NOW)  # load the model outside the timed part
@@ -155,8 +163,11 @@ def timing(
     corpus = ranker.prepare(papers[:n_papers], NOW)
     t1 = time.perf_counter()
     picked = 0
+    digest = hashlib.sha256() if fingerprint else None
     for picks in ranker.rank_many(corpus, synthetic_profiles(n_profiles, taxonomy)):
         picked += len(picks)
+        if digest is not None:
+            digest.update(repr([(s.paper.id, s.score, s.reasons) for s in picks]).encode())
     c2, t2 = time.process_time(), time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -165,6 +176,8 @@ def timing(
         f"total {t2 - t0:.2f} s wall, {c2 - c0:.2f} s CPU; {picked:,} picks; "
         f"peak RSS {rss:.0f} MB"
     )
+    if digest is not None:  # hashed inside the timed loop: time it without --fingerprint
+        print(f"  fingerprint of the picks: {digest.hexdigest()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--newsletter", action="store_true", help="also time 100,000 profiles x 1,000 papers"
     )
     ap.add_argument("--no-speed", action="store_true", help="skip the speed test")
+    ap.add_argument(
+        "--fingerprint", action="store_true", help="print a hash of every pick of the speed tests"
+    )
     args = ap.parse_args(argv)
 
     papers = load_papers(args.papers)
@@ -209,9 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = "  ".join(f"{results[n][code][0]:>14.3f}" for n in variants)
             print(f"  {code:<10} {n_rel:>6}  {cells}")
     if not args.no_speed:
-        timing(papers, args.speed_papers, args.profiles, taxonomy)
+        timing(papers, args.speed_papers, args.profiles, taxonomy, args.fingerprint)
         if args.newsletter:
-            timing(papers, 1000, 100_000, taxonomy)
+            timing(papers, 1000, 100_000, taxonomy, args.fingerprint)
     return 0
 
 
