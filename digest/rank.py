@@ -1,8 +1,13 @@
 """Pure ranking: papers + profile + now -> best papers first, each with short true reasons.
 
 Papers are indexed and embedded once per edition (``Ranker.prepare`` -> ``Corpus``), profiles
-are encoded once per run (cached in the ``Ranker``), and many profiles are scored together
-with a few numpy operations (``Ranker.rank_many``).
+are encoded once per run (cached in the ``Ranker``; the parts many profiles share, such as a
+common interests text or keyword, are made once), and many profiles are scored together with
+a few numpy operations (``Ranker.rank_many``). The diversity step reads the papers' pairwise
+similarities from the edition's Gram matrix and redoes, with the candidates' own products,
+the few rows where rounding could change a choice; the "matches ..." reason of a paper is
+made once per query text. Every pick, score and reason is the same as scoring each batch
+the long way: tests/test_rank_select.py and ``bench/rank_quality.py --fingerprint`` check it.
 
 The score of a paper for a profile is a weighted mean of standardized relevance signals
 (BM25 over stemmed title + abstract with phrases, embedding similarity to the interests,
