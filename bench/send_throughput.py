@@ -10,10 +10,11 @@ RSS is its own. Printed: digests/s end to end, peak RSS, time per stage, and in 
 run (a) smtp-source sending as many messages of our average size over as many reused
 connections (the ceiling) and (b) the naive per-email path on a sample (Jinja -> MJML ->
 premailer -> EmailMessage -> smtplib, with the same picks, ranking not timed), and both
-ratios against the targets.
+ratios against the targets. Each connection count asked for (default 1 and 4) is one
+run of ours, on a fresh copy of the same project, and one of smtp-source with as many.
 
 Run: .venv/bin/python bench/send_throughput.py [--subscribers 10000] [--papers 1000]
-     [--connections 4] [--naive 200] [--profile FILE] [--py-spy FILE] [--rss-every S]
+     [--connections 1,4] [--naive 200] [--profile FILE] [--py-spy FILE] [--rss-every S]
      [--keep]
 Needs postfix's smtp-sink and smtp-source (Debian/Ubuntu: apt-get install postfix).
 """
@@ -464,11 +465,81 @@ def print_stages(r: dict[str, Any]) -> None:
     print(f"  {'total':<8} {r['cpu']:>7.2f} {r['cpu'] / sent * 1e3:>10.3f}")
 
 
+def counts(text: str) -> list[int]:
+    try:
+        out = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give counts like 4 or 1,4") from None
+    if not out or out[0] < 1 or out[-1] > 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: connections go from 1 to 64")
+    return out
+
+
+def measure(
+    args: argparse.Namespace, connections: int, now: datetime, ours: int, theirs: int
+) -> dict[str, Any]:
+    """One fresh project (same seed: same subscribers and papers), one run of ours at
+    ``connections`` connections, then smtp-source with as many; the sink restarted."""
+    base = Path(tempfile.mkdtemp(prefix="digest-bench-"))
+    port = free_port()
+    run_args = argparse.Namespace(**{**vars(args), "connections": connections})
+    try:
+        config, gen_s = make_project(base, run_args, port, now)
+        print(
+            f"\n== {connections} SMTP connection(s): {args.subscribers:,} subscriber files, "
+            f"{args.papers:,} papers ({gen_s:.1f} s to generate in {base}); pipeline on core "
+            f"{ours}, smtp-sink on core {theirs}"
+        )
+        sink = start_sink(port, theirs)
+        try:
+            opts = {"profile": args.profile, "rss_every": args.rss_every}
+            r = run_pipeline(config, ours, opts, args.py_spy)
+            r["rate"] = r["sent"] / r["wall"] if r["wall"] else 0.0
+            print(
+                f"ours: {r['sent']:,} digests sent ({r['failed']} failed, {r['deferred']} "
+                f"deferred) of {r['due']:,} due in {r['wall']:.2f} s: {r['rate']:,.0f} "
+                f"digests/s; CPU {r['cpu']:.2f} s (user {r['user']:.2f}, system "
+                f"{r['sys']:.2f}; {r['switches'][0]:,} voluntary, {r['switches'][1]:,} forced "
+                f"context switches); peak RSS {r['maxrss_kb'] / 1024:.0f} MB"
+            )
+            print(
+                f"  whole process (interpreter start, imports {r['imports']:.2f} s, the run): "
+                f"{r['process']:.2f} s, {r['sent'] / r['process']:,.0f} digests/s"
+            )
+            print_stages(r)
+            pin(ours)
+            if args.naive and "naive" not in args.done:
+                args.done["naive"] = naive(config, port, args.naive)
+            size = r.get("avg_bytes") or args.done.get("naive", (0, 40_000))[1]
+            r["size"] = size
+            r["ceiling"] = ceiling(port, ours, max(r["sent"], 1), size, connections)
+        finally:
+            sink.send_signal(signal.SIGTERM)
+            sink.wait(timeout=10)
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, {ours, theirs})
+        print(
+            f"ceiling: smtp-source, {max(r['sent'], 1):,} messages of {size:,} bytes over "
+            f"{connections} reused connection(s): {r['ceiling']:,.0f} messages/s"
+        )
+        return r
+    finally:
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subscribers", type=int, default=10_000, help="synthetic subscribers")
     ap.add_argument("--papers", type=int, default=1000, help="candidate papers (100..3000)")
-    ap.add_argument("--connections", type=int, default=4, help="SMTP connections ([smtp])")
+    ap.add_argument(
+        "--connections",
+        type=counts,
+        default=[1, 4],
+        help="SMTP connections ([smtp] connections); several, as 1,4, for one run each",
+    )
     ap.add_argument("--naive", type=int, default=200, help="digests on the naive path")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", default="", help="write a pyinstrument profile of the run here")
@@ -481,63 +552,40 @@ def main() -> int:
     if not (os.path.exists(SINK) and os.path.exists(SOURCE)):
         print(f"send_throughput: {INSTALL_HINT}", file=sys.stderr)
         return 2
-
-    ours, theirs = cores()
-    base = Path(tempfile.mkdtemp(prefix="digest-bench-"))
-    port = free_port()
+    args.done = {}
     now = datetime.now(UTC)
-    try:
-        config, gen_s = make_project(base, args, port, now)
-        print(
-            f"project: {args.subscribers:,} subscriber files, {args.papers:,} papers, "
-            f"{args.connections} SMTP connection(s) ({gen_s:.1f} s to generate in {base})"
-        )
-        print(f"cores: pipeline on core {ours}, smtp-sink on core {theirs}")
-        sink = start_sink(port, theirs)
-        try:
-            opts = {"profile": args.profile, "rss_every": args.rss_every}
-            r = run_pipeline(config, ours, opts, args.py_spy)
-            rate = r["sent"] / r["wall"] if r["wall"] else 0.0
-            print(
-                f"ours: {r['sent']:,} digests sent ({r['failed']} failed, {r['deferred']} "
-                f"deferred) of {r['due']:,} due in {r['wall']:.2f} s: {rate:,.0f} digests/s; "
-                f"CPU {r['cpu']:.2f} s (user {r['user']:.2f}, system {r['sys']:.2f}; "
-                f"{r['switches'][0]:,} voluntary, {r['switches'][1]:,} forced context switches); "
-                f"peak RSS {r['maxrss_kb'] / 1024:.0f} MB"
-            )
-            print(
-                f"  whole process (interpreter start, imports {r['imports']:.2f} s, the run): "
-                f"{r['process']:.2f} s, {r['sent'] / r['process']:,.0f} digests/s"
-            )
-            print_stages(r)
-            pin(ours)
-            naive_rate, naive_size = naive(config, port, args.naive)
-            size = r.get("avg_bytes") or naive_size
-            ceil = ceiling(port, ours, max(r["sent"], 1), size, args.connections)
-        finally:
-            sink.send_signal(signal.SIGTERM)
-            sink.wait(timeout=10)
-        print(
-            f"ceiling: smtp-source, {max(r['sent'], 1):,} messages of {size:,} bytes over "
-            f"{args.connections} reused connection(s): {ceil:,.0f} messages/s"
-        )
+    ours, theirs = cores()
+    runs = {n: measure(args, n, now, ours, theirs) for n in args.connections}
+    naive_rate = args.done["naive"][0] if "naive" in args.done else 0.0
+    print("\n== summary")
+    if naive_rate:
         print(f"naive: {args.naive} digests, {naive_rate:,.1f} digests/s (ranking not timed)")
-        print(f"ratios: ours/ceiling {rate / ceil:.2f}x, ours/naive {rate / naive_rate:.1f}x")
+    print(
+        f"  {'connections':>11} {'digests/s':>10} {'CPU ms/digest':>14} {'peak RSS':>9} "
+        f"{'ceiling/s':>10} {'ours/ceiling':>13} {'ours/naive':>11}"
+    )
+    for n, r in runs.items():
+        per = r["cpu"] / max(r["sent"], 1) * 1e3
+        vs_naive = f"{r['rate'] / naive_rate:.1f}x" if naive_rate else "-"
+        print(
+            f"  {n:>11} {r['rate']:>10,.0f} {per:>14.3f} {r['maxrss_kb'] / 1024:>6.0f} MB "
+            f"{r['ceiling']:>10,.0f} {r['rate'] / r['ceiling']:>12.2f}x {vs_naive:>11}"
+        )
+    for n, r in runs.items():
         rss = r["maxrss_kb"] / 1024
         checks = [
-            (">= 1,000 digests/s", rate >= 1000),
-            (">= 0.4x the ceiling", rate >= 0.4 * ceil),
-            (">= 12x naive", rate >= 12 * naive_rate),
+            (">= 1,000 digests/s", r["rate"] >= 1000),
+            (
+                f">= 0.4x the ceiling at {n} connection(s)",
+                r["rate"] >= 0.4 * r["ceiling"],
+            ),
+            (">= 12x naive", bool(naive_rate) and r["rate"] >= 12 * naive_rate),
             (f"peak RSS <= 300 MB (at {args.subscribers:,} subscribers)", rss <= 300),
         ]
         print(
-            "targets: " + "; ".join(f"{what}: {'met' if ok else 'NOT met'}" for what, ok in checks)
+            f"targets at {n} connection(s): "
+            + "; ".join(f"{what}: {'met' if ok else 'NOT met'}" for what, ok in checks)
         )
-    finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
