@@ -567,12 +567,20 @@ class Lines:
         for j, i, start, end, cuts in spots:  # from the end: earlier places stay put
             value = words[j][1]
             done = done[:i] + value + done[i + len(value) :]
-            units = _qp_units(value)
-            for unit in reversed(cuts):
-                if units[unit][:1] == b".":  # a line would start with a dot: the long way
-                    return None
-                units.insert(unit, b"=\r\n")
-            qp = qp[:start] + b"".join(units) + qp[end:]
+            raw = value.encode()  # ASCII: one byte a character, "=" written "=3D"
+            if cuts:
+                chunks: list[bytes] = []
+                prev = 0
+                for unit in cuts:
+                    if raw[unit : unit + 1] == b".":  # a line would start with a dot
+                        return None
+                    chunks.append(raw[prev:unit])
+                    prev = unit
+                chunks.append(raw[prev:])
+                word = b"=\r\n".join([c.replace(b"=", b"=3D") for c in chunks])
+            else:
+                word = raw.replace(b"=", b"=3D")
+            qp = qp[:start] + word + qp[end:]
         return done, qp
 
 
