@@ -5,16 +5,23 @@ per-subscriber value and of every card, then compiled (Jinja -> MJML -> premaile
 
 * a *skeleton* per template, per number of cards and per "shape" (which per-subscriber
   values are empty, since templates may test them with ``{% if %}``): the compiled HTML is
-  cut at the markers into literal pieces and holes;
-* every paper's *card*, compiled once per edition (many cards in one document, cut out
-  between begin/end comments), in two forms: with a marker as its reasons line, and
-  without reasons.
+  cut at the markers into literal pieces and holes. When a skeleton's MJML and its
+  compiled HTML repeat one piece between card slots, skeletons for other numbers of cards
+  (two or more) are put together from those pieces, without premailer, once their MJML
+  and MJML's HTML show the same repetition;
+* every paper's *card*, compiled once per edition, in two forms: with a marker as its
+  reasons line, and without reasons. Cards alike in which fields are empty and which links
+  they have go through premailer as one marked card, the others filled in (when their MJML
+  is that card's with their text in, and the first of them compiled in full agrees).
 
 A personalized digest is then the skeleton's pieces joined with the chosen cards and the
-subscriber's values, escaped the way the HTML serializer would have written them. The
-first digest of each skeleton is also rendered the per-email way and compared; if a custom
-template does something the fast path cannot reproduce, rendering falls back to the
-per-email path and the log says so.
+subscriber's values, escaped the way the HTML serializer would have written them. Each
+piece carries its quoted-printable (``digest.mime.qp_part``), worked out once with the
+piece, so the message body is one join too (``digest.mime.EncodedParts``); per-digest
+values go through small caches (``Memo``). The first digest of each skeleton (or family
+of skeletons) is also rendered the per-email way and compared; if a custom template does
+something the fast path cannot reproduce, rendering falls back to the per-email path and
+the log says so.
 """
 
 from __future__ import annotations
