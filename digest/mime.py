@@ -3,7 +3,9 @@
 Messages are assembled by hand rather than with ``email.message.EmailMessage``: the
 per-sender parts (From, List-Id, List-Unsubscribe base, DKIM key) are prepared once per
 run by a ``Composer``, and each message costs a few string joins plus quoted-printable
-encoding of the lines not seen before in this run (``QpEncoder``).
+encoding of the lines not seen before in this run (``QpEncoder``). Parts from the
+renderer's fast path arrive with their quoted-printable already (``EncodedParts``): the
+body is then one join.
 """
 
 from __future__ import annotations
