@@ -1,0 +1,108 @@
+"""Ranking many profiles: what a ``Ranker`` keeps between batches and runs (queries, shared
+query parts, reasons per query text, the edition's Gram matrix) never changes a pick, a score
+or a reason (tests/data/eval: real arXiv papers and the arXiv category descriptions)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from digest.config import Ranking
+from digest.models import Keyword, Paper, Profile
+from digest.rank import Ranker
+
+EVAL = Path(__file__).parent / "data" / "eval"
+NOW = datetime(2025, 7, 5, 7, 0, tzinfo=UTC)
+
+
+def edition() -> list[Paper]:
+    lines = (EVAL / "papers.jsonl").read_text(encoding="utf-8").splitlines()[:500]
+    rng = random.Random(11)
+    out = []
+    for line in lines:
+        r = json.loads(line)
+        out.append(
+            Paper(
+                id=r["id"],
+                title=r["title"],
+                abstract=r["abstract"],
+                authors=("Ada Lovelace", "Alan Turing")
+                if rng.random() < 0.1
+                else ("Grace Hopper",),
+                categories=tuple(r["categories"]),
+                upvotes=rng.choice((None, 1, 7, 300)),
+                published=NOW - timedelta(hours=rng.uniform(2, 96)),
+            )
+        )
+    return out
+
+
+def readers(papers: list[Paper]) -> list[Profile]:
+    """Profiles as many subscribers write them, several sharing an interests text."""
+    taxonomy = json.loads((EVAL / "taxonomy.json").read_text(encoding="utf-8"))
+    codes = sorted(c for c, e in taxonomy.items() if e["description"])[:12]
+    rng = random.Random(13)
+    out = []
+    for i in range(400):
+        code = rng.choice(codes)
+        entry = taxonomy[code]
+        words = [taxonomy[c]["name"].split()[0].lower() for c in rng.sample(codes, 2)]
+        out.append(
+            Profile(
+                email=f"r{i}@example.org",
+                interests=f"{entry['name']}. {entry['description']}",
+                keywords=tuple(Keyword(w) for w in words) if rng.random() < 0.5 else (),
+                authors=("A. Turing",) if rng.random() < 0.2 else (),
+                categories=(code,) if rng.random() < 0.3 else (),
+                category_mode="restrict" if rng.random() < 0.1 else "boost",
+                exclude=("survey", "cs.CV") if rng.random() < 0.1 else (),
+                liked=tuple(p.id for p in rng.sample(papers, 2)) if rng.random() < 0.1 else (),
+                max_papers=rng.choice((5, 8, 10, 12)),
+            )
+        )
+    return out
+
+
+def rows(
+    ranker: Ranker, papers: list[Paper], profiles: list[Profile]
+) -> list[list[tuple[str, float, tuple[str, ...]]]]:
+    corpus = ranker.prepare(papers, NOW)
+    by_id = {p.id: p for p in papers}
+    liked = {p.email: [by_id[i] for i in p.liked if i in by_id] for p in profiles if p.liked}
+    seen = {p.email: {papers[i].id for i in range(0, len(papers), 37)} for p in profiles[::5]}
+    return [
+        [(s.paper.id, s.score, s.reasons) for s in picks]
+        for picks in ranker.rank_many(corpus, profiles, seen=seen, liked_papers=liked)
+    ]
+
+
+def test_what_a_ranker_keeps_changes_nothing() -> None:
+    papers = edition()
+    profiles = readers(papers)
+    fresh = rows(Ranker(Ranking()), papers, profiles)
+    ranker = Ranker(Ranking())
+    assert rows(ranker, papers, profiles) == fresh
+    assert rows(ranker, papers, profiles) == fresh  # queries, parts and reasons kept
+    # Renamed subscribers share the queries and reasons of the first ones.
+    renamed = [dataclasses.replace(p, email=f"x{p.email}", name="X") for p in profiles]
+    assert rows(ranker, papers, renamed) == fresh
+    exact = rows(Ranker(Ranking(), gram_bytes=0), papers, profiles)
+    assert exact == fresh
+    assert sum(map(len, fresh)) > 3000
+    reasons = {r for row in fresh for _, _, why in row for r in why}
+    assert any(r.startswith("matches ") for r in reasons)
+    assert any(r.startswith("by ") for r in reasons)
+    assert any(r.startswith("in ") for r in reasons)
+    assert any(r.endswith("upvotes") for r in reasons)
+
+
+def test_a_new_edition_gets_its_own_reasons() -> None:
+    papers = edition()
+    profiles = readers(papers)[:60]
+    ranker = Ranker(Ranking())
+    rows(ranker, papers[:300], profiles)
+    later = rows(ranker, papers[200:], profiles)
+    assert later == rows(Ranker(Ranking()), papers[200:], profiles)
