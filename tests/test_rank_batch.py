@@ -106,3 +106,26 @@ def test_a_new_edition_gets_its_own_reasons() -> None:
     rows(ranker, papers[:300], profiles)
     later = rows(ranker, papers[200:], profiles)
     assert later == rows(Ranker(Ranking()), papers[200:], profiles)
+
+
+def test_reasons_follow_each_query_text() -> None:
+    """Two subscribers with the same interests, one with a keyword too, in one batch: each
+    gets the "matches" reason of their own words for the same paper."""
+    lines = (Path(__file__).parent / "data" / "rank" / "papers.jsonl").read_text().splitlines()
+    papers = [
+        Paper(id=r["id"], title=r["title"], abstract=r["abstract"]) for r in map(json.loads, lines)
+    ]
+    whisper = "2506.21576"  # Adapting Whisper for ... code-switching speech recognition
+    plain = Profile(email="a@example.org", interests="speech recognition")
+    keyed = dataclasses.replace(plain, email="b@example.org", keywords=(Keyword("whisper"),))
+    ranker = Ranker(Ranking())
+    corpus = ranker.prepare(papers, NOW)
+    for order in ([plain, keyed, plain], [keyed, plain, keyed]):
+        got = {}
+        for profile, picks in zip(order, ranker.rank_many(corpus, order), strict=True):
+            why = {s.paper.id: s.reasons for s in picks}
+            got[profile.email] = why[whisper][0]
+        assert got == {
+            "a@example.org": "matches 'speech recognition'",
+            "b@example.org": "matches 'whisper', 'speech recognition'",
+        }
