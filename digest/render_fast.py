@@ -155,7 +155,7 @@ class Memo(Generic[K, V]):
 
     __slots__ = ("fresh", "get", "limit", "shared", "shared_limit")
 
-    def __init__(self, limit: int = 4_000, shared_limit: int = 40_000) -> None:
+    def __init__(self, limit: int = 4_000, shared_limit: int = 20_000) -> None:
         self.limit = limit
         self.shared_limit = shared_limit
         self.shared: dict[K, V] = {}
