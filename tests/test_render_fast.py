@@ -4,12 +4,13 @@ family's pieces, the quoted-printable carried with the parts, quick checks of li
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from digest.mime import EncodedParts, QpEncoder
 from digest.render import DIGEST_HTML, DIGEST_TEXT, FIELDS, Card, Renderer, render_template
-from digest.render_fast import FastPath
+from digest.render_fast import FastPath, normalize_html
 from digest.textfmt import safe_url
 from tests.test_render import UNSUB, digest_of, load_papers, make_cfg, profile
 
@@ -116,3 +117,40 @@ def test_lines_with_a_subscribers_link_equal_the_long_way() -> None:
         if n % 20 == 0:
             assert out.text == naive.render(d, unsubscribe_url=url).text
     assert r.fast.lines.shapes.shared or r.fast.lines.shapes.fresh  # the shortcut was taken
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("{{ card.title }}</a>", "{{ card.title|upper }}</a>"),  # a field changed: long way
+        ("{{ card.authors }}", "{{ card.authors }} ({{ card.authors|length }})"),
+        ('<div class="dg-card">', '<div class="dg-card" title="{{ card.summary }}">'),
+    ],
+)
+def test_card_shapes_with_custom_card_templates_equal_the_long_way(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    builtin = (Path(__file__).parent.parent / "templates" / "_card.mjml.j2").read_text()
+    assert old in builtin
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "_card.mjml.j2").write_text(builtin.replace(old, new), encoding="utf-8")
+    from tests.test_render import HOSTILE, paper_from
+
+    papers = [*load_papers(), *(paper_from(c["paper"]) for c in HOSTILE)]
+    cfg = make_cfg(tmp_path, templates_dir="t")
+    fast = Renderer(cfg)
+    fast.begin_edition(papers)
+    naive = Renderer(cfg, fast=False)
+    for start in range(0, len(papers), 6):
+        d = digest_of(papers[start : start + 6])
+        a, b = fast.render(d, unsubscribe_url=UNSUB), naive.render(d, unsubscribe_url=UNSUB)
+        assert normalize_html(a.html) == normalize_html(b.html) and a.text == b.text
+    assert not fast.fast.disabled
+    fp = fast.fast
+    cards = [replace(fp.r.card(p, 600), reasons=fp.reasons_marker) for p in papers]
+    context = {**fp.r.constants, **fp._marked_fields((True,) * len(FIELDS)), "cards": cards}
+    from digest.render import compile_mjml
+
+    source = render_template(fp.html_cards_env, DIGEST_HTML, context)
+    full = fp._between(compile_mjml(source, DIGEST_HTML), len(cards), True)
+    assert fp._card_htmls(cards, context) == full
