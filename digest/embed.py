@@ -170,7 +170,8 @@ class PartCache:
         )
         if todo:
             if len(parts) + len(todo) > self.size:
-                parts.clear()
+                parts.clear()  # and every part of these groups made again
+                todo = list(dict.fromkeys(t for g in groups for t in g if t not in known))
             sums, lens = token_sums(todo)
             parts.update(zip(todo, zip(sums, lens.tolist(), strict=True), strict=True))
         dim = model().embedding.shape[1]

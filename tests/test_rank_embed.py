@@ -46,3 +46,13 @@ def test_part_cache_pools_parts_in_order() -> None:
         total = np.sum([s[0] for s, _ in found], axis=0)
         count = sum(int(n[0]) for _, n in found)
         assert np.array_equal(row, total / max(count, 1))
+
+
+def test_part_cache_full_starts_again() -> None:
+    parts = embed.PartCache(size=3)
+    first = parts.embed([["alpha beta"], ["gamma"]])
+    again = parts.embed([["alpha beta"], ["gamma", "delta"], ["epsilon"]])  # over the size
+    assert np.array_equal(again[0], first[0])
+    assert np.array_equal(
+        again, embed.PartCache().embed([["alpha beta"], ["gamma", "delta"], ["epsilon"]])
+    )
