@@ -197,6 +197,14 @@ class Encoder:
             found = self.values.add(key, (part, self(part), utf8_len(part)))
         return found
 
+    def once(self, part: str) -> bytes:
+        """A part seen only once (not remembered)."""
+        if not part:
+            return b""
+        if "\r" in part:
+            raise _NoQp
+        return qp_part(part)
+
     def __call__(self, part: str) -> bytes:
         memo = self.memo
         q = memo.get(part) or memo.again(part)
@@ -207,6 +215,10 @@ class Encoder:
                 raise _NoQp
             q = memo.add(part, qp_part(part))
         return q
+
+
+# Per-subscriber values that differ for every subscriber.
+OWN = frozenset({"email", "unsubscribe_url", "manage_url"})
 
 
 def utf8_len(text: str) -> int:
@@ -276,7 +288,11 @@ class Pattern:
         for i, (key, esc) in enumerate(self.holes, 1):
             value = values[key]
             if isinstance(value, str):
-                found = known((esc, value)) or enc.value(esc, value)
+                if key in OWN:  # the subscriber's own: no use remembering it
+                    part = esc(value)
+                    found = (part, enc.once(part), utf8_len(part))
+                else:
+                    found = known((esc, value)) or enc.value(esc, value)
                 sp.append(found[0])
                 bp.append(found[1])
                 size += found[2]
@@ -426,12 +442,19 @@ class TextPattern:
                 bp.extend(card[1])
             else:
                 assert form is not None
+                own = self.quick and not OWN.isdisjoint(item[1])
+                if own:  # a line of the subscriber's own: not worth remembering as is
+                    done = lines.shaped(item, form, values, self.wrapper)
+                    if done is not None:
+                        sp.append(done[0])
+                        bp.append(done[1])
+                        continue
                 pieces = form[0][:]
                 for pos, key in form[1]:
                     pieces[pos] = cast(str, values[key])
                 text = "".join(cast(list[str], pieces))
                 done = lines.get(text) or lines.again(text)
-                if done is None and self.quick:
+                if done is None and self.quick and not own:
                     done = lines.shaped(item, form, values, self.wrapper)
                 if done is None:
                     line = quick_line(self.wrapper, text) if self.quick else self.wrapper.line(text)
