@@ -93,12 +93,18 @@ class _Feeder:
     """Turns the outgoing stream into claimed jobs, skipping what was already sent."""
 
     def __init__(
-        self, cfg: Config, dlog: DeliveryLog, now: Clock, halt: threading.Event | None
+        self,
+        cfg: Config,
+        dlog: DeliveryLog,
+        now: Clock,
+        halt: threading.Event | None,
+        unique: bool = False,
     ) -> None:
         self.composer = Composer(cfg)
         self.dlog = dlog
         self.now = now
         self.halt = halt
+        self.unique = unique  # the stream lists each (subscriber, edition) once: no check
         # (subscriber, edition) pairs taken so far, as hashes: some 60 bytes each rather
         # than 170 for the pair itself, which counts at 100,000 subscribers. Two pairs
         # with one hash (about one chance in 10^9 at that size) would leave the second
@@ -107,6 +113,8 @@ class _Feeder:
 
     def first(self, item: Outgoing) -> bool:
         """Whether ``item`` is the first for its (subscriber, edition) in this run."""
+        if self.unique:
+            return True
         key = hash((item.profile.email.lower(), item.edition))
         if key in self.seen:
             return False
@@ -205,6 +213,7 @@ def deliver(
     now: Clock,
     sleep: Sleep = time.sleep,
     stop: threading.Event | None = None,
+    unique: bool = False,
 ) -> DeliverySummary:
     """Send each outgoing digest once per (subscriber, edition); see the module docstring.
 
@@ -213,11 +222,13 @@ def deliver(
     the messages of this run not yet sent are left ``deferred`` and none is marked sent.
     Once ``stop`` is set (say on SIGTERM), the messages in flight finish, nothing more is
     taken from ``outgoing``, and those taken but not attempted go back to ``pending``
-    (listed in ``stopped``) for the next run.
+    (listed in ``stopped``) for the next run. A subscriber listed twice for an edition
+    gets it once, unless the caller says with ``unique`` that the stream lists each
+    (subscriber, edition) once (the run's roster does): then nothing is kept to check it.
     """
     dlog = DeliveryLog(store, now)
     try:
-        feeder = _Feeder(cfg, dlog, now, stop)
+        feeder = _Feeder(cfg, dlog, now, stop, unique)
         stream = iter(outgoing)
         if cfg.smtp.host:
             _send_smtp(cfg, store, dlog, feeder, stream, now, sleep, stop)

@@ -338,7 +338,9 @@ def run(
                         summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
                 if not _stopping(stop, summary):
                     stream = _outgoing(cfg, store, roster, now, summary, stop)
-                    summary.delivery = deliver(cfg, store, stream, now=now, stop=stop)
+                    # Each subscriber is in the roster once (one file per address, one
+                    # edition each): the delivery needs no record of who came already.
+                    summary.delivery = deliver(cfg, store, stream, now=now, stop=stop, unique=True)
                     if stop is not None and stop.is_set():
                         summary.stopped = True
                     _stopping(stop, summary)  # deliver() may have stopped before asking for more
