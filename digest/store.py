@@ -730,9 +730,10 @@ def _insert_sent_papers(rows: int) -> str:
 def _insert_ignore(engine: Engine, table: Any) -> Callable[[Connection, Rows], None]:
     """Insert rows, skipping those whose primary key exists (SQLite, PostgreSQL, others)."""
     if engine.dialect.name in ("sqlite", "postgresql"):
-        from sqlalchemy.dialects import postgresql, sqlite
+        import importlib
 
-        dialect: Any = sqlite if engine.dialect.name == "sqlite" else postgresql
+        # Only the dialect in use (PostgreSQL's is some 25 modules a SQLite run needs not).
+        dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}")
         stmt = dialect.insert(table).on_conflict_do_nothing()
 
         def upsert(conn: Connection, rows: Rows) -> None:
