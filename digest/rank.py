@@ -52,6 +52,7 @@ GRAM_BYTES = 16 << 20  # the papers' pairwise similarities, kept for editions up
 POOL = 4  # candidates per pick considered by the diversity step
 BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
 _CACHE_SIZE = 1024  # profiles encoded as queries, kept for the next ranking of them
+_ROWS_CACHE_SIZE = 4096  # categories' and followed authors' rows kept per edition
 _MATCHES_SIZE = 30_000  # "matches ..." reasons kept per edition (about 150 bytes each)
 _UNKNOWN = "\x00"
 _PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
@@ -76,8 +77,8 @@ class Corpus:
     title_index: dict[str, int]  # normalized title -> its group number
     author_names: dict[tuple[str, int], str] = field(default_factory=dict)
     # (author key, row) -> the first of the paper's names with that key, as printed
-    _category_rows: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
-    _author_rows: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    _category_rows: dict[frozenset[str], np.ndarray] = field(default_factory=dict)
+    _author_rows: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
     _gram: np.ndarray | None = None
     # query text number x papers + row -> the "matches ..." reason, "" for none
     matches: dict[int, str] = field(default_factory=dict)
@@ -97,18 +98,26 @@ class Corpus:
 
     def category_rows(self, codes: Iterable[str]) -> np.ndarray:
         """The sorted rows of papers in any of the canonical categories ``codes``."""
-        key = tuple(codes)
+        key = frozenset(codes)  # the rows of a set of codes, in whatever order written
         rows = self._category_rows.get(key)
         if rows is None:
+            if len(self._category_rows) >= _ROWS_CACHE_SIZE:
+                self._category_rows.clear()  # bounded: a newsletter has many subscribers
             rows = self._category_rows[key] = _rows_in(self, key)
         return rows
 
-    def author_rows(self, keys: Iterable[str]) -> list[int]:
-        """The sorted rows of papers by any of the authors ``keys``."""
+    def author_rows(self, keys: Iterable[str]) -> np.ndarray:
+        """The sorted rows (int64) of papers by any of the authors ``keys``; empty for
+        authors with no paper in the edition."""
         key = tuple(keys)
         rows = self._author_rows.get(key)
         if rows is None:
-            rows = sorted({d for a in key for d, _ in self.authors.get(a, ())})
+            found = {d for a in key for d, _ in self.authors.get(a, ())}
+            rows = np.array(sorted(found), dtype=np.int64)
+            if not found:
+                return rows  # most followed authors are not in a given edition: not kept
+            if len(self._author_rows) >= _ROWS_CACHE_SIZE:
+                self._author_rows.clear()
             self._author_rows[key] = rows
         return rows
 
@@ -488,8 +497,9 @@ class Ranker:
             if q.categories and w.category_boost and not q.restrict:
                 by_category.append((qi, corpus.category_rows(q.categories)))
         for boost, hits in ((w.author_boost, by_author), (w.category_boost, by_category)):
-            qs = [qi for qi, rows in hits for _ in range(len(rows))]
-            if qs:
+            hits = [(qi, rows) for qi, rows in hits if len(rows)]
+            if hits:
+                qs = np.repeat([qi for qi, _ in hits], [len(rows) for _, rows in hits])
                 fused[qs, np.concatenate([rows for _, rows in hits])] += boost
 
     def _veto(self, corpus: Corpus, q: Query, allowed: np.ndarray, seen: Collection[str]) -> None:

@@ -129,3 +129,50 @@ def test_reasons_follow_each_query_text() -> None:
             "a@example.org": "matches 'speech recognition'",
             "b@example.org": "matches 'whisper', 'speech recognition'",
         }
+
+
+def test_followed_authors_absent_from_the_edition_in_a_batch() -> None:
+    """A batch where one subscriber follows an author of the edition and others follow
+    only authors who are not in it ranks as each of them alone would."""
+    papers = edition()[:60]
+    base = readers(papers)[0]
+    profiles = [
+        dataclasses.replace(base, email="present@example.org", authors=("A. Turing",)),
+        dataclasses.replace(base, email="absent@example.org", authors=("Nobody Here",)),
+        dataclasses.replace(base, email="both@example.org", authors=("N. Here", "G. Hopper")),
+        dataclasses.replace(base, email="none@example.org", authors=()),
+    ]
+    ranker = Ranker(Ranking())
+    corpus = ranker.prepare(papers, NOW)
+    together = [
+        [(s.paper.id, s.score, s.reasons) for s in picks]
+        for picks in ranker.rank_many(corpus, profiles)
+    ]
+    alone = [
+        [(s.paper.id, s.score, s.reasons) for s in Ranker(Ranking()).rank(corpus, p)]
+        for p in profiles
+    ]
+    assert together == alone
+    assert any(r.startswith("by ") for _, _, why in together[0] for r in why)
+    assert not any(r.startswith("by ") for _, _, why in together[1] for r in why)
+
+
+def test_rows_kept_per_edition_are_bounded() -> None:
+    papers = edition()[:80]
+    base = readers(papers)[0]
+    ranker = Ranker(Ranking())
+    corpus = ranker.prepare(papers, NOW)
+    codes = sorted({c for p in papers for c in p.categories})
+    profiles = [
+        dataclasses.replace(
+            base,
+            email=f"r{i}@example.org",
+            authors=("Grace Hopper", f"Author {i}"),
+            categories=(codes[i % len(codes)], f"x.{i}"),
+        )
+        for i in range(5000)
+    ]
+    for i in range(0, len(profiles), 500):
+        list(ranker.rank_many(corpus, profiles[i : i + 500]))
+    assert 0 < len(corpus._author_rows) <= 4096
+    assert 0 < len(corpus._category_rows) <= 4096
