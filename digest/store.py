@@ -452,11 +452,12 @@ class Store:
         A subscriber with none is absent."""
         t = _SENT_PAPER
         out: dict[str, set[str]] = {}
-        # With ``among`` (the edition's candidates), the database keeps only those rows:
+        # With ``among`` (the edition's candidates), the database keeps only those rows
+        # (500 addresses + 400 papers + 1: under the oldest SQLite's 999 values a query):
         # a subscriber's history grows by a digest a day, the candidates do not, and
         # handing back a year of rows to drop them here costs ten times more.
         papers: list[list[str] | None] = (
-            [None] if among is None else list(_chunks(sorted(among), 1000))
+            [None] if among is None else list(_chunks(sorted(among), 400))
         )
         with self.engine.connect() as conn:
             for chunk in _chunks(list(emails), 500):

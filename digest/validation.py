@@ -38,8 +38,10 @@ def read_toml_fast(path: Path, error: type[DigestError]) -> dict[str, Any]:
     if text[:1] != "\ufeff" and text.count("[") + text.count("{") <= _BRACKETS:
         try:
             data = toml_rs.loads(text, toml_version="1.0.0")
-        except Exception:  # refused (or a date it cannot hold): tomllib has the last word
-            data = None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # refused, a date it cannot hold, or a panic in the parser
+            data = None  # (pyo3's PanicException is a BaseException): tomllib decides
     return _parse(path, text, error) if data is None else data
 
 
