@@ -12,6 +12,7 @@ import numpy as np
 
 from . import text
 
+_PHRASES_KEPT = 16_384  # phrases (quoted keywords, exclusions) kept per edition
 K1 = 1.2
 B = 0.75
 TITLE_REPEAT = 2  # the title counts twice: a cheap field weighting
@@ -130,6 +131,9 @@ class LexicalIndex:
             norm = K1 * (1 - B + B * self.doc_len[rows] / max(self.avg_len, 1e-9))
             idf = float(_idf(np.asarray([len(docs)], dtype=np.float32), self.n_docs)[0])
             hit = (rows, (tf * (K1 + 1) / (tf + norm)).astype(np.float32), idf)
+        if len(self._phrases) >= _PHRASES_KEPT:  # bounded: one per distinct phrase otherwise
+            self._phrases.clear()
+            self._phrase_docs.clear()
         self._phrases[key] = hit
         return hit
 
@@ -143,6 +147,8 @@ class LexicalIndex:
             found = self._phrases.get(key)
             if found is None:  # a phrase not scored: look in this paper only
                 return f" {key} " in self.doc_text[doc]
+            if len(self._phrase_docs) >= _PHRASES_KEPT:
+                self._phrase_docs.clear()
             docs = self._phrase_docs[key] = frozenset(found[0].tolist())
         return doc in docs
 

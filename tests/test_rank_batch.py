@@ -10,9 +10,14 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from digest import lexical
 from digest.config import Ranking
 from digest.models import Keyword, Paper, Profile
 from digest.rank import Ranker
+from digest.text import stems
 
 EVAL = Path(__file__).parent / "data" / "eval"
 NOW = datetime(2025, 7, 5, 7, 0, tzinfo=UTC)
@@ -176,3 +181,21 @@ def test_rows_kept_per_edition_are_bounded() -> None:
         list(ranker.rank_many(corpus, profiles[i : i + 500]))
     assert 0 < len(corpus._author_rows) <= 4096
     assert 0 < len(corpus._category_rows) <= 4096
+
+
+def test_phrases_kept_per_edition_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    papers = edition()[:120]
+    docs = [(p.title, p.abstract) for p in papers]
+    pairs = [s for p in papers for s in zip(stems(p.title), stems(p.title)[1:], strict=False)]
+    keys = list(dict.fromkeys(f"{a} {b}" for a, b in pairs))[:40]
+    expected = lexical.LexicalIndex.build(docs)
+    want = {k: expected.phrase(k) for k in keys}
+    monkeypatch.setattr(lexical, "_PHRASES_KEPT", 8)
+    index = lexical.LexicalIndex.build(docs)
+    for k in keys * 2:
+        rows, tf, idf = index.phrase(k)
+        assert np.array_equal(rows, want[k][0]) and np.array_equal(tf, want[k][1])
+        assert idf == want[k][2]
+        assert all(index.matches(k, d) for d in rows.tolist())
+        assert len(index._phrases) <= 8 and len(index._phrase_docs) <= 8
+    assert sum(len(want[k][0]) for k in keys) >= 40  # the phrases are found
