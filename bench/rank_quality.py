@@ -40,8 +40,8 @@ if hasattr(os, "sched_setaffinity"):
 
 from digest.config import Ranking  # noqa: E402
 from digest.models import Keyword, Paper, Profile  # noqa: E402
-from digest.rank import Corpus, Ranker  # noqa: E402
-from digest.text import CATEGORY_ALIASES  # noqa: E402
+from digest.ranking import Corpus, Ranker  # noqa: E402
+from digest.ranking._text import CATEGORY_ALIASES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "eval"

@@ -57,11 +57,16 @@ def measure(config: Path, repeat: int, naive: int, profile: str) -> dict[str, An
     os.environ["DIGEST_UNSUBSCRIBE_SECRET"] = (config.parent / "secret").read_text()
     import digest
     from digest.config import load
-    from digest.headers import message_id, signed_url, unsubscribe_base, unsubscribe_secret
-    from digest.mime import Composer
+    from digest.delivery import (
+        Composer,
+        message_id,
+        signed_url,
+        unsubscribe_base,
+        unsubscribe_secret,
+    )
     from digest.models import Digest
-    from digest.render import Renderer
-    from digest.render_fast import normalize_html
+    from digest.rendering import Renderer
+    from digest.rendering._fast import normalize_html
 
     cfg = load(config)
     saved = config.parent / "picks.pickle"  # ranked once, by the first checkout measured
@@ -69,9 +74,9 @@ def measure(config: Path, repeat: int, naive: int, profile: str) -> dict[str, An
         with saved.open("rb") as fh:
             profiles, papers, picks = pickle.load(fh)
     else:
-        from digest.profiles import load_profiles
-        from digest.rank import Ranker
+        from digest.ranking import Ranker
         from digest.store import Store
+        from digest.subscribers import load_profiles
 
         profiles, _ = load_profiles(cfg.subscribers_path)
         store = Store(cfg.database_url)

@@ -250,9 +250,9 @@ def pipeline_child(config: str, core: int, opts: dict[str, Any], out: Any) -> No
     for name in ("digest.rank", "digest.render", "digest.sources", "mjml", "premailer"):
         importlib.import_module(name)
     from digest.config import load
+    from digest.delivery import check_config
+    from digest.delivery._smtp import SmtpConnection
     from digest.pipeline import run, run_lock
-    from digest.send import check_config
-    from digest.smtp import SmtpConnection
 
     cfg = load(config)
     check_config(cfg)
@@ -287,9 +287,9 @@ def pipeline_child(config: str, core: int, opts: dict[str, Any], out: Any) -> No
         Path(opts["profile"]).write_text(profiler.output_text(unicode=False, show_all=False))
     d = summary.delivery
     try:  # an older checkout, measured for comparison, has no stage timers
-        from digest import stages
+        from digest import timing
 
-        timings = [(st.name, st.wall, st.cpu, st.count) for st in stages.totals()]
+        timings = [(st.name, st.wall, st.cpu, st.count) for st in timing.totals()]
     except ImportError:
         timings = []
     out.send(
@@ -322,10 +322,10 @@ def _trace_rss(every: float, t0: float) -> None:
     import resource
     import threading
 
-    from digest import stages
+    from digest import timing
 
     last = [""]
-    add = stages.add
+    add = timing.add
 
     def tracking(name: str, *a: Any) -> None:
         if name not in ("smtp", "log"):
@@ -342,7 +342,7 @@ def _trace_rss(every: float, t0: float) -> None:
             print(f"  RSS {now:7.2f} s: {rss:4.0f} MB (peak {peak:4.0f}) {last[0]}", flush=True)
             time.sleep(every)
 
-    stages.add = tracking  # type: ignore[assignment]
+    timing.add = tracking  # type: ignore[assignment]
     threading.Thread(target=trace, daemon=True).start()
 
 
@@ -398,13 +398,12 @@ def naive(config: Path, port: int, sample: int) -> tuple[float, int]:
 
     os.environ["DIGEST_UNSUBSCRIBE_SECRET"] = SECRET
     from digest.config import load
+    from digest.delivery import unsubscribe_url
     from digest.models import Digest
-    from digest.pipeline import edition_for
-    from digest.profiles import load_profile, profile_files
-    from digest.rank import Ranker
-    from digest.render import Renderer
-    from digest.send import unsubscribe_url
+    from digest.ranking import Ranker
+    from digest.rendering import Renderer
     from digest.store import Store
+    from digest.subscribers import edition_for, load_profile, profile_files
 
     cfg = load(config)
     now = datetime.now(UTC)

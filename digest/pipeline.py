@@ -1,63 +1,50 @@
-"""One run: where the stages meet. Per-feed and per-subscriber failures are collected, not fatal.
+"""One run: where the stages meet, in the order the README draws them.
 
-Who is due for which edition is decided by ``digest.schedule`` (pure functions of ``now``);
-an edition's papers are those first seen since the previous edition's cut-off (the store),
-and a weekly digest ranks the papers of the editions of the last seven days.
+Who is due is decided first (``digest.subscribers``: their files, their schedules, the
+delivery log); when anyone is, the run goes through the five steps: **fetch** the feeds and
+**store** their papers (``digest.sources`` into ``digest.store``), then for each edition due
+**rank** its papers for each subscriber (``digest.ranking``) and **render** their digests
+(``digest.rendering``), a batch of subscribers at a time, as **send** (``digest.delivery``)
+takes them. Per-feed and per-subscriber failures are collected, not fatal.
+
+An edition's papers are those first seen since the previous edition's cut-off (the store);
+a weekly digest ranks the papers of the editions of the last seven days.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import pickle
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
-from itertools import islice
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass, field
+from datetime import date
 
 from filelock import FileLock, Timeout
 
-from . import stages
+from . import timing
+from .clock import Clock, utcnow
 from .config import Config
+from .delivery import (
+    DeliverySummary,
+    Outgoing,
+    deliver,
+    signed_url,
+    unsubscribe_base,
+    unsubscribe_secret,
+)
 from .errors import DigestError, LockedError, ProfileError
-from .models import Digest, Keyword, Paper, Profile, Scored
-from .profiles import iter_profiles
-from .schedule import subscriber_edition, why_not_due
-from .stages import timed
+from .models import Digest, Profile, Scored
+from .ranking import Picker, Ranker
+from .rendering import Renderer
+from .sources import FetchSummary, fetch_all
 from .store import Store
+from .subscribers import Roster, edition_for, iter_profiles, plan
 from .tally import Tally
-
-if TYPE_CHECKING:
-    from .rank import Ranker
-    from .render import Renderer
-    from .send import Outgoing
+from .timing import timed
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-ALREADY_SENT = "already sent this edition"
-UNSUBSCRIBED = "unsubscribed"
-BATCH = 500  # subscribers loaded, planned, ranked and rendered together
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class FetchSummary:
-    ok: list[tuple[str, int]] = field(default_factory=list)  # (feed, papers parsed)
-    not_modified: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (feed, reason)
-    new: int = 0
-    updated: int = 0
 
 
 @dataclass
@@ -82,7 +69,7 @@ class RunSummary:
     nothing: Tally[str] = field(default_factory=Tally)  # nothing above threshold
     skipped: Tally[tuple[str, str]] = field(default_factory=Tally)  # (email, why)
     profile_errors: Tally[str] = field(default_factory=Tally)
-    delivery: object | None = None  # digest.send.DeliverySummary
+    delivery: DeliverySummary | None = None
     editions: list[date] = field(default_factory=list)  # the editions that went out this run
     due: int = 0  # subscribers due now and not yet sent their edition
     stopped: bool = False  # asked to stop (SIGTERM) before everything due went out
@@ -91,7 +78,7 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         feeds_ok = self.fetch is None or not self.fetch.errors
-        delivery_ok = self.delivery is None or bool(getattr(self.delivery, "ok", True))
+        delivery_ok = self.delivery is None or self.delivery.ok
         return feeds_ok and delivery_ok and not self.profile_errors
 
     def skip(self, email: str, why: str) -> None:
@@ -106,7 +93,7 @@ class RunSummary:
         return dict(self.skipped_by)
 
     def as_dict(self) -> dict[str, object]:
-        d = self.delivery
+        d = self.delivery or DeliverySummary()
         return {
             "edition": self.edition.isoformat(),
             "candidates": self.candidates,
@@ -114,29 +101,18 @@ class RunSummary:
             "new_papers": self.fetch.new if self.fetch else 0,
             "profile_errors": self.profile_errors,
             "nothing": self.nothing.total,
-            "sent": _total(getattr(d, "sent", [])),
-            "already_sent": _total(getattr(d, "already_sent", [])),
-            "deferred": getattr(d, "deferred", []),
-            "failed": getattr(d, "failed", []),
-            "deferred_total": _total(getattr(d, "deferred", [])),
-            "failed_total": _total(getattr(d, "failed", [])),
+            "sent": d.sent.total,
+            "already_sent": d.already_sent.total,
+            "deferred": d.deferred,
+            "failed": d.failed,
+            "deferred_total": d.deferred.total,
+            "failed_total": d.failed.total,
             "editions": [e.isoformat() for e in self.editions],
             "due": self.due,
             "skipped": self.skipped_counts(),
             "stopped": self.stopped,
             "ok": self.ok,
         }
-
-
-def _total(items: Sequence[object]) -> int:
-    return int(getattr(items, "total", len(items)))
-
-
-def edition_for(cfg: Config, now: datetime) -> date:
-    """Today's edition on the service's clock: the date in the configured timezone.
-    (A subscriber with a send hour is on their own local date: see schedule.subscriber_edition.)
-    """
-    return now.astimezone(ZoneInfo(cfg.timezone)).date()
 
 
 @contextmanager
@@ -158,142 +134,6 @@ def run_lock(cfg: Config, wait: float = 0.0) -> Iterator[None]:
         lock.release()
 
 
-def fetch_all(
-    cfg: Config,
-    store: Store,
-    now: Clock,
-    *,
-    sleep: Callable[[float], None] | None = None,
-    stop: threading.Event | None = None,
-) -> FetchSummary:
-    """Fetch every enabled feed and store its papers; a failing feed is reported, not fatal.
-    Once ``stop`` is set, the feeds not yet started are left for the next run."""
-    from .sources import Fetcher
-
-    summary = FetchSummary()
-    kwargs = {"sleep": sleep} if sleep is not None else {}
-    with Fetcher(cfg.http, cfg.sender.address, **kwargs) as fetcher:  # type: ignore[arg-type]
-        for feed in cfg.feeds:
-            if not feed.enabled:
-                continue
-            if stop is not None and stop.is_set():
-                log.info("stopping: feeds from %s on are left for the next run", feed.name)
-                break
-            url = cfg.feed_base(feed.url)
-            feed = feed.model_copy(update={"url": url})
-            try:
-                result = fetcher.fetch(feed, store.feed_state(feed.name))
-            except DigestError as exc:
-                log.warning("feed %s failed: %s", feed.name, exc)
-                summary.errors.append((feed.name, str(exc)))
-                store.record_feed(feed.name, url, now(), error=str(exc))
-                continue
-            if result.not_modified:
-                summary.not_modified.append(feed.name)
-                store.record_feed(
-                    feed.name, url, now(), etag=result.etag, last_modified=result.last_modified
-                )
-                continue
-            new, updated = store.upsert_papers(result.papers, now())
-            summary.new += new
-            summary.updated += updated
-            summary.ok.append((feed.name, len(result.papers)))
-            store.record_feed(
-                feed.name,
-                url,
-                now(),
-                etag=result.etag,
-                last_modified=result.last_modified,
-                count=len(result.papers),
-            )
-            log.info("feed %s: %d papers (%d new)", feed.name, len(result.papers), new)
-    return summary
-
-
-def edition_papers(
-    store: Store, edition: date, now: datetime, *, create: bool = True
-) -> list[Paper]:
-    """The papers first seen since the previous edition's cut-off, up to this one's."""
-    after, until = store.edition_window(edition, now, create=create)
-    return store.papers_seen_between(after, until)
-
-
-def week_papers(store: Store, edition: date, now: datetime, *, create: bool = True) -> list[Paper]:
-    """A weekly digest's candidates: the papers of every edition in the seven days up to
-    ``edition`` (first seen after the cut-off of the last edition a week or more before it)."""
-    _, until = store.edition_window(edition, now, create=create)
-    older = [cutoff for day, cutoff in store.editions() if day <= edition - timedelta(days=7)]
-    return store.papers_seen_between(older[-1] if older else None, until)
-
-
-class Planner:
-    """Ranks and renders digests for one edition; papers encoded once, profiles once.
-
-    ``ranker`` and ``renderer`` may be shared by the planners of one run (daily and
-    weekly editions): papers embedded and cards compiled for one are reused by the next.
-    """
-
-    def __init__(
-        self,
-        cfg: Config,
-        store: Store,
-        edition: date,
-        papers: Sequence[Paper],
-        now: datetime,
-        *,
-        ranker: Ranker | None = None,
-        renderer: Renderer | None = None,
-    ):
-        from .rank import Ranker
-        from .render import Renderer
-
-        self.cfg = cfg
-        self.store = store
-        self.edition = edition
-        self.now = now
-        with timed("prepare"):
-            self.ranker = ranker or Ranker(cfg.ranking)
-            self.corpus = self.ranker.prepare(papers, now)
-            self.by_id = {p.id: p for p in papers}
-            self.renderer = renderer or Renderer(cfg)
-            self.renderer.begin_edition(papers)
-
-    def liked_papers(self, profile: Profile) -> list[Paper]:
-        if not profile.liked:
-            return []
-        local = [self.by_id[i] for i in profile.liked if i in self.by_id]
-        missing = [i for i in profile.liked if i not in self.by_id]
-        return local + (self.store.get_papers(missing) if missing else [])
-
-    def pick(self, profile: Profile, top: int | None = None) -> list[Scored]:
-        # Every paper sent in another edition is left out, earlier or (after a backfill) later.
-        seen = self.store.sent_paper_ids(profile.email, other_than=self.edition)
-        return self.ranker.rank(
-            self.corpus, profile, seen=seen, liked_papers=self.liked_papers(profile), top=top
-        )
-
-    def pick_many(self, profiles: Sequence[Profile], top: int | None = None) -> list[list[Scored]]:
-        """``pick`` for many profiles at once: a few queries and one batched ranking."""
-        seen = self.store.sent_papers_of(
-            [p.email for p in profiles], other_than=self.edition, among=self.corpus.rows
-        )
-        missing = sorted({i for p in profiles for i in p.liked if i not in self.by_id})
-        stored = {p.id: p for p in self.store.get_papers(missing)} if missing else {}
-        liked: dict[str, list[Paper]] = {}
-        for p in profiles:
-            if p.liked:
-                local = [self.by_id[i] for i in p.liked if i in self.by_id]
-                liked[p.email] = local + [
-                    stored[i] for i in p.liked if i not in self.by_id and i in stored
-                ]
-        return list(
-            self.ranker.rank_many(self.corpus, profiles, seen=seen, liked_papers=liked, top=top)
-        )
-
-    def digest(self, profile: Profile, picks: Sequence[Scored]) -> Digest:
-        return Digest(profile=profile, edition=self.edition, picks=tuple(picks))
-
-
 def run(
     cfg: Config,
     *,
@@ -305,25 +145,24 @@ def run(
 ) -> RunSummary:
     """Fetch, rank, render and deliver what is due now. Call inside ``run_lock``.
 
-    Each subscriber gets the edition they are on once they are due (``digest.schedule``);
+    Each subscriber gets the edition they are on once they are due (``digest.subscribers``);
     ``edition`` puts everyone on that edition (a re-run or a backfill). When nobody is due,
     nothing is fetched or sent. ``stop`` (set from another thread, say on SIGTERM) ends the
     run between feeds and between messages; what was not sent goes out on the next run.
 
-    Subscribers are streamed: read, planned, ranked, rendered and sent ``BATCH`` at a time,
+    Subscribers are streamed: read, planned, ranked, rendered and sent a batch at a time,
     so memory does not grow with the subscriber list.
     """
-    from .send import deliver
-
-    stages.reset()
+    timing.reset()
     start = now()
     store = Store(cfg.database_url)
     try:
         summary = RunSummary(edition=edition or edition_for(cfg, start))
         run_id = store.start_run(start, summary.edition)
         with Roster() as roster, _steady_gc():
+            # Who is due: active, not suppressed, on their hour and day, not yet sent it.
             profiles = iter_profiles(cfg.subscribers_path, summary.profile_error)
-            plan(cfg, store, profiles, start, edition, summary, roster)
+            plan(cfg, store, profiles, start, edition, summary.skip, roster)
             summary.due = len(roster)
             summary.editions = sorted({ed for ed, _ in roster.groups()})
             if not roster:
@@ -333,157 +172,26 @@ def run(
                     _counts(summary.skipped_counts()),
                 )
             elif not _stopping(stop, summary):
-                if fetch:
+                if fetch:  # 1. fetch the feeds, 2. store their papers
                     with timed("fetch"):
                         summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
                 if not _stopping(stop, summary):
-                    stream = _outgoing(cfg, store, roster, now, summary, stop)
-                    # Each subscriber is in the roster once (one file per address, one
-                    # edition each): the delivery needs no record of who came already.
-                    summary.delivery = deliver(cfg, store, stream, now=now, stop=stop, unique=True)
+                    # 3. rank and 4. render each due subscriber's digest, lazily ...
+                    digests = _digests(cfg, store, roster, now, summary, stop)
+                    # 5. ... as delivery sends them. Each subscriber is in the roster once
+                    # (one file per address, one edition each): no record of who came.
+                    summary.delivery = deliver(cfg, store, digests, now=now, stop=stop, unique=True)
                     if stop is not None and stop.is_set():
                         summary.stopped = True
                     _stopping(stop, summary)  # deliver() may have stopped before asking for more
         store.finish_run(run_id, now(), summary.as_dict())
-        log.info("time per stage (CPU): %s", stages.summary_line())
+        log.info("time per stage (CPU): %s", timing.summary_line())
         return summary
     finally:
         store.close()
 
 
-Key = tuple[date, str]  # (edition, frequency)
-
-
-class Roster:
-    """The subscribers due in this run, by (edition, frequency), kept in a temporary file
-    (pickled in batches) rather than in memory; read back one group at a time, in order."""
-
-    def __init__(self) -> None:
-        self._files: dict[Key, IO[bytes]] = {}
-        self._counts: dict[Key, int] = {}
-
-    def __enter__(self) -> Roster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
-
-    def __len__(self) -> int:
-        return sum(self._counts.values())
-
-    def add(self, key: Key, profiles: Sequence[Profile]) -> None:
-        if not profiles:
-            return
-        f = self._files.get(key)
-        if f is None:
-            f = tempfile.TemporaryFile(prefix="digest-due-")  # noqa: SIM115 - closed by close()
-            self._files[key] = f
-        pickle.dump([_flat(p) for p in profiles], f, protocol=pickle.HIGHEST_PROTOCOL)
-        self._counts[key] = self._counts.get(key, 0) + len(profiles)
-
-    def groups(self) -> list[Key]:
-        return sorted(self._files)
-
-    def count(self, key: Key) -> int:
-        return self._counts.get(key, 0)
-
-    def members(self, key: Key, size: int = BATCH) -> Iterator[list[Profile]]:
-        """The group's subscribers, in the order added, in lists of up to ``size``."""
-        f = self._files[key]
-        f.flush()
-        f.seek(0)
-        chunk: list[Profile] = []
-        while True:
-            try:
-                chunk.extend(map(_profile, pickle.load(f)))
-            except EOFError:
-                break
-            while len(chunk) >= size:
-                yield chunk[:size]
-                chunk = chunk[size:]
-        if chunk:
-            yield chunk
-
-
-_FIELDS = tuple(f.name for f in fields(Profile))
-_KEYWORDS, _PATH, _LIKED_FILE = (_FIELDS.index(n) for n in ("keywords", "path", "liked_file"))
-
-
-def _flat(profile: Profile) -> tuple[Any, ...]:
-    """A profile as plain values (keywords as pairs, paths as text): half the cost of
-    pickling the objects, both ways."""
-    values = [getattr(profile, name) for name in _FIELDS]
-    values[_KEYWORDS] = tuple((k.term, k.weight) for k in profile.keywords)
-    for i in (_PATH, _LIKED_FILE):
-        values[i] = None if values[i] is None else str(values[i])
-    return tuple(values)
-
-
-def _profile(values: tuple[Any, ...]) -> Profile:
-    flat = list(values)
-    flat[_KEYWORDS] = tuple(Keyword(term, weight) for term, weight in flat[_KEYWORDS])
-    for i in (_PATH, _LIKED_FILE):
-        flat[i] = None if flat[i] is None else Path(flat[i])
-    return Profile(*flat)
-
-
-def _batches(profiles: Iterable[Profile], size: int) -> Iterator[list[Profile]]:
-    """Lists of up to ``size`` profiles, the reading of the files timed as "load"."""
-    it = iter(profiles)
-    while True:
-        with timed("load", 0) as t:
-            chunk = list(islice(it, size))
-            t.count = len(chunk)
-        if not chunk:
-            return
-        yield chunk
-
-
-def plan(
-    cfg: Config,
-    store: Store,
-    profiles: Iterable[Profile],
-    now: datetime,
-    edition: date | None,
-    summary: RunSummary,
-    roster: Roster,
-) -> Roster:
-    """Who gets which edition now: active, not suppressed, due, and not yet sent it.
-    ``profiles`` is consumed in batches; the subscribers due go to ``roster``."""
-    suppressed = store.suppressed()
-    for batch in _batches(profiles, BATCH):
-        with timed("plan", len(batch)):
-            groups: dict[Key, list[Profile]] = {}
-            for profile in batch:
-                if not profile.active or profile.email.lower() in suppressed:
-                    summary.skip(profile.email, UNSUBSCRIBED)
-                    continue
-                ed = edition or subscriber_edition(cfg, profile, now)
-                why = why_not_due(profile, now, ed)
-                if why is not None:
-                    log.debug("%s: %s for edition %s", profile.email, why, ed)
-                    summary.skip(profile.email, why)
-                    continue
-                groups.setdefault((ed, profile.frequency), []).append(profile)
-            for key in sorted(groups):
-                members = groups[key]
-                status = store.delivery_statuses(key[0], [m.email for m in members])
-                keep = []
-                for m in members:
-                    if status.get(m.email) == "sent":
-                        summary.skip(m.email, ALREADY_SENT)
-                    else:
-                        keep.append(m)
-                roster.add(key, keep)
-    return roster
-
-
-def _outgoing(
+def _digests(
     cfg: Config,
     store: Store,
     roster: Roster,
@@ -493,9 +201,6 @@ def _outgoing(
 ) -> Iterator[Outgoing]:
     """Rank and render each due subscriber's digest, one edition (or week) at a time, a
     batch of subscribers at a time."""
-    from .headers import signed_url, unsubscribe_base, unsubscribe_secret
-    from .send import Outgoing
-
     base = unsubscribe_base(cfg)
     secret = unsubscribe_secret(cfg) if base else b""
     candidates: set[str] = set()
@@ -508,9 +213,7 @@ def _outgoing(
             return
         weekly = frequency == "weekly"
         with timed("prepare", 0):  # the edition's papers, read from the database
-            papers = (
-                week_papers(store, edition, at) if weekly else edition_papers(store, edition, at)
-            )
+            papers = store.week_papers(edition, at) if weekly else store.edition_papers(edition, at)
         candidates.update(p.id for p in papers)
         summary.candidates = len(candidates)
         log.info(
@@ -522,15 +225,18 @@ def _outgoing(
         )
         if not papers:
             _explain_empty(store, edition)
-        planner = None
+        picker = None
         if papers:
-            planner = Planner(cfg, store, edition, papers, at, ranker=ranker, renderer=renderer)
-            ranker, renderer = planner.ranker, planner.renderer
+            with timed("prepare"):  # index and embed the papers, compile their cards
+                ranker = ranker or Ranker(cfg.ranking)
+                picker = Picker(ranker, store, edition, papers, at)
+                renderer = renderer or Renderer(cfg)
+                renderer.begin_edition(papers)
             gc.freeze()  # the edition's index, embeddings and cards: here for the run
         for batch in roster.members(key):
             if _stopping(stop, summary):
                 return
-            chosen = _pick(planner, batch, summary)
+            chosen = _pick(picker, batch, summary)
             for profile, picks in zip(batch, chosen, strict=True):
                 if _stopping(stop, summary):
                     return
@@ -551,16 +257,14 @@ def _outgoing(
                                 )
                                 continue
                             if renderer is None:
-                                from .render import Renderer
-
                                 renderer = Renderer(cfg)
                             rendered = renderer.render_empty(
                                 profile, edition, unsubscribe_url=unsub
                             )
                         else:
-                            assert planner is not None
-                            rendered = planner.renderer.render(
-                                planner.digest(profile, picks), unsubscribe_url=unsub
+                            assert renderer is not None
+                            rendered = renderer.render(
+                                Digest(profile, edition, tuple(picks)), unsubscribe_url=unsub
                             )
                             summary.picks.append(
                                 Pick(profile.email, len(picks), picks[0].paper.title)
@@ -573,15 +277,15 @@ def _outgoing(
 
 
 def _pick(
-    planner: Planner | None, batch: list[Profile], summary: RunSummary
+    picker: Picker | None, batch: list[Profile], summary: RunSummary
 ) -> list[list[Scored] | None]:
     """Each profile's picks (None for a profile that failed), ranked as one batch; when
     the batch fails, one at a time, so one bad profile costs only its own digest."""
-    if planner is None:
+    if picker is None:
         return [[] for _ in batch]
     try:
         with timed("rank", len(batch)):
-            ranked: list[list[Scored] | None] = list(planner.pick_many(batch))
+            ranked: list[list[Scored] | None] = list(picker.pick_many(batch))
         return ranked
     except DigestError as exc:
         log.warning(
@@ -591,7 +295,7 @@ def _pick(
     for profile in batch:
         try:
             with timed("rank"):
-                out.append(planner.pick(profile))
+                out.append(picker.pick(profile))
         except DigestError as exc:
             log.error("%s: %s", profile.path or profile.email, exc)
             summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")

@@ -1,12 +1,8 @@
-"""When things run: which edition each subscriber is on and whether it is due (pure
-functions of ``now``), and the APScheduler 3.x loop behind ``digest schedule``.
+"""When runs happen: the APScheduler 3.x loop behind ``digest schedule``, its cron trigger and
+fire times, and the signal handling that makes a stop clean.
 
-A subscriber with a ``send_hour`` is on the edition of their own local date and is due
-once their local wall-clock hour is at or past ``send_hour`` on that date. "At or past"
-(not "equal to") is what makes daylight-saving changes safe: a skipped hour still sends
-later that day, and the delivery log, keyed by (email, edition), stops a repeated hour
-from sending twice. A subscriber without a ``send_hour`` is on the service's date (the
-config's ``timezone``) and is due at every run: the schedule decides when.
+Who is due at a given run is decided by ``digest.subscribers`` (pure functions of ``now``);
+the run itself is ``digest.pipeline.run``.
 """
 
 from __future__ import annotations
@@ -15,70 +11,22 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .config import Config, Schedule, load
 from .errors import ConfigError, DigestError, LockedError
-from .models import Profile
-from .profiles import WEEKDAYS
+from .subscribers import describe_timing, load_profiles, never_due
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger(__name__)
 
-NOT_DUE = "not due yet (send_hour)"
-NOT_THEIR_DAY = "weekly, not their day"
-
 Runner = Callable[[Config, threading.Event], Any]
-
-
-# ---------------------------------------------------------------- who is due (pure)
-
-
-def subscriber_edition(cfg: Config, profile: Profile, now: datetime) -> date:
-    """The edition ``profile`` is on at ``now``: their local date if they have a send hour,
-    else the service's date in the config's ``timezone``."""
-    zone = cfg.timezone if profile.send_hour is None else profile.timezone
-    return now.astimezone(ZoneInfo(zone)).date()
-
-
-def why_not_due(profile: Profile, now: datetime, edition: date) -> str | None:
-    """None when ``profile`` should get ``edition`` at ``now``; otherwise the reason not."""
-    if profile.frequency == "weekly" and edition.weekday() != WEEKDAYS.index(profile.weekday):
-        return NOT_THEIR_DAY
-    if profile.send_hour is None:
-        return None
-    local = now.astimezone(ZoneInfo(profile.timezone))
-    if local.date() > edition:  # a past edition (backfill, or a run that was late)
-        return None
-    if local.date() < edition or local.hour < profile.send_hour:
-        return NOT_DUE
-    return None
-
-
-def due(profile: Profile, now: datetime, edition: date) -> bool:
-    """Whether ``profile`` should receive ``edition`` at ``now`` (if not already sent)."""
-    return why_not_due(profile, now, edition) is None
-
-
-def describe_timing(profile: Profile) -> str:
-    """'daily at 07:00 Europe/Paris', 'weekly on monday at each run', ..."""
-    when = (
-        "at each run"
-        if profile.send_hour is None
-        else f"at {profile.send_hour:02d}:00 {profile.timezone}"
-    )
-    if profile.frequency == "weekly":
-        return f"weekly on {profile.weekday} {when}"
-    return f"daily {when}"
-
-
-# ---------------------------------------------------------------- the schedule
 
 
 def cron_trigger(
@@ -124,27 +72,8 @@ def next_run(cfg: Config, now: datetime) -> datetime | None:
     return cron_trigger(cfg.schedule, where=cfg.path).get_next_fire_time(None, now)
 
 
-def never_due(cfg: Config, profiles: Iterable[Profile], times: Sequence[datetime]) -> list[Profile]:
-    """Active subscribers that are due at none of ``times`` (say, a week of fire times):
-    with a daily 07:00 UTC schedule, someone in Los Angeles with send_hour 8 never is."""
-    verdict: dict[tuple[str, int | None, str, str], bool] = {}
-    out = []
-    for p in profiles:
-        if not p.active:
-            continue
-        key = (p.timezone, p.send_hour, p.frequency, p.weekday)
-        if key not in verdict:
-            verdict[key] = any(due(p, t, subscriber_edition(cfg, p, t)) for t in times)
-        if not verdict[key]:
-            out.append(p)
-    return out
-
-
-# ---------------------------------------------------------------- the loop
-
-
 def run_pipeline(cfg: Config, stop: threading.Event) -> Any:
-    from .pipeline import run
+    from .pipeline import run  # when a run starts: `digest status` needs only the trigger
 
     return run(cfg, stop=stop)
 
@@ -254,8 +183,6 @@ def serve(
 
 def warn_never_due(cfg: Config, trigger: CronTrigger, now: datetime | None = None) -> None:
     """Warn about subscribers whose send hour this schedule never reaches."""
-    from .profiles import load_profiles
-
     try:
         profiles, _ = load_profiles(cfg.subscribers_path)
     except DigestError as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.bibtex import BibtexError, entries, read_bibtex
+from digest.subscribers._bibtex import BibtexError, entries, read_bibtex
 
 DATA = Path(__file__).parent / "data" / "rank"
 

@@ -24,8 +24,8 @@ import pytest
 
 from digest.config import Config
 from digest.models import Paper, Rendered
-from digest.render import Renderer
-from digest.textfmt import clean_text
+from digest.rendering import Renderer
+from digest.rendering._textfmt import clean_text
 from tests.test_render import EDITION, HOSTILE, digest_of, load_papers, paper_from, profile
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -63,7 +63,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
 @pytest.fixture(scope="module")
 def samples(cfg: Config) -> dict[str, tuple[Rendered, list[str], Any]]:
     """name -> (rendered, the titles it must show, profile)."""
-    from digest.send import unsubscribe_url
+    from digest.delivery import unsubscribe_url
 
     papers = load_papers()
     hostile = [paper_from(c["paper"]) for c in HOSTILE]
@@ -258,7 +258,7 @@ def spam_scores(mbox: bytes, home: Path) -> list[tuple[float, str]]:
 def test_spamassassin_scores_below_limit(
     cfg: Config, samples: dict[str, tuple[Rendered, list[str], Any]], tmp_path: Path
 ) -> None:
-    from digest.send import build_message
+    from digest.delivery import build_message
 
     now = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
     mbox = b""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.send import message_id
+from digest.delivery import message_id
 from digest.store import Store
 from tests.conftest import FEEDS, write_config, write_subscriber
 from tests.smtpserver import SmtpServer

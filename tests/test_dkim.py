@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digest.config import Dkim
+from digest.delivery import build_message, deliver
 from digest.errors import ConfigError
 from digest.models import Profile
-from digest.send import build_message, deliver
 from digest.store import Store
 from tests.smtpserver import SmtpServer
 from tests.test_send import EDITION, NOW, addresses, clock, make_config, outgoing, rendered

@@ -145,7 +145,7 @@ def test_a_missed_days_papers_arrive_once_in_the_next_edition(
     # Day two: `digest fetch` ran from cron, but the 07:00 run never happened.
     p.publish(day2)
     cfg = load(p.config)
-    from digest.pipeline import fetch_all
+    from digest.sources import fetch_all
     from digest.store import Store
 
     store = Store(cfg.database_url)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.delivery import deliver, message_id
 from digest.errors import AuthError, SendError
-from digest.send import deliver, message_id
 from digest.store import Store
 from tests.smtpserver import SmtpServer
 from tests.test_send import EDITION, addresses, clock, make_config, outgoing, parse

@@ -8,9 +8,9 @@ import pytest
 
 from digest.errors import FeedError
 from digest.latex import latex_to_text
+from digest.rendering._textfmt import clean_text
 from digest.sources import parse
-from digest.sources.text import clean
-from digest.textfmt import clean_text
+from digest.sources._text import clean
 
 DATA = Path(__file__).parent / "data"
 FEEDS = DATA / "feeds"

@@ -14,9 +14,9 @@ from click.testing import CliRunner, Result
 from digest.cli import main
 from digest.config import load
 from digest.errors import ProfileError
-from digest.manage import slugify, subscribe, unsubscribe
-from digest.profiles import load_profile
 from digest.store import Store
+from digest.subscribers import load_profile
+from digest.subscribers._manage import slugify, subscribe, unsubscribe
 
 from .conftest import ROOT, write_config
 

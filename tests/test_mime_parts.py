@@ -7,8 +7,8 @@ from email.utils import formataddr
 
 import pytest
 
-from digest.headers import address_header, clean, signed_url, unsubscribe_token
-from digest.mime import QpEncoder, _qp_part, encoded_parts, qp_part
+from digest.delivery._headers import address_header, clean, signed_url, unsubscribe_token
+from digest.qp import QpEncoder, _qp_part, encoded_parts, qp_part
 
 
 def samples(seed: int, alphabet: str, count: int, longest: int) -> list[str]:

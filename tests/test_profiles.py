@@ -6,7 +6,7 @@ import pytest
 
 from digest.errors import ProfileError
 from digest.models import Keyword
-from digest.profiles import find_profile, load_profile, load_profiles
+from digest.subscribers import find_profile, load_profile, load_profiles
 
 from .conftest import ROOT, write_subscriber
 

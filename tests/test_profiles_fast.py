@@ -15,7 +15,8 @@ import pytest
 
 from digest.errors import ProfileError
 from digest.models import Profile
-from digest.profiles import _WS, _checked_profile, _plain_profile, load_profile, load_profiles
+from digest.subscribers import load_profile, load_profiles
+from digest.subscribers._files import _WS, _checked_profile, _plain_profile
 from digest.validation import Strict, read_text, read_toml, read_toml_fast
 
 from .conftest import DATA, ROOT

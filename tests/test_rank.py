@@ -14,9 +14,9 @@ import pytest
 
 from digest.config import Ranking
 from digest.models import Keyword, Paper, Profile, Scored
-from digest.profiles import load_profile
-from digest.rank import Corpus, Ranker
-from digest.text import author_key, phrase_key, stems
+from digest.ranking import Corpus, Ranker
+from digest.ranking._text import author_key, phrase_key, stems
+from digest.subscribers import load_profile
 
 DATA = Path(__file__).parent / "data" / "rank"
 NOW = datetime(2025, 7, 5, 7, 0, tzinfo=UTC)

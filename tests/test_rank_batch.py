@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digest import lexical
 from digest.config import Ranking
 from digest.models import Keyword, Paper, Profile
-from digest.rank import Ranker
-from digest.text import stems
+from digest.ranking import Ranker
+from digest.ranking import _lexical as lexical
+from digest.ranking._text import stems
 
 EVAL = Path(__file__).parent / "data" / "eval"
 NOW = datetime(2025, 7, 5, 7, 0, tzinfo=UTC)

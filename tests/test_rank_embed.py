@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digest import embed
+from digest.ranking import _embed as embed
 
 EVAL = Path(__file__).parent / "data" / "eval"
 

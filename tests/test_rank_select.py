@@ -15,7 +15,8 @@ import pytest
 
 from digest.config import Ranking
 from digest.models import Keyword, Paper, Profile
-from digest.rank import Ranker, gram_error
+from digest.ranking import Ranker
+from digest.ranking._select import gram_error
 
 EVAL = Path(__file__).parent / "data" / "eval"
 NOW = datetime(2025, 7, 5, 7, 0, tzinfo=UTC)

@@ -15,9 +15,9 @@ import pytest
 from digest.config import Config
 from digest.errors import RenderError
 from digest.models import Digest, Paper, Profile, Rendered, Scored
-from digest.render import Renderer
-from digest.render_fast import normalize_html
-from digest.textfmt import safe_url, short_authors, shorten, wrap_line
+from digest.rendering import Renderer, make_card
+from digest.rendering._fast import normalize_html
+from digest.rendering._textfmt import safe_url, short_authors, shorten, wrap_line
 
 DATA = Path(__file__).parent / "data" / "render"
 EDITION = date(2026, 11, 27)
@@ -121,7 +121,7 @@ def test_html_has_cards_header_footer_and_client_hints(fast: Renderer, papers: l
     assert "fonts.googleapis" not in html and "<link" not in html and "<img" not in html
     assert "#000000" not in html.lower().replace('color:#000000;">', "")  # no pure black text
     # cards: linked title, shortened authors, summary, reasons, stats and links
-    first = fast.card(papers[0], 600)
+    first = make_card(papers[0], 600)
     assert f'href="{first.url}"' in html
     assert "Why: matches &#39;topic 0&#39;" in html or "Why: matches 'topic 0'" in html
     for p in papers[:10]:
@@ -164,10 +164,10 @@ def test_authors_shortened_and_summary_preferred(fast: Renderer) -> None:
         authors=tuple(f"Author {i}" for i in range(8)),
         url="https://arxiv.org/abs/2601.1",
     )
-    card = fast.card(p, 600)
+    card = make_card(p, 600)
     assert card.authors == "Author 0, Author 1, Author 2 … +5"
     assert card.summary == "A one-line summary."
-    card = fast.card(replace(p, ai_summary=None), 300)
+    card = make_card(replace(p, ai_summary=None), 300)
     assert len(card.summary) <= 300 and card.summary.endswith("…")
 
 
@@ -202,7 +202,7 @@ def test_hostile_content_is_inert(
 
 def test_non_ascii_link_is_percent_encoded(fast: Renderer) -> None:
     case = next(c for c in HOSTILE if c["case"].startswith("non-ASCII"))
-    card = fast.card(paper_from(case["paper"]), 600)
+    card = make_card(paper_from(case["paper"]), 600)
     assert card.url == ""  # a space inside: not a link at all
     assert safe_url("https://example.org/papers/ünïcode") == (
         "https://example.org/papers/%C3%BCn%C3%AFcode"

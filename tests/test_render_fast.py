@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from digest.mime import EncodedParts, QpEncoder
-from digest.render import DIGEST_HTML, DIGEST_TEXT, FIELDS, Card, Renderer, render_template
-from digest.render_fast import FastPath, normalize_html
-from digest.textfmt import safe_url
+from digest.qp import EncodedParts, QpEncoder
+from digest.rendering import Card, Renderer, make_card
+from digest.rendering._fast import FastPath, normalize_html
+from digest.rendering._templates import DIGEST_HTML, DIGEST_TEXT, FIELDS, render_template
+from digest.rendering._textfmt import safe_url
 from tests.test_render import UNSUB, digest_of, load_papers, make_cfg, profile
 
 
 def full_skeleton(fast: FastPath, shape: tuple[bool, ...], count: int) -> tuple[list[str], list]:
     dummy = Card(id="", title="", url="", authors="", summary="", stats="", links=(), categories="")
     context = {**fast.r.constants, **fast._marked_fields(shape), "cards": [dummy] * count}
-    from digest.render import compile_mjml
+    from digest.rendering import compile_mjml
 
     mjml = render_template(fast.html_skeleton_env, DIGEST_HTML, context)
     cut = fast._cut(compile_mjml(mjml, DIGEST_HTML), count, html=True, what=DIGEST_HTML)
@@ -76,11 +77,11 @@ def test_cards_filled_into_their_shape_equal_cards_compiled_in_full(reasons: boo
 
     fast = Renderer(make_cfg()).fast
     papers = [*load_papers(), *(paper_from(c["paper"]) for c in HOSTILE)]
-    cards = [fast.r.card(p, 600) for p in papers]
+    cards = [make_card(p, 600) for p in papers]
     if reasons:
         cards = [replace(c, reasons=fast.reasons_marker) for c in cards]
     context = {**fast.r.constants, **fast._marked_fields((True,) * len(FIELDS)), "cards": cards}
-    from digest.render import compile_mjml
+    from digest.rendering import compile_mjml
 
     full = fast._between(
         compile_mjml(render_template(fast.html_cards_env, DIGEST_HTML, context), DIGEST_HTML),
@@ -147,9 +148,9 @@ def test_card_shapes_with_custom_card_templates_equal_the_long_way(
         assert normalize_html(a.html) == normalize_html(b.html) and a.text == b.text
     assert not fast.fast.disabled
     fp = fast.fast
-    cards = [replace(fp.r.card(p, 600), reasons=fp.reasons_marker) for p in papers]
+    cards = [replace(make_card(p, 600), reasons=fp.reasons_marker) for p in papers]
     context = {**fp.r.constants, **fp._marked_fields((True,) * len(FIELDS)), "cards": cards}
-    from digest.render import compile_mjml
+    from digest.rendering import compile_mjml
 
     source = render_template(fp.html_cards_env, DIGEST_HTML, context)
     full = fp._between(compile_mjml(source, DIGEST_HTML), len(cards), True)

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from digest.config import Config
-from digest.headers import message_id, signed_url, unsubscribe_base, unsubscribe_secret
-from digest.mime import Composer
+from digest.delivery import Composer, message_id, signed_url, unsubscribe_base, unsubscribe_secret
 from digest.models import Digest, Paper, Profile, Rendered, Scored
-from digest.render import Renderer
+from digest.rendering import Renderer
 from tests.test_render import HOSTILE, load_papers, paper_from
 
 EXPECTED = Path(__file__).parent / "data" / "render" / "messages"

@@ -16,21 +16,27 @@ from typing import Any
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from digest import pipeline
-from digest.cli import print_run_summary
+from digest.cli._commands import print_run_summary
 from digest.config import Config, Sender, Smtp
-from digest.deliverylog import DeliverySummary
+from digest.delivery import DeliverySummary, build_message
+from digest.delivery._smtp import SmtpConnection
 from digest.errors import ProfileError
-from digest.mime import QpEncoder, build_message
 from digest.models import Digest, Paper, Profile, Scored
-from digest.pipeline import Pick, Roster, RunSummary
-from digest.profiles import check_email, iter_profiles, load_profiles
-from digest.render import Renderer
-from digest.render_fast import quick_line
-from digest.smtp import SmtpConnection
+from digest.pipeline import Pick, RunSummary
+from digest.qp import QpEncoder
+from digest.rendering import Renderer
+from digest.rendering._pieces import quick_line
+from digest.rendering._textfmt import Wrapper
 from digest.store import Store
+from digest.subscribers import (
+    UNSUBSCRIBED,
+    Roster,
+    _roster,
+    check_email,
+    iter_profiles,
+    load_profiles,
+)
 from digest.tally import Tally
-from digest.textfmt import Wrapper
 
 from .conftest import write_subscriber
 from .smtpserver import SmtpServer
@@ -58,7 +64,7 @@ def test_the_run_summary_prints_counts_beyond_its_sample(capsys: Any) -> None:
     summary.picks = Tally(cap=2)
     for i in range(5):
         summary.picks.append(Pick(f"r{i}@example.org", 3, "A paper"))
-        summary.skip(f"s{i}@example.org", pipeline.UNSUBSCRIBED)
+        summary.skip(f"s{i}@example.org", UNSUBSCRIBED)
     delivery = DeliverySummary()
     delivery.sent = Tally(cap=2)
     delivery.failed = Tally(cap=1)
@@ -123,7 +129,7 @@ def test_a_run_in_batches_of_one_opens_editions_in_date_order(
 ) -> None:
     """The file of a subscriber on tomorrow's edition (Tokyo) comes first; the service's
     edition (today, UTC) must still be opened first, or it would be empty."""
-    monkeypatch.setattr(pipeline, "BATCH", 1)
+    monkeypatch.setattr(_roster, "BATCH", 1)
     p = Project(tmp_path)
     p.subscriber("a-tokyo", "tokyo@example.org", 'timezone = "Asia/Tokyo"\nsend_hour = 8')
     p.subscriber("b-here", "here@example.org")
@@ -362,7 +368,7 @@ def test_envelopes_sent_ahead_against_a_real_server_with_faults(
     with SmtpServer(reject={emails[5]}, pipelining=True) as srv:
         store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
         try:
-            from digest.send import deliver
+            from digest.delivery import deliver
 
             summary = deliver(make_config(tmp_path, srv), store, outgoing(emails), now=lambda: NOW)
         finally:

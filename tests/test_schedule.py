@@ -22,14 +22,12 @@ from pydantic import ValidationError
 from digest.config import Config, Schedule, load
 from digest.models import Profile
 from digest.pipeline import run_lock
-from digest.schedule import (
+from digest.schedule import cron_trigger, fire_times, run_job
+from digest.subscribers import (
     NOT_DUE,
     NOT_THEIR_DAY,
-    cron_trigger,
     due,
-    fire_times,
     never_due,
-    run_job,
     subscriber_edition,
     why_not_due,
 )

@@ -20,10 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from digest.config import Config, Dkim, Sender, Smtp, Unsubscribe
-from digest.errors import AuthError, ConfigError, SendError
-from digest.mime import QpEncoder
-from digest.models import Profile, Rendered
-from digest.send import (
+from digest.delivery import (
     DeliverySummary,
     Outgoing,
     build_message,
@@ -33,6 +30,9 @@ from digest.send import (
     message_id,
     unsubscribe_url,
 )
+from digest.errors import AuthError, ConfigError, SendError
+from digest.models import Profile, Rendered
+from digest.qp import QpEncoder
 from digest.store import Store
 from tests.smtpserver import SmtpServer
 

@@ -14,7 +14,7 @@ import pytest
 from digest.errors import FeedError
 from digest.models import Paper
 from digest.sources import arxiv_id, paper_json, parse, url_id
-from digest.sources.text import clean, github_url, html_text
+from digest.sources._text import clean, github_url, html_text
 from digest.store import Store
 
 DATA = Path(__file__).parent / "data"

@@ -1,7 +1,12 @@
-"""Ingestion: fetch feeds over HTTP (or read local files) and normalize them to ``Paper`` values.
+"""Sources: feeds fetched over HTTP (or read from local files) and normalized to ``Paper``
+values, then stored.
 
-``Fetcher`` does the HTTP, ``parse`` turns bytes into papers (format detected from the
-content), ``paper_json`` is the JSON shape ``digest fetch --json`` prints.
+``fetch_all`` fetches every configured feed into the store (a failing feed is reported and
+the others go on); ``Fetcher`` does the HTTP (``_http``: timeouts, retries, conditional GET,
+size cap, arXiv's spacing); ``parse`` turns bytes into papers, the format detected from the
+content (``_jsonfmt``: Hugging Face and JSON Feed; ``_xmlfmt``: RSS and Atom through
+feedparser, arXiv's feeds and API; ``_common`` and ``_text``: ids, links, dates, clean text);
+``paper_json`` is the JSON shape ``digest fetch --json`` prints.
 """
 
 from __future__ import annotations
@@ -9,14 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import Paper
-from .http import Fetcher, FetchResult, hf_urls, is_arxiv_host, is_hf_daily
-from .parse import parse
-from .text import arxiv_id, iso_utc, url_id
+from ._http import Fetcher, FetchResult, hf_urls, is_arxiv_host, is_hf_daily
+from ._ingest import FetchSummary, fetch_all
+from ._parse import parse
+from ._text import arxiv_id, iso_utc, url_id
 
 __all__ = [
     "FetchResult",
+    "FetchSummary",
     "Fetcher",
     "arxiv_id",
+    "fetch_all",
     "hf_urls",
     "is_arxiv_host",
     "is_hf_daily",

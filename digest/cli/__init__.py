@@ -1,0 +1,36 @@
+"""The ``digest`` command line: one group, the commands of an edition (``_commands``: run,
+fetch, rank, preview, check, feeds) and of operations (``_admin``: schedule, subscribe,
+unsubscribe, subscribers, status), with what they share in ``_common`` (options, logging,
+one-line errors, exit codes: 0 all good, 1 something failed, 2 bad config or usage)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from . import _admin, _commands
+from ._common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+
+__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="digest")
+def main() -> None:
+    """Personalized daily digests of trending research papers, by email."""
+
+
+for _command in (
+    _commands.run,
+    _commands.fetch,
+    _commands.rank,
+    _commands.preview,
+    _commands.check,
+    _commands.feeds,
+    _admin.schedule,
+    _admin.subscribe,
+    _admin.unsubscribe,
+    _admin.subscribers,
+    _admin.status,
+):
+    main.add_command(_command)

@@ -1,0 +1,367 @@
+"""The commands of one edition: run, fetch, rank, preview, check and feeds.
+
+Each command imports the stages it needs when it runs, so ``digest check`` or ``digest
+feeds`` start without loading the ranking model's libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import webbrowser
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import Config
+from ..delivery import check_config
+from ..errors import DigestError
+from ..models import Digest, Profile
+from ._common import EXIT_OK, EXIT_PARTIAL, common, parse_edition
+
+
+@click.command()
+@common
+@click.option(
+    "--edition", callback=parse_edition, help="Re-run or backfill one edition (YYYY-MM-DD)."
+)
+@click.option("--no-fetch", is_flag=True, help="Use stored papers only; do not fetch feeds.")
+@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run to finish.")
+def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
+    """Fetch, rank, render and send one edition."""
+    from ..pipeline import run as run_edition
+    from ..pipeline import run_lock
+    from ..schedule import stop_on_signals
+
+    check_config(cfg)
+    stop = threading.Event()
+    stop_on_signals(stop)  # Ctrl-C / SIGTERM: finish the message in flight, keep the rest
+    with run_lock(cfg, wait=wait):
+        summary = run_edition(cfg, edition=edition, fetch=not no_fetch, stop=stop)
+    print_run_summary(cfg, summary)
+    sys.exit(EXIT_OK if summary.ok else EXIT_PARTIAL)
+
+
+def print_run_summary(cfg: Config, summary: Any) -> None:
+    echo = click.echo
+    f = summary.fetch
+    if f is not None:
+        echo(
+            f"feeds: {len(f.ok)} fetched, {len(f.not_modified)} unchanged, {len(f.errors)} failed; "
+            f"{f.new} new papers"
+        )
+        for name, reason in f.errors:
+            echo(f"  feed failed: {name}: {reason}")
+    echo(f"edition {summary.edition}: {summary.candidates} candidate papers")
+    for p in summary.picks[:50]:
+        echo(f"  {p.email}: {p.count} papers, top: {p.top[:70]}")
+    if summary.picks.total > 50:  # the summary's lists keep a sample; .total counts all
+        echo(f"  ... and {summary.picks.total - 50} more subscribers")
+    for email in summary.nothing[:20]:
+        echo(f"  {email}: nothing above their threshold today")
+    skipped: dict[str, int] = summary.skipped_counts()
+    for why, n in sorted(skipped.items()):
+        echo(f"  {n} subscriber(s) skipped: {why}")
+    for err in summary.profile_errors:
+        echo(f"  subscriber failed: {err}")
+    if summary.profile_errors.more:
+        echo(f"  ... and {summary.profile_errors.more} more subscriber files failed")
+    d = summary.delivery
+    if d is not None:
+        where = cfg.outbox_path if not cfg.smtp.host else f"{cfg.smtp.host}:{cfg.smtp.port}"
+        echo(
+            f"delivery via {where}: {d.sent.total} sent, {d.deferred.total} deferred, "
+            f"{d.failed.total} failed"
+        )
+        for email, reason in d.deferred:
+            echo(f"  deferred: {email}: {reason}")
+        for email, reason in d.failed:
+            echo(f"  failed: {email}: {reason}")
+        if d.deferred.more or d.failed.more:
+            echo(f"  ... and {d.deferred.more + d.failed.more} more (digest status lists them)")
+    went_out = d is not None and (d.sent or d.deferred or d.failed)
+    already = skipped.get("already sent this edition", 0)
+    if already and not went_out and not summary.picks:
+        echo(
+            f"nothing new to send: edition {summary.edition} already went to {already} "
+            "subscriber(s)"
+        )
+
+
+@click.command()
+@common
+@click.option("--feed", "feed_url", help="Parse one feed (path or URL) without storing it.")
+@click.option("--json", "as_json", is_flag=True, help="With --feed: print the papers as JSON.")
+def fetch(cfg: Config, feed_url: str | None, as_json: bool) -> None:
+    """Fetch every configured feed into the database (or inspect one feed)."""
+    from ..clock import utcnow
+    from ..sources import fetch_all
+    from ..store import Store
+
+    if feed_url:
+        papers = _fetch_one(cfg, feed_url)
+        if as_json:
+            from ..sources import paper_json
+
+            click.echo(json.dumps([paper_json(p) for p in papers], indent=2, ensure_ascii=False))
+        else:
+            for p in papers:
+                up = f" [{p.upvotes} upvotes]" if p.upvotes is not None else ""
+                click.echo(f"{p.id}  {p.title}{up}")
+            click.echo(f"{len(papers)} papers", err=True)
+        return
+    store = Store(cfg.database_url)
+    try:
+        summary = fetch_all(cfg, store, utcnow)
+    finally:
+        store.close()
+    for name, n in summary.ok:
+        click.echo(f"{name}: {n} papers")
+    for name in summary.not_modified:
+        click.echo(f"{name}: unchanged since last fetch")
+    for name, reason in summary.errors:
+        click.echo(f"{name}: FAILED: {reason}")
+    click.echo(f"{summary.new} new papers, {summary.updated} updated")
+    sys.exit(EXIT_PARTIAL if summary.errors else EXIT_OK)
+
+
+def _fetch_one(cfg: Config, url: str) -> list[Any]:
+    from ..config import Feed
+    from ..sources import Fetcher
+
+    configured = {f.name: f for f in cfg.feeds}
+    feed = configured.get(url) or Feed(name=url, url=url)
+    if "://" not in feed.url:
+        feed = feed.model_copy(
+            update={
+                "url": str(Path(feed.url).resolve())
+                if Path(feed.url).exists()
+                else cfg.feed_base(feed.url)
+            }
+        )
+    with Fetcher(cfg.http, cfg.sender.address) as fetcher:
+        return list(fetcher.fetch(feed).papers)
+
+
+@click.command()
+@common
+def check(cfg: Config) -> None:
+    """Validate config.toml and every subscriber file."""
+    from ..subscribers import load_profiles
+
+    click.echo(
+        f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
+        f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})"
+    )
+    check_config(cfg)
+    profiles, errors = load_profiles(cfg.subscribers_path)
+    click.echo(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
+    for err in errors:
+        click.echo(f"  {err}", err=True)
+    sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+def _edition_picker(cfg: Config, feeds: tuple[str, ...], edition: date | None) -> Any:
+    """A ``Picker`` over the papers of ``feeds``, or else of the stored edition."""
+    from ..clock import utcnow
+    from ..ranking import Picker, Ranker
+    from ..store import Store
+    from ..subscribers import edition_for
+
+    now = utcnow()
+    ed = edition or edition_for(cfg, now)
+    store = Store(cfg.database_url)
+    if feeds:
+        papers: list[Any] = []
+        seen: set[str] = set()
+        for url in feeds:
+            for p in _fetch_one(cfg, url):
+                if p.id not in seen:
+                    seen.add(p.id)
+                    papers.append(p)
+    else:
+        papers = store.edition_papers(ed, now, create=False)
+        if not papers:
+            raise DigestError(
+                f"no stored papers for edition {ed}; run 'digest fetch' first or pass --feed"
+            )
+    return Picker(Ranker(cfg.ranking), store, ed, papers, now)
+
+
+def _profile(cfg: Config, name: str) -> Profile:
+    from ..subscribers import find_profile
+
+    return find_profile(cfg.subscribers_path, name)
+
+
+@click.command()
+@common
+@click.option("--subscriber", "-s", required=True, help="Subscriber file, its name, or email.")
+@click.option("--feed", "feeds", multiple=True, help="Rank this feed's papers (repeatable).")
+@click.option("--top", type=click.IntRange(1, 1000), help="How many papers (default: max_papers).")
+@click.option("--edition", callback=parse_edition, help="Edition date (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rank(
+    cfg: Config,
+    subscriber: str,
+    feeds: tuple[str, ...],
+    top: int | None,
+    edition: date | None,
+    as_json: bool,
+) -> None:
+    """Rank papers for one subscriber and show why each was picked."""
+    profile = _profile(cfg, subscriber)
+    picker = _edition_picker(cfg, feeds, edition)
+    picks = picker.pick(profile, top=top)
+    if as_json:
+        rows = [
+            {
+                "id": s.paper.arxiv_id or s.paper.id,
+                "title": s.paper.title,
+                "score": round(s.score, 4),
+                "reasons": list(s.reasons),
+                "url": s.paper.url,
+            }
+            for s in picks
+        ]
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{profile.email}: {len(picks)} of {len(picker.by_id)} papers")
+    for i, s in enumerate(picks, 1):
+        click.echo(f"{i:2}. {s.score:6.3f}  {s.paper.title}")
+        click.echo(f"            {s.paper.url}")
+        if s.reasons:
+            click.echo(f"            why: {'; '.join(s.reasons)}")
+
+
+@click.command()
+@common
+@click.argument("subscriber", required=False)
+@click.option("--all", "all_", is_flag=True, help="Preview every subscriber.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder to write into.",
+)
+@click.option(
+    "--feed", "feeds", multiple=True, help="Use this feed's papers instead of stored ones."
+)
+@click.option("--edition", callback=parse_edition, help="Edition date (default: today).")
+@click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
+def preview(
+    cfg: Config,
+    subscriber: str | None,
+    all_: bool,
+    out_dir: Path,
+    feeds: tuple[str, ...],
+    edition: date | None,
+    open_: bool,
+) -> None:
+    """Write a subscriber's digest as .html, .txt and .eml without sending it."""
+    from ..delivery import build_message, unsubscribe_url
+    from ..subscribers import load_profiles
+
+    if bool(subscriber) == all_:
+        raise click.UsageError("give one SUBSCRIBER or --all")
+    if all_:
+        profiles, errors = load_profiles(cfg.subscribers_path)
+        for err in errors:
+            click.echo(f"digest: warning: {err}", err=True)
+    else:
+        assert subscriber is not None
+        profiles, errors = [_profile(cfg, subscriber)], []
+    from ..rendering import Renderer
+
+    picker = _edition_picker(cfg, feeds, edition)
+    renderer = Renderer(cfg)
+    renderer.begin_edition(picker.corpus.papers)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[tuple[Profile, Path, int]] = []
+    for profile in profiles:
+        picks = picker.pick(profile)
+        unsub = unsubscribe_url(cfg, profile.email)
+        if picks:
+            rendered = renderer.render(
+                Digest(profile, picker.edition, tuple(picks)), unsubscribe_url=unsub
+            )
+        else:
+            rendered = renderer.render_empty(profile, picker.edition, unsubscribe_url=unsub)
+        base = out_dir / profile.slug
+        base.with_suffix(".html").write_text(rendered.html, encoding="utf-8")
+        base.with_suffix(".txt").write_text(rendered.text, encoding="utf-8")
+        base.with_suffix(".eml").write_bytes(
+            build_message(cfg, profile, picker.edition, rendered, now=picker.now)
+        )
+        for suffix in (".html", ".txt", ".eml"):
+            click.echo(str(base.with_suffix(suffix)))
+        for note in rendered.notes:
+            click.echo(f"  note: {note}", err=True)
+        written.append((profile, base, len(picks)))
+    target = written[0][1].with_suffix(".html") if written else None
+    if all_:
+        target = _write_index(out_dir, picker.edition, written)
+        click.echo(str(target))
+    if open_ and target is not None:
+        webbrowser.open(target.resolve().as_uri())
+    sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+def _write_index(out_dir: Path, edition: date, written: list[tuple[Profile, Path, int]]) -> Path:
+    from html import escape
+
+    rows = "\n".join(
+        f'<li><a href="{escape(base.name)}.html">{escape(p.name or p.email)}</a> '
+        f"&lt;{escape(p.email)}&gt;: {n} papers "
+        f'(<a href="{escape(base.name)}.txt">text</a>, '
+        f'<a href="{escape(base.name)}.eml">eml</a>)</li>'
+        for p, base, n in written
+    )
+    index = out_dir / "index.html"
+    index.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>Digest previews {edition}</title>"
+        f"<h1>Digest previews for {edition}</h1><ul>\n{rows}\n</ul>\n",
+        encoding="utf-8",
+    )
+    return index
+
+
+@click.command()
+@common
+def feeds(cfg: Config) -> None:
+    """Show each feed's health: last success, last error, consecutive failures."""
+    from ..store import Store
+
+    store = Store(cfg.database_url)
+    try:
+        states = {s.name: s for s in store.feed_states()}
+    finally:
+        store.close()
+    broken = 0
+    for feed in cfg.feeds:
+        st = states.get(feed.name)
+        if st is None or st.last_attempt is None:
+            click.echo(f"{feed.name}: never fetched ({feed.url})")
+            continue
+        ok = _ago(st.last_success) if st.last_success else "never"
+        line = f"{feed.name}: last success {ok}, {st.last_count} papers"
+        if st.failures:
+            broken += 1
+            line += f"; FAILING ({st.failures} in a row): {st.last_error}"
+        elif st.last_error:
+            line += f"; last error {_ago(st.last_error_at)}: {st.last_error}"
+        if not feed.enabled:
+            line += " (disabled)"
+        click.echo(line)
+    sys.exit(EXIT_PARTIAL if broken else EXIT_OK)
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "never"
+    return when.strftime("%Y-%m-%d %H:%M UTC")

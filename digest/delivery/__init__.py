@@ -1,0 +1,52 @@
+"""Delivery: each rendered digest to its subscriber once, over SMTP or into the outbox.
+
+``deliver`` takes a stream of ``Outgoing`` digests and returns a ``DeliverySummary``; every
+(subscriber, edition) moves through the store's delivery log (pending -> sending -> sent /
+deferred / failed), so a rerun sends only what is not sent and a crash loses nothing.
+Inside: ``_headers`` (addresses, Message-ID, the signed unsubscribe URL, RFC 2047),
+``_mime`` (message bytes), ``_dkim`` (signatures), ``_smtp`` (one connection), ``_pool``
+(parallel connections, rate limits, the stop rules), ``_log`` (the log's values and group
+commit), ``_outbox`` (``.eml`` files) and ``_deliver`` (one run).
+"""
+
+from __future__ import annotations
+
+from ..config import Config
+from ._deliver import deliver
+from ._headers import (
+    check_unsubscribe_token,
+    message_id,
+    signed_url,
+    unsubscribe_base,
+    unsubscribe_secret,
+    unsubscribe_url,
+)
+from ._log import DeliverySummary, Outgoing
+from ._mime import Composer, build_message
+from ._smtp import tls_context
+
+__all__ = [
+    "Composer",
+    "DeliverySummary",
+    "Outgoing",
+    "build_message",
+    "check_config",
+    "check_unsubscribe_token",
+    "deliver",
+    "message_id",
+    "signed_url",
+    "unsubscribe_base",
+    "unsubscribe_secret",
+    "unsubscribe_url",
+]
+
+
+def check_config(cfg: Config) -> None:
+    """What sending needs beyond the file: addresses, the unsubscribe URL and secret, the
+    DKIM key (parsed and tried), the SMTP password and CA file. Raises ConfigError (or
+    SendError for an unreadable CA bundle); nothing is sent."""
+    Composer(cfg)
+    if cfg.smtp.host:
+        cfg.smtp_password()
+        if cfg.smtp.security != "none":
+            tls_context(cfg)

@@ -1,0 +1,59 @@
+"""The outbox: each message written to ``<outbox>/<edition>/<name>.eml`` when no SMTP host is
+configured (the demo, previews of a whole run, a relay that picks up files)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+from ..config import Config
+from ..errors import SendError
+from ..models import Profile
+from ._log import DeliveryLog, Job, defer
+
+
+def eml_name(profile: Profile) -> str:
+    """A safe file name for a subscriber's .eml in the outbox: the subscriber file's name,
+    or the whole address for a profile that did not come from a file."""
+    name = profile.path.stem if profile.path is not None else profile.email
+    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._") or "subscriber"
+    return f"{stem}.eml"
+
+
+def outbox_path(cfg: Config, profile: Profile, edition: date) -> Path:
+    return cfg.outbox_path / edition.isoformat() / eml_name(profile)
+
+
+class Outbox:
+    """Writes each message to ``<outbox>/<edition>/<slug>.eml`` (used when no SMTP host)."""
+
+    def __init__(self, cfg: Config, dlog: DeliveryLog, halt: threading.Event | None) -> None:
+        self.cfg = cfg
+        self.dlog = dlog
+        self.halt = halt
+
+    def run(self, jobs: Iterator[list[Job]]) -> list[Job]:
+        """Write every job; returns those left when ``halt`` was set."""
+        for batch in jobs:
+            for i, job in enumerate(batch):
+                if self.halt is not None and self.halt.is_set():
+                    return batch[i:]
+                path = outbox_path(self.cfg, job.item.profile, job.item.edition)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(f".{path.name}.tmp")
+                    tmp.write_bytes(job.data)
+                    os.replace(tmp, path)
+                except OSError as exc:
+                    error = SendError(
+                        f"{path}: cannot write to the outbox ({exc.strerror}); check `outbox` "
+                        "in the config and the folder's permissions"
+                    )
+                    defer(self.dlog, batch[i:], str(error))
+                    raise error from exc
+                self.dlog.record(job, "sent", f"written to {path}")
+        return []

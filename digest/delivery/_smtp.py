@@ -1,0 +1,376 @@
+"""One SMTP connection: TLS as configured (never downgraded), AUTH, and a lean send.
+
+``smtplib`` does the connection set-up (greeting, EHLO, STARTTLS, AUTH); sending uses
+the same socket but pipelines MAIL, RCPT and DATA in one write when the server offers
+PIPELINING (RFC 2920), which halves the round trips per message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import Config
+from ..errors import AuthError, SendError
+
+log = logging.getLogger(__name__)
+
+Status = Literal["sent", "temporary", "permanent", "dropped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the server said about one message."""
+
+    status: Status
+    reply: str = ""
+
+
+class TemporaryServerError(SendError):
+    """The server cannot take mail right now (refused connection, 421 greeting, timeout)."""
+
+
+def _reply(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _kind(code: int) -> Status:
+    if 200 <= code < 300:
+        return "sent"
+    if code == 421:
+        return "dropped"
+    return "temporary" if 400 <= code < 500 else "permanent"
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext:
+    ca = str(cfg.resolve(cfg.smtp.ca_file)) if cfg.smtp.ca_file else None
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise SendError(
+            f"{cfg.path}: [smtp] ca_file {ca}: cannot load ({exc}); give a PEM bundle"
+        ) from exc
+
+
+_DOT = re.compile(rb"(?m)^\.")
+_NL_DOT = re.compile(rb"\n\.")  # three times quicker than ``b"\n." in data`` on a message
+
+
+def dot_stuff(data: bytes) -> bytes:
+    if data.startswith(b".") or _NL_DOT.search(data):
+        return _DOT.sub(b"..", data)
+    return data
+
+
+def _body(data: bytes) -> bytes:
+    """The message as it goes after DATA: dot-stuffed, ending in a line end."""
+    body = dot_stuff(data)
+    return body if body.endswith(b"\r\n") else body + b"\r\n"
+
+
+def _send_all(sock: socket.socket, parts: tuple[bytes, ...]) -> None:
+    """``sendall`` of the parts joined, without copying them into one buffer first (a TLS
+    socket has no ``sendmsg``: there they are joined)."""
+    if isinstance(sock, ssl.SSLSocket):
+        sock.sendall(b"".join(parts))
+        return
+    sent = sock.sendmsg(parts)
+    if sent < sum(map(len, parts)):
+        sock.sendall(b"".join(parts)[sent:])
+
+
+class SmtpConnection:
+    """A connection to ``[smtp] host`` that sends one message at a time."""
+
+    def __init__(self, cfg: Config, password: str, context: ssl.SSLContext | None = None) -> None:
+        self.cfg = cfg
+        self.password = password
+        self.context = context if context is not None else tls_context(cfg)
+        self.smtp: smtplib.SMTP | None = None
+        self.reader: Replies | None = None
+        self.sock: socket.socket | None = None
+        self.sent = 0  # messages on this connection
+        self.opened: tuple[str, str] | None = None  # envelope sent ahead, replies unread
+        self._ahead: tuple[bytes, bytes] | None = None  # (data, body) of the envelope ahead
+        self.pipelining = False
+        self.size_ext = False
+        self.where = f"{cfg.smtp.host}:{cfg.smtp.port}"
+
+    # -- set-up ---------------------------------------------------------------
+    def open(self) -> None:
+        """Connect, secure and authenticate; raises AuthError, SendError or TemporaryServerError."""
+        c = self.cfg.smtp
+        local = c.local_hostname or None
+        try:
+            if c.security == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    c.host, c.port, local_hostname=local, timeout=c.timeout, context=self.context
+                )
+            else:
+                smtp = smtplib.SMTP(c.host, c.port, local_hostname=local, timeout=c.timeout)
+            try:
+                self._secure(smtp)
+                self._login(smtp)
+            except BaseException:
+                smtp.close()
+                raise
+        except ssl.SSLCertVerificationError as exc:
+            raise SendError(
+                f"{self.where}: TLS certificate not trusted ({exc.verify_message}); set "
+                "[smtp] ca_file for a private relay; the connection is never downgraded"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise SendError(
+                f"{self.where}: TLS failed ({exc.reason or exc}); check [smtp] port and "
+                "security (ssl is usually port 465, starttls port 587)"
+            ) from exc
+        except smtplib.SMTPConnectError as exc:
+            raise TemporaryServerError(
+                f"{self.where}: server refused the session "
+                f"({_reply(exc.smtp_code, exc.smtp_error)})"
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise TemporaryServerError(
+                f"{self.where}: {_reply(exc.smtp_code, exc.smtp_error)} during connection set-up"
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            why = str(exc) or type(exc).__name__
+            raise TemporaryServerError(f"{self.where}: cannot connect ({why})") from exc
+        assert smtp.sock is not None
+        self.smtp = smtp
+        self.sock = smtp.sock
+        self.reader = Replies(smtp.sock)
+        self.sent = 0
+        self.pipelining = smtp.has_extn("pipelining")
+        self.size_ext = smtp.has_extn("size")
+        log.debug("connected to %s (pipelining=%s)", self.where, self.pipelining)
+
+    def _secure(self, smtp: smtplib.SMTP) -> None:
+        code, msg = smtp.ehlo()
+        if not 200 <= code < 300:
+            code, msg = smtp.helo()
+            if not 200 <= code < 300:
+                raise smtplib.SMTPResponseException(code, msg)
+        if self.cfg.smtp.security != "starttls":
+            return
+        if not smtp.has_extn("starttls"):
+            raise SendError(
+                f"{self.where}: server does not offer STARTTLS, and [smtp] security = "
+                '"starttls" never falls back to plain text; use security = "ssl" (port 465) '
+                "or fix the server"
+            )
+        code, msg = smtp.starttls(context=self.context)
+        if code != 220:
+            raise SendError(
+                f"{self.where}: STARTTLS refused ({_reply(code, msg)}); not sending in clear"
+            )
+        smtp.ehlo()
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        c = self.cfg.smtp
+        if not c.user:
+            return
+        hint = f"check [smtp] user and {c.password_env}"
+        if not smtp.has_extn("auth"):
+            raise AuthError(f"{self.where}: server does not offer AUTH; {hint} and [smtp] security")
+        try:
+            smtp.login(c.user, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise AuthError(
+                f"{self.where}: authentication failed "
+                f"({_reply(exc.smtp_code, exc.smtp_error)}); {hint}"
+            ) from exc
+        except smtplib.SMTPException as exc:
+            raise AuthError(f"{self.where}: authentication failed ({exc}); {hint}") from exc
+
+    # -- sending --------------------------------------------------------------
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        *,
+        then: tuple[str, str, bytes] | None = None,
+    ) -> Outcome:
+        """Send one message to one recipient. ``dropped`` means the fate is unknown.
+
+        ``then`` is the next message for this connection (sender, recipient, data): when
+        the server pipelines, its envelope (MAIL, RCPT, DATA) goes out right after this
+        message's data (RFC 2920 allows the data to start a group), so a message costs
+        one round trip instead of two. The next ``send`` must then be that message, or
+        ``abandon`` the connection. This message's reply is read before that send, so
+        its outcome is still recorded before the next message's data goes out.
+        """
+        if self.smtp is None:
+            self.open()
+        assert self.sock is not None and self.reader is not None
+        sock, read = self.sock, self.reader.reply
+        ahead_of = self._ahead
+        self._ahead = None
+        # The body of a message whose envelope went ahead was dot-stuffed then (a scan
+        # of the whole message: once is enough).
+        body = ahead_of[1] if ahead_of is not None and ahead_of[0] is data else _body(data)
+        try:
+            if self.opened is not None:
+                if self.opened != (sender, recipient):
+                    raise AssertionError("send() after an envelope sent ahead for another message")
+                self.opened = None
+                outcome = self._check(read(), read(), read())
+            elif self.pipelining:
+                sock.sendall(self._envelope(sender, recipient, body))
+                outcome = self._check(read(), read(), read())
+            else:
+                outcome = self._stepwise(*self._commands(sender, recipient, body))
+            if outcome is not None:
+                return outcome
+            ahead = then_body = b""
+            if then is not None and self.pipelining:
+                then_body = _body(then[2])
+                ahead = self._envelope(then[0], then[1], then_body)
+            _send_all(sock, (body, b".\r\n", ahead))
+            code, msg = read()
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close(quit=False)
+            return Outcome("dropped", f"connection lost: {exc or type(exc).__name__}")
+        if ahead and then is not None:
+            self.opened = (then[0], then[1])
+            self._ahead = (then[2], then_body)
+        if code == 421:
+            self.close(quit=False)
+        self.sent += 1
+        return Outcome(_kind(code), _reply(code, msg))
+
+    def abandon(self) -> None:
+        """Drop an envelope sent ahead (the server waits for its data): close the
+        connection without a QUIT, so the server discards the empty message."""
+        if self.opened is not None:
+            self.close(quit=False)
+
+    def _commands(self, sender: str, recipient: str, body: bytes) -> tuple[bytes, bytes]:
+        size = f" SIZE={len(body)}" if self.size_ext else ""
+        return (
+            f"MAIL FROM:<{sender}>{size}\r\n".encode(),
+            f"RCPT TO:<{recipient}>\r\n".encode(),
+        )
+
+    def _envelope(self, sender: str, recipient: str, body: bytes) -> bytes:
+        mail, rcpt = self._commands(sender, recipient, body)
+        return mail + rcpt + b"DATA\r\n"
+
+    def _stepwise(self, mail: bytes, rcpt: bytes) -> Outcome | None:
+        assert self.sock is not None and self.reader is not None
+        sock, read = self.sock, self.reader.reply
+        sock.sendall(mail)
+        first = read()
+        if first[0] != 250:
+            return self._check(first)
+        sock.sendall(rcpt)
+        second = read()
+        if second[0] not in (250, 251):
+            return self._check(first, second)
+        sock.sendall(b"DATA\r\n")
+        return self._check(first, second, read())
+
+    def _check(self, *replies: tuple[int, bytes]) -> Outcome | None:
+        """None when the envelope was accepted and DATA is open; else the outcome, after
+        RSET (or closing the connection when the server is going away)."""
+        expected = ((250, 251), (250, 251), (354,))
+        failed = [i for i, (code, _) in enumerate(replies) if code not in expected[i]]
+        if not failed:
+            if len(replies) < 3:
+                raise AssertionError("envelope check needs MAIL, RCPT and DATA replies")
+            return None
+        bad = replies[failed[0]]
+        if bad[0] == 530 or (failed[0] == 0 and bad[0] >= 500):
+            self.close()
+            self._refused_for_all(*bad)
+        if replies[-1][0] == 354 or bad[0] == 421 or bad[0] < 0:
+            # Going away, or DATA opened after a refused envelope (a broken server): close
+            # rather than risk sending an empty message.
+            self.close(quit=False)
+            return Outcome(
+                "dropped" if bad[0] < 400 or bad[0] == 421 else _kind(bad[0]), _reply(*bad)
+            )
+        assert self.sock is not None and self.reader is not None
+        try:
+            self.sock.sendall(b"RSET\r\n")
+            self.reader.reply()
+        except (OSError, smtplib.SMTPException):
+            self.close(quit=False)
+        return Outcome(_kind(bad[0]), _reply(*bad))
+
+    def _refused_for_all(self, code: int, msg: bytes) -> None:
+        """A refusal that would repeat for every message: stop the run with the reason."""
+        reply = _reply(code, msg)
+        if code == 530:
+            raise AuthError(
+                f"{self.where}: the server requires authentication ({reply}); set [smtp] user "
+                f"and export the password in {self.cfg.smtp.password_env}"
+            )
+        raise SendError(
+            f"{self.where}: the server refused our sender {self.cfg.sender.address} ({reply}); "
+            "check [sender] address: the relay must allow it for [smtp] user"
+        )
+
+    def close(self, *, quit: bool = True) -> None:
+        smtp, self.smtp = self.smtp, None
+        self.sock = self.reader = None
+        if self.opened is not None:  # the server waits for data: no QUIT now
+            self.opened = None
+            quit = False
+        if smtp is None:
+            return
+        try:
+            if quit:
+                smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+
+class Replies:
+    """SMTP replies read straight from the socket (leaner than smtplib's line reader).
+
+    The send path alternates strictly between commands and their replies, so nothing is
+    left buffered here when smtplib takes over again (RSET, QUIT)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def reply(self) -> tuple[int, bytes]:
+        lines: list[bytes] = []
+        while True:
+            end = self.buf.find(b"\n")
+            while end < 0:
+                if len(self.buf) > 65536:
+                    raise smtplib.SMTPServerDisconnected("reply line too long")
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise smtplib.SMTPServerDisconnected("connection closed by the server")
+                self.buf += chunk
+                end = self.buf.find(b"\n")
+            line, self.buf = self.buf[: end + 1], self.buf[end + 1 :]
+            lines.append(line[4:].strip())
+            try:
+                code = int(line[:3])
+            except ValueError:
+                return -1, b"\n".join(lines)
+            if line[3:4] != b"-":
+                return code, b"\n".join(lines)
+
+
+def probe(cfg: Config, password: str) -> None:
+    """Open and close one connection (for ``digest check --smtp``-style checks)."""
+    conn = SmtpConnection(cfg, password)
+    conn.open()
+    conn.close()

@@ -1,0 +1,76 @@
+"""Fetching every configured feed into the store: a feed that fails is reported in its
+health record and the summary, and the others go on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..clock import Clock
+from ..config import Config
+from ..errors import DigestError
+from ..store import Store
+from ._http import Fetcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FetchSummary:
+    ok: list[tuple[str, int]] = field(default_factory=list)  # (feed, papers parsed)
+    not_modified: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (feed, reason)
+    new: int = 0
+    updated: int = 0
+
+
+def fetch_all(
+    cfg: Config,
+    store: Store,
+    now: Clock,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> FetchSummary:
+    """Fetch every enabled feed and store its papers; a failing feed is reported, not fatal.
+    Once ``stop`` is set, the feeds not yet started are left for the next run."""
+    summary = FetchSummary()
+    kwargs = {"sleep": sleep} if sleep is not None else {}
+    with Fetcher(cfg.http, cfg.sender.address, **kwargs) as fetcher:  # type: ignore[arg-type]
+        for feed in cfg.feeds:
+            if not feed.enabled:
+                continue
+            if stop is not None and stop.is_set():
+                log.info("stopping: feeds from %s on are left for the next run", feed.name)
+                break
+            url = cfg.feed_base(feed.url)
+            feed = feed.model_copy(update={"url": url})
+            try:
+                result = fetcher.fetch(feed, store.feed_state(feed.name))
+            except DigestError as exc:
+                log.warning("feed %s failed: %s", feed.name, exc)
+                summary.errors.append((feed.name, str(exc)))
+                store.record_feed(feed.name, url, now(), error=str(exc))
+                continue
+            if result.not_modified:
+                summary.not_modified.append(feed.name)
+                store.record_feed(
+                    feed.name, url, now(), etag=result.etag, last_modified=result.last_modified
+                )
+                continue
+            new, updated = store.upsert_papers(result.papers, now())
+            summary.new += new
+            summary.updated += updated
+            summary.ok.append((feed.name, len(result.papers)))
+            store.record_feed(
+                feed.name,
+                url,
+                now(),
+                etag=result.etag,
+                last_modified=result.last_modified,
+                count=len(result.papers),
+            )
+            log.info("feed %s: %d papers (%d new)", feed.name, len(result.papers), new)
+    return summary

@@ -1,0 +1,22 @@
+"""The database: papers, editions, feed health, the delivery log, runs and suppressions.
+
+One ``Store`` per process and database URL (SQLite by default, any SQLAlchemy database);
+tables are created on first use. Every part of the project reads and writes the database
+through it and gets the values of ``digest.models`` back: table rows never leave this
+package. Each concern is its own module: ``_schema`` (the tables), ``_papers``,
+``_editions``, ``_feeds``, ``_deliveries`` (the delivery log and its batched writer) and
+``_runs`` (runs and suppressions).
+"""
+
+from __future__ import annotations
+
+from ._deliveries import Deliveries, DeliveryWriter
+from ._editions import Editions
+from ._feeds import Feeds, FeedStateView
+from ._runs import Runs, Suppressions
+
+__all__ = ["DeliveryWriter", "FeedStateView", "Store"]
+
+
+class Store(Editions, Feeds, Deliveries, Runs, Suppressions):
+    """All database access. Create with a SQLAlchemy URL; tables are created on first use."""
