@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from digest.models import Paper
 from digest.store import Store
 
@@ -135,3 +137,26 @@ def test_a_database_made_before_keeps_its_sent_paper_table(tmp_path: Path) -> No
     with sqlite3.connect(path) as db:
         (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'sent_paper'").fetchone()
     assert "WITHOUT ROWID" not in sql.upper()
+
+
+def test_votes_latest_wins_cleared_and_forgotten(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    store.set_vote("Ada@Example.org", "2406.00001", 1, T0, source="web")
+    store.set_vote("ada@example.org", "2406.00002", -1, T0 + timedelta(minutes=1))
+    store.set_vote("ada@example.org", "2406.00001", -1, T0 + timedelta(minutes=2))  # changed
+    store.set_vote("ben@example.org", "2406.00001", 1, T0)
+    assert store.votes("ADA@example.org") == {
+        "2406.00002": (-1, T0 + timedelta(minutes=1)),
+        "2406.00001": (-1, T0 + timedelta(minutes=2)),
+    }
+    assert store.votes_of(["ada@example.org", "Ben@example.org", "cy@example.org"]) == {
+        "ada@example.org": {"2406.00001": -1, "2406.00002": -1},
+        "ben@example.org": {"2406.00001": 1},
+    }
+    store.set_vote("ada@example.org", "2406.00002", 0, T0)  # cleared
+    assert set(store.votes("ada@example.org")) == {"2406.00001"}
+    assert store.forget_votes("ada@example.org") == 1
+    assert store.votes("ada@example.org") == {}
+    assert store.votes("ben@example.org")  # only Ada's went
+    with pytest.raises(ValueError, match=r"\+1, -1 or 0"):
+        store.set_vote("ada@example.org", "2406.00001", 2, T0)

@@ -95,3 +95,14 @@ class Suppression(SQLModel, table=True):
     email: str = Field(primary_key=True)
     at: datetime
     reason: str = ""
+
+
+class VoteRow(SQLModel, table=True):
+    __tablename__ = "vote"
+    # One vote per (subscriber, paper): the latest wins. Addresses are lower-cased, as in
+    # the suppression list, so a vote survives a change of case in the subscriber's file.
+    email: str = Field(primary_key=True)
+    paper_id: str = Field(primary_key=True)
+    value: int  # +1 "more like this", -1 "less like this"
+    at: datetime
+    source: str = ""  # where it was cast: "web", "cli", ...
