@@ -218,6 +218,31 @@ def test_fields_packed_into_descriptions_are_read_but_real_text_is_kept() -> Non
     assert c.abstract == "Abstract Meaning Representation (AMR) is a graph."
 
 
+def test_third_party_hugging_face_feeds_link_each_paper_to_its_page() -> None:
+    papers = _parse(FEEDS / "thirdparty-hf-papers-rss-huangboming-feedgen-2026-08-08.xml")
+    assert papers and all(p.hf_url == f"https://huggingface.co/papers/{p.id}" for p in papers)
+    # each signal alone: the feed's own link is Hugging Face's papers page, or the paper
+    # carries a Hugging Face paper thumbnail; a feed with neither gets no such link
+    item = (
+        "<item><title>T</title><link>https://arxiv.org/abs/2608.00001</link>"
+        "<description>{img}Words.</description></item>"
+    )
+    thumb = (
+        '&lt;img src="https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/'
+        '2608.00001.png"&gt;'
+    )
+    for link, img, want in (
+        ("https://huggingface.co/papers", "", "https://huggingface.co/papers/2608.00001"),
+        ("https://example.org/", thumb, "https://huggingface.co/papers/2608.00001"),
+        ("https://example.org/", "", None),
+    ):
+        rss = (
+            f"<rss version='2.0'><channel><link>{link}</link>{item.format(img=img)}</channel></rss>"
+        )
+        (paper,) = parse(rss.encode(), "x")
+        assert paper.hf_url == want, (link, img)
+
+
 def test_skip_replacements() -> None:
     rss = FEEDS / "arxiv-rss-new-format-2024-11-28-trimmed.xml"
     kept = _parse(rss, skip_replacements=True)

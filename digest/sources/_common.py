@@ -18,6 +18,8 @@ _PROJECT = re.compile(
     re.IGNORECASE,
 )
 _SPLIT = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*;\s*")
+# A Hugging Face paper page's preview image: the paper has a page there.
+_HF_THUMBNAIL = re.compile(r"^https://cdn-thumbnails\.huggingface\.co/social-thumbnails/papers/")
 
 
 @dataclass
@@ -53,7 +55,7 @@ def make_paper(found: Found, source: str) -> Paper:
     pdf_url = found.pdf_url
     if pid is not None:
         url, pdf_url = arxiv_links(pid)
-        if hf_url is not None:
+        if hf_url is not None or _HF_THUMBNAIL.match(found.thumbnail or ""):
             hf_url = hf_link(pid)
     else:
         url = web[0] if web else ""

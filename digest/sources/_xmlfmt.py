@@ -13,7 +13,7 @@ import feedparser
 from ..errors import FeedError
 from ..models import Paper
 from ._common import Found, as_str, labelled, make_paper, one_line, split_authors
-from ._text import clean, collapse, utc_from_struct
+from ._text import arxiv_id, clean, collapse, hf_link, utc_from_struct
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ _ANNOUNCE = re.compile(
     r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE
 )
 _TAG = re.compile(r"<[^>]*>")
+_HF_PAPERS = re.compile(r"^https?://(?:www\.)?huggingface\.co/papers/?(?:[?#].*)?$")
 _IMG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']?(https?://[^\"'\s>]+)", re.IGNORECASE)
 
 
@@ -62,9 +63,12 @@ def parse_xml(data: bytes, source: str, *, base_url: str, skip_replacements: boo
             one_line(doc.get("bozo_exception")),
             len(entries),
         )
+    # A feed of Hugging Face's daily papers made by someone else (its link is their page):
+    # each paper with an arXiv id has its Hugging Face page.
+    on_hf = bool(_HF_PAPERS.match(as_str(feed.get("link"))))
     papers = []
     for entry in entries:
-        paper = entry_paper(entry, source)
+        paper = entry_paper(entry, source, on_hf=on_hf)
         if paper is None:
             continue
         if skip_replacements and paper.announce_type in REPLACEMENT_TYPES:
@@ -73,8 +77,9 @@ def parse_xml(data: bytes, source: str, *, base_url: str, skip_replacements: boo
     return papers
 
 
-def entry_paper(entry: Mapping[str, Any], source: str) -> Paper | None:
-    """One RSS item or Atom entry as a paper, or None when it has no title and no link."""
+def entry_paper(entry: Mapping[str, Any], source: str, *, on_hf: bool = False) -> Paper | None:
+    """One RSS item or Atom entry as a paper, or None when it has no title and no link;
+    ``on_hf``: the feed lists Hugging Face daily papers (each has a page there)."""
     links = [lk for lk in entry.get("links") or () if isinstance(lk, Mapping)]
     hrefs = [as_str(entry.get("link")), *(as_str(lk.get("href")) for lk in links)]
     title = clean(as_str(entry.get("title")))
@@ -110,6 +115,7 @@ def entry_paper(entry: Mapping[str, Any], source: str) -> Paper | None:
                 None,
             ),
             thumbnail=img.group(1) if img else None,
+            hf_url=hf_link(pid) if on_hf and (pid := arxiv_id(*hrefs)) else None,
             upvotes=extra.get("upvotes"),
             ai_summary=extra.get("ai_summary"),
             announce_type=announce,
