@@ -212,9 +212,7 @@ def test_nothing_above_threshold_sends_a_note_when_configured(
     p.subscriber("picky", "picky@example.org", "min_score = 1000.0")
     p.publish(papers[:20])
     p.run(at(12, 7))
-    assert p.subjects() == {
-        ("2026-06-12", "picky"): "Your paper digest for Fri 12 Jun 2026: no new papers today"
-    }
+    assert p.subjects() == {("2026-06-12", "picky"): "Nothing new for you on Fri 12 Jun 2026"}
     assert p.run(at(12, 8)).due == 0  # and only once
 
 

@@ -96,11 +96,39 @@ def hrefs(html: str) -> list[str]:
 # ------------------------------------------------------------------ the email
 
 
-def test_subject_names_date_and_count(fast: Renderer, papers: list[Paper]) -> None:
+def test_subject_leads_with_the_top_pick(fast: Renderer, papers: list[Paper]) -> None:
     out = fast.render(digest_of(papers[:8]), unsubscribe_url=UNSUB)
-    assert out.subject == "Your paper digest for Fri 27 Nov 2026: 8 papers"
-    one = fast.render(digest_of(papers[:1]), unsubscribe_url=UNSUB)
-    assert one.subject.endswith(": 1 paper")
+    top = papers[0].title
+    assert len(top) > 60  # shortened at a word, with an ellipsis
+    assert out.subject == f"{shorten(top, 60)} + 7 more papers"
+    assert out.subject.startswith(top[:40]) and len(out.subject) <= 80
+    assert (
+        fast.render(digest_of(papers[1:3])).subject
+        == f"{shorten(papers[1].title, 60)} + 1 more paper"
+    )
+    assert fast.render(digest_of(papers[2:3])).subject == shorten(papers[2].title, 60)
+
+
+def test_subject_comes_from_its_template(tmp_path: Path, papers: list[Paper]) -> None:
+    write(
+        tmp_path / "mine",
+        "subject.txt.j2",
+        "{{ sender_name }} for {{ name or email }}:\n  {{ top_title }} ({{ count }})\n",
+    )
+    r = Renderer(make_cfg(tmp_path, templates_dir="mine"))
+    r.begin_edition(papers)
+    for who in ("Ada", "Bo", ""):
+        out = r.render(digest_of(papers[:3], profile(who)))
+        want = (
+            f"Lab Paper Digest for {who or 'ada@example.org'}: {shorten(papers[0].title, 60)} (3)"
+        )
+        assert out.subject == want  # one line; remembered by the values it reads, not mixed up
+    empty = r.render_empty(profile("Cy"), EDITION)
+    assert empty.subject == "Lab Paper Digest for Cy: (0)"
+    write(tmp_path / "blank", "subject.txt.j2", "{# nothing #}\n")
+    blank = Renderer(make_cfg(tmp_path, templates_dir="blank"))
+    with pytest.raises(RenderError, match=r"subject\.txt\.j2: gives an empty subject"):
+        blank.render(digest_of(papers[:1]))
 
 
 def test_html_has_cards_header_footer_and_client_hints(fast: Renderer, papers: list[Paper]) -> None:
@@ -155,7 +183,9 @@ def test_text_part_wrapped_with_every_link(fast: Renderer, papers: list[Paper]) 
     assert out.text.endswith("\n") and "\n\n\n" not in out.text
 
 
-def test_authors_shortened_and_summary_preferred(fast: Renderer) -> None:
+def test_authors_shortened_and_machine_summary_marked_before_the_abstract(
+    fast: Renderer,
+) -> None:
     p = Paper(
         id="2601.1",
         title="T",
@@ -166,9 +196,43 @@ def test_authors_shortened_and_summary_preferred(fast: Renderer) -> None:
     )
     card = make_card(p, 600)
     assert card.authors == "Author 0, Author 1, Author 2 … +5"
-    assert card.summary == "A one-line summary."
+    assert card.tldr == "A one-line summary."
+    assert card.summary.startswith("The long abstract.") and card.summary.endswith("…")
+    for level in (600, 300, 150, 80, 0):  # together within the card's budget
+        card = make_card(replace(p, ai_summary="A machine summary. " * 30), level)
+        assert len(card.tldr) + len(card.summary) <= level
+        assert len(card.tldr) <= 260 and bool(card.tldr) == (level > 0)
     card = make_card(replace(p, ai_summary=None), 300)
-    assert len(card.summary) <= 300 and card.summary.endswith("…")
+    assert card.tldr == "" and len(card.summary) <= 300 and card.summary.endswith("…")
+    card = make_card(replace(p, abstract=""), 600)  # only the machine's words: still marked
+    assert card.tldr == "A one-line summary." and card.summary == ""
+    same = replace(p, ai_summary="The long abstract. The long")  # a feed's own opening
+    assert make_card(same, 600).tldr == ""
+    out = fast.render(digest_of([p]))
+    tldr = re.search(r'<p class="dg-tldr"[^>]*>(.*?)</p>', out.html, re.S)
+    assert tldr is not None and "TL;DR (machine-written):" in tldr.group(1)
+    assert "A one-line summary." in tldr.group(1)
+    assert out.html.index("dg-tldr") < out.html.index("The long abstract.")
+    assert "  TL;DR (machine-written): A one-line summary.\n  The long abstract." in out.text
+
+
+def test_upvotes_are_shown_once_per_card(fast: Renderer, naive: Renderer) -> None:
+    p = Paper(
+        id="2601.2",
+        title="Popular",
+        abstract="Words.",
+        url="https://arxiv.org/abs/2601.2",
+        pdf_url="https://arxiv.org/pdf/2601.2",
+        upvotes=52,
+    )
+    d = Digest(profile(), EDITION, (Scored(p, 3.0, ("matches 'words'", "52 upvotes")),))
+    for r in (fast, naive):
+        out = r.render(d)
+        assert out.html.count("52 upvotes") == 1 and out.text.count("52 upvotes") == 1
+        assert (
+            "Why: matches &#39;words&#39;</p>" in out.html or "Why: matches 'words'</p>" in out.html
+        )
+        assert "  Why: matches 'words'\n  52 upvotes\n" in out.text
 
 
 @pytest.mark.parametrize("case", HOSTILE, ids=[c["case"] for c in HOSTILE])
@@ -254,7 +318,7 @@ def test_fast_path_renders_papers_missing_from_begin_edition(
 
 def test_empty_note(fast: Renderer, naive: Renderer) -> None:
     out = fast.render_empty(profile(), EDITION, unsubscribe_url=UNSUB)
-    assert out.subject == "Your paper digest for Fri 27 Nov 2026: no new papers today"
+    assert out.subject == "Nothing new for you on Fri 27 Nov 2026"
     assert "No new paper matched your interests today" in out.html
     assert "No new paper matched your interests today" in out.text
     assert re.search(r"Unsubscribe:\s+" + re.escape(UNSUB), out.text)
@@ -284,14 +348,15 @@ def test_size_guard_shortens_abstracts_then_drops_papers(
     assert out.notes == (
         "shortened abstracts to 300 characters to keep the HTML under 36000 bytes",
     )
-    assert "12 papers" in out.subject
+    assert "+ 11 more papers" in out.subject
     with caplog.at_level(logging.WARNING, logger="digest.render"):
         out = r.render(digest_of(many[:40]), unsubscribe_url=UNSUB)
     assert out.size <= 36_000
     assert any(n.startswith("left out abstracts") for n in out.notes)
     dropped = next(n for n in out.notes if n.startswith("dropped"))
     kept = 40 - int(dropped.split()[1])
-    assert f": {kept} papers" in out.subject and out.html.count('class="dg-title"') == kept
+    assert f"+ {kept - 1} more papers" in out.subject
+    assert out.html.count('class="dg-title"') == kept
     assert "dropped" in caplog.text and "ada@example.org" in caplog.text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,6 +26,7 @@ class Card:
     links: tuple[tuple[str, str], ...]
     categories: str
     reasons: str = ""
+    tldr: str = ""  # a machine-written one-line summary (Hugging Face's ai_summary), or ""
 
 
 def date_label(day: date) -> str:
@@ -32,9 +34,30 @@ def date_label(day: date) -> str:
     return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
+# A machine-written TL;DR is one sentence: at most this many characters of the card's budget
+# (Hugging Face's run 130 to 260).
+TLDR_CHARS = 260
+# The shortest abstract worth showing after a TL;DR; below it, the TL;DR stands alone.
+_MIN_ABSTRACT = 80
+
+
+def summaries(paper: Paper, budget: int) -> tuple[str, str]:
+    """(TL;DR, abstract) for a card, together at most ``budget`` characters (0 leaves both
+    out): the source's machine-written summary, cut to one line, then the authors' own
+    abstract in what is left of the budget."""
+    abstract = clean_text(paper.abstract)
+    tldr = clean_text(paper.ai_summary)
+    if not tldr or abstract.startswith(tldr.rstrip(".…")):
+        return "", shorten(abstract, budget)
+    tldr = shorten(tldr, min(TLDR_CHARS, budget))
+    rest = budget - len(tldr)
+    return tldr, shorten(abstract, rest) if rest >= _MIN_ABSTRACT else ""
+
+
 def make_card(paper: Paper, abstract_chars: int) -> Card:
-    """A paper's card with its summary cut to ``abstract_chars`` (0 leaves it out)."""
-    summary = clean_text(paper.ai_summary) or clean_text(paper.abstract)
+    """A paper's card with its TL;DR and abstract cut to ``abstract_chars`` together (0
+    leaves them out)."""
+    tldr, summary = summaries(paper, abstract_chars)
     stats = []
     if paper.upvotes:
         stats.append(plural(paper.upvotes, "upvote"))
@@ -58,16 +81,20 @@ def make_card(paper: Paper, abstract_chars: int) -> Card:
         title=clean_text(paper.title) or "(untitled)",
         url=url,
         authors=short_authors(paper.authors),
-        summary=shorten(summary, abstract_chars),
+        summary=summary,
         stats=" · ".join(stats),
         links=tuple(links),
         categories=", ".join(one_line(c) for c in paper.categories[:3]),
+        tldr=tldr,
     )
 
 
+# The ranker's popularity reason ("52 upvotes"): the card's stats already show it.
+_UPVOTES = re.compile(r"\d[\d,]* upvotes?")
+
+
 def reasons_line(pick: Scored) -> str:
-    return one_line(" · ".join([r for r in map(one_line, pick.reasons) if r]))
-
-
-def subject_line(label: str, count: int) -> str:
-    return one_line(f"Your paper digest for {label}: {plural(count, 'paper')}")
+    """The reasons, one line, without what the card shows anyway (its upvotes)."""
+    return one_line(
+        " · ".join([r for r in map(one_line, pick.reasons) if r and not _UPVOTES.fullmatch(r)])
+    )

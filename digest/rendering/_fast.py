@@ -161,7 +161,7 @@ class FastPath:
         self.marker_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->|{names}|{fields}")
         self.field_of = {m: name for name, m in self.field_marker.items()}
         self.card_tok = f"q{tok}c"
-        self.card_markers = [f"q{tok}c{j}q" for j in range(15)]
+        self.card_markers = [f"q{tok}c{j}q" for j in range(16)]
         self.card_marker_re = re.compile("|".join(re.escape(m) for m in self.card_markers))
         self.skeletons: dict[tuple[str, tuple[bool, ...], int], tuple[Pattern, TextPattern]] = {}
         self.verified: set[tuple[str, tuple[bool, ...], int]] = set()
@@ -588,7 +588,7 @@ class FastPath:
         for i, card in enumerate(cards):
             marked, vals = self._marked_card(card)
             key: tuple[Any, ...] = (marked.title, marked.url, marked.authors, marked.summary)
-            key += (marked.stats, marked.categories, marked.id, marked.links)
+            key += (marked.stats, marked.categories, marked.id, marked.links, marked.tldr)
             values.append(vals)
             if vals is not None:
                 shapes.setdefault(key, (marked, []))[1].append(i)
@@ -675,6 +675,7 @@ class FastPath:
             stats=mark(5, card.stats),
             categories=mark(6, card.categories),
             links=links + card.links[8:],
+            tldr=mark(15, card.tldr),
         )
         for text in vals.values():
             if "&" in text or "<" in text or ">" in text or self.tok in text:

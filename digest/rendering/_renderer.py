@@ -15,12 +15,14 @@ from datetime import date
 
 from ..config import Config
 from ..models import Digest, Paper, Profile, Rendered, Scored
-from ._cards import date_label, make_card, reasons_line, subject_line
+from ._cards import date_label, make_card, reasons_line
 from ._fast import FastPath
 from ._templates import DIGEST_HTML, DIGEST_TEXT, EMPTY_HTML, EMPTY_TEXT, Output, Templates
 from ._textfmt import clean_text, one_line, plural, safe_url, shorten
 
 log = logging.getLogger(__name__)
+
+SUBJECT_TITLE = 60  # characters of the top pick's title in the subject (``top_title``)
 
 
 class Renderer:
@@ -72,7 +74,8 @@ class Renderer:
             notes.append(f"dropped {plural(dropped, 'paper')} to keep the HTML under {limit} bytes")
         for note in notes:
             log.warning("digest for %s on %s: %s", digest.profile.email, digest.edition, note)
-        subject = subject_line(fields["date_label"], len(picks))
+        top = clean_text(picks[0].paper.title) if picks else ""
+        subject = self.templates.subject(fields, shorten(top, SUBJECT_TITLE), len(picks))
         return Rendered(
             subject=subject,
             html=out.html,
@@ -116,7 +119,7 @@ class Renderer:
             html, text = self.fast.render_empty(fields)
         else:
             html, text = self.templates.naive(fields, (), EMPTY_HTML, EMPTY_TEXT)
-        subject = one_line(f"Your paper digest for {fields['date_label']}: no new papers today")
+        subject = self.templates.subject(fields, "", 0)
         return Rendered(subject=subject, html=html, text=text)
 
     # -------------------------------------------------------- pieces

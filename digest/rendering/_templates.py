@@ -37,6 +37,7 @@ EMPTY_HTML = "empty.mjml.j2"
 EMPTY_TEXT = "empty.txt.j2"
 CARD_HTML = "_card.mjml.j2"
 CARD_TEXT = "_card.txt.j2"
+SUBJECT = "subject.txt.j2"
 
 # The per-subscriber values every template may use (all plain strings).
 FIELDS = (
@@ -88,17 +89,53 @@ class Templates:
         }
         self.levels = abstract_levels(cfg.render.abstract_chars)
         self.check()
+        self._subject_keys = self._variables(SUBJECT)
+        self._subjects: dict[tuple[Any, ...], str] = {}
 
     def check(self) -> None:
         """Parse every template now, so a syntax error stops the run before anything is sent."""
         names = {n for n in self.loader.list_templates() if n.endswith(".j2")}
-        names |= {DIGEST_HTML, DIGEST_TEXT, EMPTY_HTML, EMPTY_TEXT}
+        names |= {DIGEST_HTML, DIGEST_TEXT, EMPTY_HTML, EMPTY_TEXT, SUBJECT}
         for name in sorted(names):
             env = self.html_env if ".mjml" in name or ".html" in name else self.text_env
             try:
                 env.get_template(name)
             except jinja2.TemplateError as exc:
                 raise template_error(exc, name) from exc
+
+    def subject(self, fields: dict[str, str], top_title: str, count: int) -> str:
+        """The subject line from ``subject.txt.j2``: one line, whitespace collapsed.
+
+        The template sees what the digest sees, plus ``top_title`` (the first pick's
+        title, shortened) and ``count`` (the number of papers, 0 for the empty note).
+        Subjects are remembered by the values the template uses, so a subject that
+        names only the top paper is rendered once per edition, not once per email."""
+        context = {**self.constants, **fields, "top_title": top_title, "count": count}
+        key = None
+        if self._subject_keys is not None:
+            key = tuple(context.get(k) for k in self._subject_keys)
+            found = self._subjects.get(key)
+            if found is not None:
+                return found
+        subject = one_line(render_template(self.text_env, SUBJECT, context))
+        if not subject:
+            raise RenderError(f"template {SUBJECT}: gives an empty subject; make it say something")
+        if key is not None:
+            if len(self._subjects) >= 4096:
+                self._subjects.clear()
+            self._subjects[key] = subject
+        return subject
+
+    def _variables(self, name: str) -> tuple[str, ...] | None:
+        """The variables template ``name`` reads, sorted; None when it includes, imports
+        or extends another template (what that reads is not known here)."""
+        from jinja2 import meta, nodes
+
+        source = self.loader.get_source(self.text_env, name)[0]
+        tree = self.text_env.parse(source)
+        if any(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
+            return None
+        return tuple(sorted(meta.find_undeclared_variables(tree)))
 
     def card(self, paper: Paper, level: int) -> Card:
         return make_card(paper, level)
