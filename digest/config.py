@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from .errors import ConfigError
+from .tokens import Tokens, secret_problem
 from .validation import Strict, load_model, read_toml
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -88,6 +89,49 @@ class Unsubscribe(Strict):
     list_id: str = ""
 
 
+class Web(Strict):
+    """``digest serve``: the subscribers' pages (subscribe, preferences, votes, unsubscribe)."""
+
+    base_url: str = ""  # the public address of the pages; every link in a digest starts with it
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    secret_env: str = ""  # empty: the [unsubscribe] secret_env variable signs every link
+    signup: Literal["open", "closed", "domains"] = "open"
+    domains: list[str] = Field(default_factory=list)  # with signup = "domains"
+    confirm_hours: int = Field(default=48, ge=1, le=24 * 14)
+    max_body_bytes: int = Field(default=16_384, ge=1024, le=1_000_000)
+    ip_per_hour: int = Field(default=30, ge=1)  # subscribe / resend attempts per IP
+    address_per_day: int = Field(default=3, ge=1)  # confirmation mails to one address
+    search_results: int = Field(default=20, ge=1, le=100)
+    proxy_ips: str = ""  # a reverse proxy's address: its X-Forwarded-For is believed
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        value = value.strip().rstrip("/")
+        if not value:
+            return value
+        parts = urlsplit(value)
+        loopback = (parts.hostname or "") in ("localhost", "127.0.0.1", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(
+                f"{value!r} must be an https:// URL (plain http only for localhost or "
+                "127.0.0.1, to try it out)"
+            )
+        if parts.query or parts.fragment or not parts.netloc:
+            raise ValueError(
+                f"{value!r}: give the site's address only, like https://papers.example.org"
+            )
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip("@") for d in value if d.strip()]
+
+
 class Dkim(Strict):
     selector: str = ""
     domain: str = ""
@@ -145,6 +189,7 @@ class Config(Strict):
     render: Render = Render()
     unsubscribe: Unsubscribe = Unsubscribe()
     dkim: Dkim = Dkim()
+    web: Web = Web()
     schedule: Schedule = Schedule()
     feeds: list[Feed] = Field(default_factory=list)
     # Set by load(): the folder relative paths are resolved against.
@@ -209,6 +254,44 @@ class Config(Strict):
                 "is empty; export the password there"
             )
         return value
+
+    @property
+    def list_label(self) -> str:
+        """The list's name as links are signed for it: the List-Id label."""
+        raw = " ".join(self.unsubscribe.list_id.split())
+        if "<" in raw and ">" in raw:
+            raw = raw[raw.index("<") + 1 : raw.rindex(">")]
+        return raw or "digest." + self.sender.address.rsplit("@", 1)[-1].lower()
+
+    @property
+    def link_secret_env(self) -> str:
+        return self.web.secret_env or self.unsubscribe.secret_env
+
+    def link_secret(self) -> bytes:
+        """The secret signing every link (unsubscribe, preferences, votes, confirm), from
+        the environment; ConfigError when it is not set."""
+        env = self.link_secret_env
+        value = os.environ.get(env, "") if env else ""
+        if not value:
+            raise ConfigError(
+                f"{self.path}: links in the digest are signed, but environment variable "
+                f"{env or '(none)'} is empty; export a long random secret there "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value.encode()
+
+    def check_link_secret(self) -> None:
+        """ConfigError when the signing secret is missing or too weak to be safe."""
+        problem = secret_problem(self.link_secret().decode())
+        if problem:
+            raise ConfigError(f"{self.path}: the secret in {self.link_secret_env} {problem}")
+
+    def link_tokens(self) -> Tokens:
+        return Tokens(self.link_secret(), self.list_label)
+
+    def web_url(self, path: str) -> str:
+        """``path`` on the web app (``[web] base_url``), or "" when it is not set."""
+        return self.web.base_url + path if self.web.base_url else ""
 
     def feed_base(self, url: str) -> str:
         """A feed url, with a relative local path resolved against the config folder."""

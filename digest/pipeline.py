@@ -32,7 +32,6 @@ from .delivery import (
     deliver,
     signed_url,
     unsubscribe_base,
-    unsubscribe_secret,
 )
 from .errors import DigestError, LockedError, ProfileError
 from .models import Digest, Profile, Scored
@@ -202,7 +201,7 @@ def _digests(
     """Rank and render each due subscriber's digest, one edition (or week) at a time, a
     batch of subscribers at a time."""
     base = unsubscribe_base(cfg)
-    secret = unsubscribe_secret(cfg) if base else b""
+    tokens = cfg.link_tokens() if base else None
     candidates: set[str] = set()
     ranker: Ranker | None = None
     renderer: Renderer | None = None
@@ -242,7 +241,7 @@ def _digests(
                     return
                 if picks is None:
                     continue
-                unsub = signed_url(base, secret, profile.email) if base else ""
+                unsub = signed_url(base, tokens, profile.email) if tokens else ""
                 try:
                     with timed("render"):
                         if not picks:

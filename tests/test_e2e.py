@@ -36,7 +36,7 @@ TOPICS = {
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": "test-secret"}
+    env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": "e2e-Tq8vN3xKp0LzR7mWc2YbH5sJd9Fg"}
     return subprocess.run(
         [*DIGEST, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
     )

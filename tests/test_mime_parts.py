@@ -7,8 +7,9 @@ from email.utils import formataddr
 
 import pytest
 
-from digest.delivery._headers import address_header, clean, signed_url, unsubscribe_token
+from digest.delivery._headers import address_header, clean, signed_url
 from digest.qp import QpEncoder, _qp_part, encoded_parts, qp_part
+from digest.tokens import UNSUBSCRIBE, Tokens
 
 
 def samples(seed: int, alphabet: str, count: int, longest: int) -> list[str]:
@@ -65,7 +66,10 @@ def test_address_header_as_formataddr(display: str, address: str) -> None:
 
 def test_signed_url_remembered_per_secret() -> None:
     base = "https://example.org/unsubscribe"
-    one = signed_url(base, b"one", "a@example.org")
-    assert one.endswith("token=" + unsubscribe_token(b"one", "a@example.org"))
-    assert signed_url(base, b"two", "a@example.org") != one
-    assert signed_url(base, b"one", "a@example.org") == one
+    one = signed_url(base, Tokens(b"one", "l.example.org"), "a@example.org")
+    assert one.endswith(
+        "token=" + Tokens(b"one", "l.example.org").make(UNSUBSCRIBE, "a@example.org")
+    )
+    assert signed_url(base, Tokens(b"two", "l.example.org"), "a@example.org") != one
+    assert signed_url(base, Tokens(b"one", "m.example.org"), "a@example.org") != one
+    assert signed_url(base, Tokens(b"one", "l.example.org"), "a@example.org") == one

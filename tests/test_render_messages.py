@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import Config
-from digest.delivery import Composer, message_id, signed_url, unsubscribe_base, unsubscribe_secret
+from digest.delivery import Composer, message_id, signed_url, unsubscribe_base
 from digest.models import Digest, Paper, Profile, Rendered, Scored
 from digest.rendering import Renderer
 from tests.test_render import HOSTILE, load_papers, paper_from
@@ -150,7 +150,7 @@ def build_all() -> dict[str, bytes]:
         renderer = Renderer(cfg, fast=fast)
         renderer.begin_edition([*papers, odd_paper()])
         composer = Composer(cfg)
-        base, secret = unsubscribe_base(cfg), unsubscribe_secret(cfg)
+        base, tokens = unsubscribe_base(cfg), cfg.link_tokens()
         for name, prof, chosen, manage in scenarios(papers):
             if variant == "small-":
                 if chosen is None:
@@ -159,7 +159,7 @@ def build_all() -> dict[str, bytes]:
                     replace(p, id=f"{p.id}.{k}", ai_summary=None) for k in range(3) for p in papers
                 ]
                 chosen = list(picks(many[: 12 if name != "idn-12" else 30], REASONS))
-            url = signed_url(base, secret, prof.email)
+            url = signed_url(base, tokens, prof.email)
             rendered: Rendered
             if chosen is None:
                 rendered = renderer.render_empty(prof, EDITION, unsubscribe_url=url)

@@ -156,7 +156,7 @@ def check(cfg: Config) -> None:
         f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
         f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})"
     )
-    check_config(cfg)
+    check_config(cfg, strict=True)
     profiles, errors = load_profiles(cfg.subscribers_path)
     click.echo(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
     for err in errors:

@@ -11,7 +11,10 @@ commit), ``_outbox`` (``.eml`` files) and ``_deliver`` (one run).
 
 from __future__ import annotations
 
+import logging
+
 from ..config import Config
+from ..errors import ConfigError
 from ._deliver import deliver
 from ._headers import (
     check_unsubscribe_token,
@@ -24,6 +27,8 @@ from ._headers import (
 from ._log import DeliverySummary, Outgoing
 from ._mime import Composer, build_message
 from ._smtp import tls_context
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Composer",
@@ -41,11 +46,19 @@ __all__ = [
 ]
 
 
-def check_config(cfg: Config) -> None:
-    """What sending needs beyond the file: addresses, the unsubscribe URL and secret, the
-    DKIM key (parsed and tried), the SMTP password and CA file. Raises ConfigError (or
-    SendError for an unreadable CA bundle); nothing is sent."""
+def check_config(cfg: Config, *, strict: bool = False) -> None:
+    """What sending needs beyond the file: addresses, the unsubscribe URL and secret (long
+    and random enough to sign links), the DKIM key (parsed and tried), the SMTP password
+    and CA file. Raises ConfigError (or SendError for an unreadable CA bundle); nothing is
+    sent. A weak secret is refused when ``strict`` and only logged otherwise."""
     Composer(cfg)
+    if unsubscribe_base(cfg) or cfg.web.base_url:
+        try:
+            cfg.check_link_secret()
+        except ConfigError as exc:
+            if strict:  # `digest check` and `digest serve` refuse it; a run only warns
+                raise
+            log.warning("%s", exc)
     if cfg.smtp.host:
         cfg.smtp_password()
         if cfg.smtp.security != "none":

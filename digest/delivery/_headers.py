@@ -6,10 +6,7 @@ become spaces), so nothing from a feed or a subscriber file can add a header.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import os
 import re
 from datetime import date
 from email.utils import formataddr
@@ -17,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from ..config import Config
 from ..errors import ConfigError, SendError
+from ..tokens import UNSUBSCRIBE, Tokens
 
 CRLF = "\r\n"
 MAX_LINE = 78  # RFC 5322: SHOULD be at most 78 characters (MUST be at most 998)
@@ -70,34 +68,24 @@ def message_id(email: str, edition: date, domain: str) -> str:
 
 
 def unsubscribe_secret(cfg: Config) -> bytes:
-    env = cfg.unsubscribe.secret_env
-    value = os.environ.get(env, "") if env else ""
-    if not value:
-        raise ConfigError(
-            f"{cfg.path}: [unsubscribe] url is set but environment variable "
-            f"{env or '(none)'} is empty; export a long random secret there"
-        )
-    return value.encode()
+    """The secret signing the links (see ``Config.link_secret``)."""
+    return cfg.link_secret()
 
 
-def unsubscribe_token(secret: bytes, email: str) -> str:
-    """HMAC-SHA256 of the lower-cased address, base64url without padding (22 chars)."""
-    mac = hmac.new(secret, email.strip().lower().encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode()
-
-
-def check_unsubscribe_token(cfg: Config, email: str, token: str) -> bool:
-    """True when ``token`` is the one ``unsubscribe_url`` puts in this subscriber's link."""
-    expected = unsubscribe_token(unsubscribe_secret(cfg), email)
-    return hmac.compare_digest(expected, token)
+def check_unsubscribe_token(cfg: Config, email: str, token: object) -> bool:
+    """True when ``token`` unsubscribes ``email``: the one ``unsubscribe_url`` puts in
+    their link, or one from a link made before purpose-bound tokens. Never raises."""
+    return cfg.link_tokens().valid_unsubscribe(token, email)
 
 
 def unsubscribe_base(cfg: Config) -> str:
-    url = clean(cfg.unsubscribe.url)
+    """``[unsubscribe] url``, or the web app's own page when ``[web] base_url`` is set."""
+    url = clean(cfg.unsubscribe.url) or cfg.web_url("/unsubscribe")
     if not url:
         return ""
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.netloc:
+    loopback = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (parts.scheme != "https" and not loopback) or not parts.netloc:
         raise ConfigError(
             f"{cfg.path}: [unsubscribe] url {url!r} must be an https:// URL "
             "(RFC 8058 one-click unsubscribe needs https)"
@@ -105,24 +93,24 @@ def unsubscribe_base(cfg: Config) -> str:
     return url
 
 
-_SIGNED: dict[tuple[str, bytes, str], str] = {}  # the last URLs made: a run makes each twice
+_SIGNED: dict[tuple[str, Tokens, str], str] = {}  # the last URLs made: a run makes each twice
 
 
-def signed_url(base: str, secret: bytes, email: str) -> str:
+def signed_url(base: str, tokens: Tokens, email: str) -> str:
     """``base`` with the subscriber's address and token (see ``unsubscribe_url``); the
     run makes each subscriber's URL for the body and again for the headers, so the last
     few thousand are remembered."""
-    key = (base, secret, email)
+    key = (base, tokens, email)
     url = _SIGNED.get(key)
     if url is None:
         if len(_SIGNED) >= 4096:
             _SIGNED.clear()
-        url = _SIGNED[key] = _signed_url(base, secret, email)
+        url = _SIGNED[key] = _signed_url(base, tokens, email)
     return url
 
 
-def _signed_url(base: str, secret: bytes, email: str) -> str:
-    token = unsubscribe_token(secret, email)
+def _signed_url(base: str, tokens: Tokens, email: str) -> str:
+    token = tokens.make(UNSUBSCRIBE, email)
     address = quote(email, safe="@")
     if "{email}" in base or "{token}" in base:
         return base.replace("{email}", address).replace("{token}", token)
@@ -140,7 +128,7 @@ def unsubscribe_url(cfg: Config, email: str) -> str:
     base = unsubscribe_base(cfg)
     if not base:
         return ""
-    return signed_url(base, unsubscribe_secret(cfg), email)
+    return signed_url(base, cfg.link_tokens(), email)
 
 
 def phrase(name: str) -> str:

@@ -33,7 +33,6 @@ from ._headers import (
     phrase,
     signed_url,
     unsubscribe_base,
-    unsubscribe_secret,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class Composer:
         self.organization = fold_header("Organization", org) if org else ""
         self.list_id = f"List-Id: {self._list_id()}"
         self.url_base = unsubscribe_base(cfg)
-        self.secret = unsubscribe_secret(cfg) if self.url_base else b""
+        self.tokens = cfg.link_tokens() if self.url_base else None
         mailto = clean(cfg.unsubscribe.mailto) or sender
         mailto = _config_address(cfg, "[unsubscribe] mailto", mailto.removeprefix("mailto:"))
         self.mailto = f"mailto:{mailto}?subject=unsubscribe"
@@ -99,7 +98,7 @@ class Composer:
         return f"{name} <{label}>" if name else f"<{label}>"
 
     def unsubscribe_url(self, email: str) -> str:
-        return signed_url(self.url_base, self.secret, email) if self.url_base else ""
+        return signed_url(self.url_base, self.tokens, email) if self.tokens else ""
 
     def headers(
         self, profile: Profile, edition: date, subject: str, now: datetime, mid: str
