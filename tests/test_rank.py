@@ -15,7 +15,7 @@ import pytest
 from digest.config import Ranking
 from digest.models import Keyword, Paper, Profile, Scored
 from digest.ranking import Corpus, Ranker
-from digest.ranking._text import author_key, phrase_key, stems
+from digest.ranking._text import author_key, author_keys, phrase_key, stems
 from digest.subscribers import load_profile
 
 DATA = Path(__file__).parent / "data" / "rank"
@@ -143,9 +143,45 @@ def test_followed_author_is_boosted_and_named(ranker: Ranker, corpus: Corpus) ->
 
 def test_author_names_are_normalized() -> None:
     key = author_key("Yann LeCun")
-    assert key == author_key("LeCun, Yann") == author_key("Y. LeCun") == author_key("yann lecun")
+    assert key == author_key("LeCun, Yann") == author_key("yann lecun") == author_key("LECUN, Yann")
     assert author_key("José Álvarez") == author_key("Jose Alvarez")
     assert author_key("Yann LeCun") != author_key("Ann LeCun")
+    # a full given name is that name; an initial ("Y.", "JP", "J.-P.") is an initial
+    assert key in author_keys("Yann LeCun") and key not in author_keys("Y. LeCun")
+    assert author_key("Y. LeCun") in author_keys("Yann LeCun") == author_keys("LeCun, Yann")
+    assert author_key("Xiao-Qian Wu") == author_key("Xiaoqian Wu")
+    assert author_key("JP Dupont") == author_key("J.-P. Dupont") == author_key("J. Dupont")
+    assert author_key("Jean-Pierre Dupont") not in author_keys("Jean Dupont")
+    assert author_keys("Martin Luther King Jr.") == author_keys("King, Martin")
+    assert author_keys("Madonna") == (author_key("Madonna"),) == ("madonna",)
+
+
+def follow(ranker: Ranker, authors: tuple[str, ...], *names: str) -> dict[str, list[str]]:
+    """Each paper by one of ``names`` (papers of this edition otherwise) with its
+    "followed" reasons, for a subscriber following ``authors``."""
+    mine = [
+        dataclasses.replace(p, id=f"26{i:02d}.00001", authors=(name, "Someone Else"))
+        for i, (p, name) in enumerate(zip(PAPERS, names, strict=False))
+    ]
+    prof = profile(interests="speech recognition", authors=authors, max_papers=100, min_score=0)
+    picks = ranker.rank(ranker.prepare([*mine, *PAPERS[len(mine) :]], NOW), prof)
+    return {
+        s.paper.authors[0]: [r for r in s.reasons if r.endswith("(followed)")]
+        for s in picks
+        if s.paper in mine
+    }
+
+
+def test_a_full_given_name_follows_that_person_only(ranker: Ranker) -> None:
+    names = ("Xiaoqian Wu", "Xiangyu Wu", "Xintao Wu", "X. Wu", "Wu, Xiaoqian", "Xiao-Qian Wu")
+    got = follow(ranker, ("Xiaoqian Wu",), *names)
+    followed = {name for name, why in got.items() if why}
+    assert followed == {"Xiaoqian Wu", "Wu, Xiaoqian", "Xiao-Qian Wu"}
+    assert got["Wu, Xiaoqian"] == ["by Wu, Xiaoqian (followed)"]
+    # written with an initial, every given name it starts is followed, once per paper
+    got = follow(ranker, ("X. Wu", "Xiaoqian Wu"), *names)
+    assert {name for name, why in got.items() if why} == set(names)
+    assert all(len(why) == 1 for why in got.values() if why)
 
 
 def test_liked_paper_pulls_its_neighbours_up(ranker: Ranker, corpus: Corpus) -> None:

@@ -110,8 +110,7 @@ class Ranker:
             for c in {text.canonical_category(c) for c in p.categories}:
                 cats.setdefault(c, []).append(i)
             for a in p.authors:
-                key = text.author_key(a)
-                if key:
+                for key in text.author_keys(a):
                     authors.setdefault(key, []).append((i, a))
                     names.setdefault((key, i), a)
         return Corpus(
@@ -480,7 +479,9 @@ class Ranker:
             for key in q.authors:
                 printed = names.get((key, d))
                 if printed:
-                    out.append(f"by {printed} (followed)")
+                    reason = f"by {printed} (followed)"
+                    if reason not in out:  # followed as "X. Wu" and as "Xiaoqian Wu"
+                        out.append(reason)
         if len(q.liked):
             liked_z = facts.liked[j]
             if liked_z >= LIKED_REASON_Z and liked_z > facts.relevance[j]:

@@ -121,20 +121,61 @@ def canonical_category(code: str) -> str:
 
 
 def author_key(name: str) -> str:
-    """'Yann LeCun', 'LeCun, Yann', 'Y. LeCun' and 'yann lecun' all give 'lecun y'.
+    """The key a followed author is found by: the folded last name, then the given name
+    as written: in full ('Xiaoqian Wu' -> 'wu xiaoqian') or as an initial ('X. Wu' -> 'wu x').
 
-    The key is the folded last name plus the first initial, so accents, initials and
-    "Last, First" order do not matter.
+    Accents, case and "Last, First" order do not matter; a full given name matches only
+    that given name (not every "X. Wu"), an initial every given name it starts.
     """
-    name = fold(name).strip()
+    last, given, initial = _name(name)
+    if not last:
+        return ""
+    if not given:
+        return last
+    return f"{last} {given[0] if initial else given}"
+
+
+def author_keys(name: str) -> tuple[str, ...]:
+    """The keys a paper's author is indexed by: the initial key ('wu x') always, and the
+    full key ('wu xiaoqian') when the given name is written in full."""
+    last, given, initial = _name(name)
+    if not last:
+        return ()
+    if not given:
+        return (last,)
+    if initial:
+        return (f"{last} {given[0]}",)
+    return (f"{last} {given[0]}", f"{last} {given}")
+
+
+_SUFFIXES = frozenset(("jr", "sr", "ii", "iii", "phd"))
+
+
+@lru_cache(maxsize=65_536)
+def _name(name: str) -> tuple[str, str, bool]:
+    """(last name, first given name, whether that given name is an initial), folded,
+    hyphens dropped ('Jean-Pierre' -> 'jeanpierre'); an initial is one letter, a letter
+    or two with a dot ('Y.', 'Xq.'), or up to three capitals ('JP')."""
     if "," in name:
         last, _, first = name.partition(",")
         name = f"{first} {last}"
-    parts = [p for p in re.split(r"[\s.]+", name) if p]
-    parts = [re.sub(r"[^a-z0-9'-]", "", p) for p in parts]
-    parts = [p for p in parts if p and p not in ("jr", "sr", "ii", "iii", "phd")]
-    if not parts:
-        return ""
-    if len(parts) == 1:
-        return parts[0]
-    return f"{parts[-1].replace('-', '')} {parts[0][0]}"
+    tokens = []
+    for raw in name.split():
+        for piece in re.findall(r"[^.]+\.?", raw):  # "J.-P." -> "J.", "-P."
+            word = re.sub(r"[^a-z0-9'-]", "", fold(piece))
+            if word.strip("-'") and word not in _SUFFIXES:
+                tokens.append((word, piece))
+    if not tokens:
+        return "", "", False
+    last = tokens[-1][0].replace("-", "")
+    if len(tokens) == 1:
+        return last, "", False
+    word, piece = tokens[0]
+    letters = re.sub(r"[^A-Za-z]", "", piece)
+    initial = (
+        len(word.strip("-'")) == 1
+        or (piece.endswith(".") and len(letters) <= 2)
+        or (letters.isupper() and len(letters) <= 3)
+    )
+    given = word.replace("-", "").strip("'")
+    return last, given, initial
