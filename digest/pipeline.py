@@ -160,7 +160,7 @@ def run(
         run_id = store.start_run(start, summary.edition)
         with Roster() as roster, _steady_gc():
             # Who is due: active, not suppressed, on their hour and day, not yet sent it.
-            profiles = iter_profiles(cfg.subscribers_path, summary.profile_error)
+            profiles = iter_profiles(cfg.subscribers_path, summary.profile_error, store)
             plan(cfg, store, profiles, start, edition, summary.skip, roster)
             summary.due = len(roster)
             summary.editions = sorted({ed for ed, _ in roster.groups()})

@@ -117,6 +117,38 @@ def test_run_is_safe_to_call_any_number_of_times(tmp_path: Path, papers: list[An
     assert sorted(p.delivered()) == [("2026-06-12", "ada"), ("2026-06-12", "ben")]
 
 
+def test_a_new_file_with_a_known_address_is_the_one_reported(
+    tmp_path: Path, papers: list[Any]
+) -> None:
+    p = Project(tmp_path)
+    p.subscriber("zed", "zed@example.org", interests="speech recognition")
+    p.publish(papers[:20])
+    assert len(p.run(at(12, 7)).delivery.sent) == 1  # type: ignore[union-attr]
+    # a newcomer's file with the same address (another case) sorts first
+    p.subscriber("aaa-copy", "Zed@Example.org", interests="robotics")
+    p.subscriber("mia", "mia@example.org")
+    p.publish(papers[:40])
+    second = p.run(at(13, 7))
+    dup, zed = p.subscribers / "aaa-copy.toml", p.subscribers / "zed.toml"
+    assert list(second.profile_errors) == [
+        f"{dup}: email: Zed@example.org is already used by {zed} (the file the database "
+        "knows for it); this file is skipped: remove it, or change its email"
+    ]
+    assert sorted(k for k in p.delivered() if k[0] == "2026-06-13") == [
+        ("2026-06-13", "mia"),
+        ("2026-06-13", "zed"),
+    ]
+    # without a history, the first file by name keeps the address
+    (tmp_path / "fresh").mkdir()
+    fresh = Project(tmp_path / "fresh")
+    fresh.subscriber("zed", "zed@example.org")
+    fresh.subscriber("aaa-copy", "zed@example.org")
+    fresh.publish(papers[:20])
+    (err,) = fresh.run(at(12, 7)).profile_errors
+    assert err.startswith(f"{fresh.subscribers / 'zed.toml'}: email: zed@example.org is already")
+    assert "the database knows" not in err
+
+
 def test_a_second_run_while_one_holds_the_lock_is_refused(tmp_path: Path) -> None:
     cfg = load(Project(tmp_path).config)
 

@@ -6,7 +6,9 @@ import pytest
 
 from digest.errors import ProfileError
 from digest.models import Keyword
-from digest.subscribers import find_profile, load_profile, load_profiles
+from digest.store import Store
+from digest.subscribers import _files as files
+from digest.subscribers import find_profile, iter_profiles, load_profile, load_profiles
 
 from .conftest import ROOT, write_subscriber
 
@@ -94,6 +96,37 @@ def test_broken_file_does_not_stop_the_others(tmp_path: Path) -> None:
     assert len(errors) == 2
     assert any("broken.toml" in str(e) and "invalid TOML" in str(e) for e in errors)
     assert any("already used" in str(e) for e in errors)
+
+
+@pytest.mark.parametrize("batch", [500, 1])
+def test_the_file_the_database_knows_keeps_its_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr(files, "BATCH", batch)  # the known file in the batch, or a later one
+    folder = tmp_path / "subscribers"
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    write_subscriber(folder, "zed", 'email = "zed@example.org"\ninterests = "x"')
+    assert [p.slug for p in iter_profiles(folder, pytest.fail, store)] == ["zed"]
+    write_subscriber(folder, "aaa", 'email = "ZED@example.org"\ninterests = "y"')
+    write_subscriber(folder, "mid", 'email = "mid@example.org"\ninterests = "z"')
+    errors: list[ProfileError] = []
+    assert [p.slug for p in iter_profiles(folder, errors.append, store)] == ["mid", "zed"]
+    assert [str(e) for e in errors] == [
+        f"{folder / 'aaa.toml'}: email: ZED@example.org is already used by "
+        f"{folder / 'zed.toml'} (the file the database knows for it); this file is skipped: "
+        "remove it, or change its email"
+    ]
+    # read-only lists agree and teach the database nothing
+    profiles, again = load_profiles(folder, store)
+    assert [p.slug for p in profiles] == ["mid", "zed"] and len(again) == 1
+    # the known file renamed: the address follows it; without a database, name order rules
+    (folder / "zed.toml").rename(folder / "zz.toml")
+    (folder / "aaa.toml").unlink()
+    assert [p.slug for p in iter_profiles(folder, pytest.fail, store)] == ["mid", "zz"]
+    assert store.subscriber_files(["zed@example.org"]) == {"zed@example.org": "zz.toml"}
+    write_subscriber(folder, "aaa", 'email = "zed@example.org"\ninterests = "y"')
+    assert [p.slug for p in load_profiles(folder, store)[0]] == ["mid", "zz"]
+    assert [p.slug for p in load_profiles(folder)[0]] == ["aaa", "mid"]
 
 
 def test_find_profile_by_name_path_or_email(tmp_path: Path) -> None:

@@ -409,7 +409,10 @@ def test_folder_loads_the_same_as_file_by_file(tmp_path: Path) -> None:
             continue
         other = first.setdefault(profile.email.lower(), path)
         if other != path:
-            expected_errors.append(f"{path}: email: {profile.email} is already used by {other}")
+            expected_errors.append(
+                f"{path}: email: {profile.email} is already used by {other}; this file is "
+                "skipped: remove it, or change its email"
+            )
             continue
         expected_profiles.append(repr(profile))
     profiles, errors = load_profiles(tmp_path)

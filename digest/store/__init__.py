@@ -5,7 +5,8 @@ tables are created on first use. Every part of the project reads and writes the 
 through it and gets the values of ``digest.models`` back: table rows never leave this
 package. Each concern is its own module: ``_schema`` (the tables), ``_papers``,
 ``_editions``, ``_feeds``, ``_deliveries`` (the delivery log and its batched writer) and
-``_runs`` (runs and suppressions) and ``_votes`` (each subscriber's votes on papers).
+``_runs`` (runs and suppressions), ``_votes`` (each subscriber's votes on papers) and
+``_subscribers`` (the subscriber file each address comes from).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from ._deliveries import Deliveries, DeliveryWriter
 from ._editions import Editions
 from ._feeds import Feeds, FeedStateView
 from ._runs import Runs, Suppressions
+from ._subscribers import SubscriberFiles
 from ._votes import DOWN, UP, Votes
 
 __all__ = ["DOWN", "UP", "DeliveryWriter", "FeedStateView", "Store"]
 
 
-class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes):
+class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles):
     """All database access. Create with a SQLAlchemy URL; tables are created on first use."""

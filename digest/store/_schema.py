@@ -106,3 +106,11 @@ class VoteRow(SQLModel, table=True):
     value: int  # +1 "more like this", -1 "less like this"
     at: datetime
     source: str = ""  # where it was cast: "web", "cli", ...
+
+
+class SubscriberFileRow(SQLModel, table=True):
+    __tablename__ = "subscriber_file"
+    # The subscriber file each address was last read from (its name in subscribers_dir),
+    # so that when a second file claims an address, the one already known keeps it.
+    email: str = Field(primary_key=True)  # lower-cased
+    file: str = Field(index=True)  # read a batch of files at a time, by name range

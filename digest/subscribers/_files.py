@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
@@ -328,36 +329,107 @@ def profile_names(directory: Path) -> list[str]:
         )
 
 
-def iter_profiles(directory: Path, on_error: Callable[[ProfileError], None]) -> Iterator[Profile]:
+class Ledger(Protocol):
+    """What the database knows of subscriber files (``digest.store.Store`` is one)."""
+
+    def subscriber_files_between(self, first: str, last: str) -> dict[str, str]: ...
+
+    def subscriber_files(self, emails: Sequence[str]) -> dict[str, str]: ...
+
+    def remember_subscriber_files(self, pairs: Sequence[tuple[str, str]]) -> None: ...
+
+
+def iter_profiles(
+    directory: Path,
+    on_error: Callable[[ProfileError], None],
+    ledger: Ledger | None = None,
+    *,
+    remember: bool = True,
+) -> Iterator[Profile]:
     """Every subscriber file in ``directory``, loaded one at a time as the caller asks, so
     a folder of 100,000 files is never held in memory; a broken file (or a second file
-    with an address already used) goes to ``on_error`` and the others still come."""
+    with an address already used) goes to ``on_error`` and the others still come.
+
+    When two files hold one address, the file ``ledger`` (the database) knows for that
+    address keeps it and the other is reported, whatever their names; otherwise the first
+    by name keeps it. With ``remember``, the ledger learns each address's file."""
     if not directory.is_dir():
         raise ProfileError(f"{directory}: subscribers folder not found; set subscribers_dir")
-    return _iter_profiles(directory, profile_names(directory), on_error)
+    return _iter_profiles(directory, profile_names(directory), on_error, ledger, remember)
+
+
+BATCH = 500  # files read before asking the ledger about their addresses
 
 
 def _iter_profiles(
-    directory: Path, names: list[str], on_error: Callable[[ProfileError], None]
+    directory: Path,
+    names: list[str],
+    on_error: Callable[[ProfileError], None],
+    ledger: Ledger | None,
+    remember: bool,
 ) -> Iterator[Profile]:
-    # The hash of each lower-cased address -> the index of the first file with it: about
+    # The hash of each lower-cased address -> the index of the file that has it: about
     # 100 bytes a subscriber. A hash shared by two addresses (about one chance in 10^9
-    # among 100,000) is told apart by reading that first file again.
+    # among 100,000) is told apart by reading that file again.
     seen: dict[int, int] = {}
-    for index, name in enumerate(names):
-        path = directory / name
-        try:
-            profile = load_profile(path)
-        except ProfileError as exc:
-            on_error(exc)
-            continue
-        first = seen.setdefault(hash(profile.email.lower()), index)
-        if first != index:
-            other = directory / names[first]
-            if _email_of(other) == profile.email.lower():
-                on_error(ProfileError(f"{path}: email: {profile.email} is already used by {other}"))
-                continue
-        yield profile
+    size = BATCH if ledger is not None else 1  # without a ledger, no file is read ahead
+    for start in range(0, len(names), size):
+        loaded: list[tuple[int, Profile]] = []
+        for index in range(start, min(start + size, len(names))):
+            try:
+                loaded.append((index, load_profile(directory / names[index])))
+            except ProfileError as exc:
+                on_error(exc)
+        last: dict[str, str] = {}  # file -> the address it held last time
+        known: dict[str, str] = {}  # address -> its file, for files holding a new address
+        if ledger is not None and loaded:
+            # Most files hold the address they held last time: one range query says so.
+            # The others (new files, changed addresses) are looked up by address.
+            last = ledger.subscriber_files_between(names[loaded[0][0]], names[loaded[-1][0]])
+            unsure = [p.email for i, p in loaded if last.get(names[i]) != p.email.lower()]
+            known = ledger.subscriber_files(unsure) if unsure else {}
+        learn: list[tuple[str, str]] = []
+        for index, profile in loaded:
+            name = names[index]
+            key = profile.email.lower()
+            owner = seen.setdefault(hash(key), index)
+            if owner != index:  # a second file with an address already taken
+                first = names[owner]
+                if _email_of(directory / first) == key:
+                    held = ledger is not None and ledger.subscriber_files([key]).get(key) == first
+                    on_error(_taken(directory / name, profile.email, directory / first, held))
+                    continue
+            elif ledger is not None and last.get(name) != key:
+                other = known.get(key)
+                later = _later_owner(directory, names, index, other, key) if other else None
+                if later is not None:  # the file known for it comes later: it keeps it
+                    seen[hash(key)] = later
+                    on_error(_taken(directory / name, profile.email, directory / str(other), True))
+                    continue
+                learn.append((key, name))  # a new address, or this file is new for it
+            yield profile
+        if ledger is not None and remember and learn:
+            ledger.remember_subscriber_files(learn)
+
+
+def _later_owner(
+    directory: Path, names: list[str], index: int, other: str | None, key: str
+) -> int | None:
+    """The index of file ``other`` when it comes after ``index`` and still holds ``key``."""
+    if not other:
+        return None
+    at = bisect.bisect_left(names, other)
+    if at <= index or at >= len(names) or names[at] != other:
+        return None
+    return at if _email_of(directory / other) == key else None
+
+
+def _taken(path: Path, email: str, other: Path, known: bool = False) -> ProfileError:
+    whose = " (the file the database knows for it)" if known else ""
+    return ProfileError(
+        f"{path}: email: {email} is already used by {other}{whose}; this file is skipped: "
+        "remove it, or change its email"
+    )
 
 
 def _email_of(path: Path) -> str:
@@ -367,10 +439,12 @@ def _email_of(path: Path) -> str:
         return ""
 
 
-def load_profiles(directory: Path) -> tuple[list[Profile], list[ProfileError]]:
+def load_profiles(
+    directory: Path, ledger: Ledger | None = None, *, remember: bool = False
+) -> tuple[list[Profile], list[ProfileError]]:
     """Every subscriber file in ``directory``; broken ones are returned as errors, not raised."""
     errors: list[ProfileError] = []
-    profiles = list(iter_profiles(directory, errors.append))
+    profiles = list(iter_profiles(directory, errors.append, ledger, remember=remember))
     return profiles, errors
 
 

@@ -161,7 +161,7 @@ def unsubscribe(
 
 def subscriber_rows(cfg: Config, store: Store) -> tuple[list[SubscriberRow], list[ProfileError]]:
     """Every subscriber file with its status and what it has been sent, sorted by email."""
-    profiles, errors = load_profiles(cfg.subscribers_path)
+    profiles, errors = load_profiles(cfg.subscribers_path, store)
     suppressions = store.suppressions()
     stats = store.subscriber_stats()
     rows = []

@@ -1,0 +1,49 @@
+"""Which subscriber file each address comes from, so that a second file claiming an
+address is the one reported, not the file the address has been read from all along."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import bindparam, delete, insert, or_, select
+
+from ._base import Base, chunks
+from ._schema import SubscriberFileRow
+
+_TABLE = SubscriberFileRow.__table__  # type: ignore[attr-defined]
+# Compiled once: a run asks this for every batch of files (a range of names).
+_BETWEEN = select(_TABLE.c.file, _TABLE.c.email).where(
+    _TABLE.c.file >= bindparam("lo"), _TABLE.c.file <= bindparam("hi")
+)
+
+
+class SubscriberFiles(Base):
+    def subscriber_files_between(self, first: str, last: str) -> dict[str, str]:
+        """File name -> the lower-cased address last read from it, for the files whose
+        names sort from ``first`` to ``last``."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(_BETWEEN, {"lo": first, "hi": last}).all())
+
+    def subscriber_files(self, emails: Sequence[str]) -> dict[str, str]:
+        """Lower-cased address -> the file name it was last read from, for those known."""
+        out: dict[str, str] = {}
+        keys = sorted({e.lower() for e in emails})
+        with self.engine.connect() as conn:
+            for part in chunks(keys, 500):
+                q = select(_TABLE.c.email, _TABLE.c.file).where(_TABLE.c.email.in_(part))
+                out.update((email, file) for email, file in conn.execute(q))
+        return out
+
+    def remember_subscriber_files(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Record (address, file name) pairs: each address comes from that file, and that
+        file holds that address (what was known of either is replaced)."""
+        rows = {email.lower(): file for email, file in pairs}
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            for part in chunks(sorted(rows), 250):
+                files = [rows[k] for k in part]
+                conn.execute(
+                    delete(_TABLE).where(or_(_TABLE.c.email.in_(part), _TABLE.c.file.in_(files)))
+                )
+                conn.execute(insert(_TABLE), [{"email": k, "file": rows[k]} for k in part])
