@@ -1,21 +1,26 @@
-"""What rendering and MIME building cost per digest, as `digest run` does them.
+"""What rendering and MIME building cost per digest, as `digest run` does them, cold.
 
-A synthetic project as bench/send_throughput.py makes it (subscriber files, the bundled
-real papers), ranked once with the real ranker (not timed, the picks saved with the
-project); then, in CPU time
-(process_time) and starting cold as a run does: the once-per-run work (the renderer and
-every paper's card, ``begin_edition``), rendering each subscriber's digest (``render``,
-the pipeline's "render" stage, skeletons compiled on first use included) and building its
-message (``mime``: Message-ID and ``Composer.build``, the "mime" stage). Each pass starts
-from a fresh renderer and composer; the best of ``--repeat`` passes is printed. The
-SHA-256 of all the messages, in order, tells whether two checkouts build the same bytes.
+A synthetic project (bench/workload.py: subscriber files with profiles of their own, the
+bundled real papers), ranked once with the real ranker (not timed; the picks saved with
+the project). Then each pass is a fresh process that starts cold, as a run does: the
+imports (timed apart), the once-per-edition work (the renderer and every paper's card,
+``begin_edition``), rendering each subscriber's digest (``render``, the pipeline's "render"
+stage, skeletons compiled and checked on first use included) and building its message
+(``mime``: Message-ID and ``Composer.build``, the "mime" stage), in CPU time
+(process_time). The median of ``--repeat`` passes is printed, each pass's figures too.
+The SHA-256 of all the messages, in order, tells whether two checkouts build the same
+bytes.
+
+The per-email path (Jinja -> MJML -> premailer every time, the reference) renders a sample
+in the first pass; its HTML, text and whole message are compared with the fast path's,
+byte for byte.
 
 ``--baseline REV`` measures the committed tree REV (``git archive``) and this checkout on
 the same project, passes alternating, and compares their figures and message hashes.
-The naive per-email path (Jinja -> MJML -> premailer every time) is timed on a sample.
 
 Run: .venv/bin/python bench/render_cost.py [--subscribers 3000] [--papers 1000]
-     [--repeat 3] [--naive 20] [--baseline REV] [--profile FILE]
+     [--repeat 3] [--naive 20] [--workload realistic|taxonomy] [--baseline REV]
+     [--profile FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import os
 import pickle
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,25 +42,31 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+FIGURES = ("imports", "prepare", "render", "mime")
 
 
-def make(base: Path, subscribers: int, papers: int, seed: int) -> Path:
-    """The synthetic project (send_throughput's), with no SMTP host."""
+def make(base: Path, subscribers: int, papers: int, seed: int, workload: str) -> Path:
+    """The synthetic project, with no SMTP host."""
     sys.path.insert(0, str(ROOT))
-    from bench.send_throughput import SECRET, make_project
+    from bench.workload import SECRET, make_project
 
-    args = argparse.Namespace(subscribers=subscribers, papers=papers, connections=1, seed=seed)
-    config, _ = make_project(base, args, 2525, NOW)
-    text = config.read_text(encoding="utf-8")
-    start, end = text.index("[smtp]"), text.index("[unsubscribe]")
-    config.write_text(text[:start] + text[end:], encoding="utf-8")
+    config, _ = make_project(
+        base, subscribers=subscribers, papers=papers, seed=seed, now=NOW, workload=workload
+    )
     (base / "secret").write_text(SECRET, encoding="utf-8")
     return config
 
 
-def measure(config: Path, repeat: int, naive: int, profile: str) -> dict[str, Any]:
-    """The figures of the checkout that ``digest`` imports from."""
+def measure(config: Path, naive: int, profile: str) -> dict[str, Any]:
+    """One cold pass of the checkout that ``digest`` imports from."""
+    clock = time.process_time
     os.environ["DIGEST_UNSUBSCRIBE_SECRET"] = (config.parent / "secret").read_text()
+    t_imports = clock()
+    import cssutils  # noqa: F401
+    import jinja2  # noqa: F401
+    import mjml  # noqa: F401
+    import premailer  # noqa: F401
+
     import digest
     from digest.config import load
     from digest.delivery import (
@@ -63,10 +75,10 @@ def measure(config: Path, repeat: int, naive: int, profile: str) -> dict[str, An
         signed_url,
         unsubscribe_base,
     )
-    from digest.models import Digest
+    from digest.models import Digest, Rendered
     from digest.rendering import Renderer
-    from digest.rendering._fast import normalize_html
 
+    imports = clock() - t_imports
     cfg = load(config)
     saved = config.parent / "picks.pickle"  # ranked once, by the first checkout measured
     if saved.exists():
@@ -96,95 +108,104 @@ def measure(config: Path, repeat: int, naive: int, profile: str) -> dict[str, An
 
         signing = unsubscribe_secret(cfg)
     work = list(zip(profiles, picks, strict=True))
-    Renderer(cfg).render_empty(profiles[0], edition)  # imports, templates read once
 
-    clock = time.process_time
-    best: dict[str, float] = {}
-    digest_sha = ""
     profiler = None
-    for n in range(repeat):
-        if profile and n == repeat - 1:
-            from pyinstrument import Profiler
+    if profile:
+        from pyinstrument import Profiler
 
-            profiler = Profiler(interval=0.0005)
-            profiler.start()
-        t0 = clock()
-        renderer = Renderer(cfg)
-        renderer.begin_edition(papers)
-        composer = Composer(cfg)
-        t1 = clock()
-        render_s = mime_s = 0.0
-        sha = hashlib.sha256()
-        for prof, chosen in work:
-            url = signed_url(base, signing, prof.email)  # as the run does, before "render"
-            a = clock()
-            if chosen:
-                rendered = renderer.render(
-                    Digest(prof, edition, tuple(chosen)), unsubscribe_url=url
-                )
-            else:
-                rendered = renderer.render_empty(prof, edition, unsubscribe_url=url)
-            b = clock()
-            mid = message_id(prof.email, edition, composer.domain)
-            data = composer.build(prof, edition, rendered, now=NOW, mid=mid)
-            c = clock()
-            render_s += b - a
-            mime_s += c - b
-            sha.update(data)
-        if profiler is not None:
-            profiler.stop()
-            Path(profile).write_text(profiler.output_text(unicode=False, show_all=False))
-        for key, value in (("prepare", t1 - t0), ("render", render_s), ("mime", mime_s)):
-            best[key] = min(best.get(key, value), value)
-        digest_sha = sha.hexdigest()
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+    t0 = clock()
+    renderer = Renderer(cfg)
+    renderer.begin_edition(papers)
+    composer = Composer(cfg)
+    t1 = clock()
+    render_s = mime_s = 0.0
+    sha = hashlib.sha256()
+    for prof, chosen in work:
+        url = signed_url(base, signing, prof.email)  # as the run does, before "render"
+        a = clock()
+        if chosen:
+            rendered = renderer.render(Digest(prof, edition, tuple(chosen)), unsubscribe_url=url)
+        else:
+            rendered = renderer.render_empty(prof, edition, unsubscribe_url=url)
+        b = clock()
+        mid = message_id(prof.email, edition, composer.domain)
+        data = composer.build(prof, edition, rendered, now=NOW, mid=mid)
+        c = clock()
+        render_s += b - a
+        mime_s += c - b
+        sha.update(data)
+    if profiler is not None:
+        profiler.stop()
+        Path(profile).write_text(profiler.output_text(unicode=False, show_all=False))
 
-    same = 0
+    same = {"html": 0, "text": 0, "message": 0}
     naive_s = 0.0
-    if naive:
+    sample = [(p, c, signed_url(base, signing, p.email)) for p, c in work if c][:naive]
+    if sample:
         slow = Renderer(cfg, fast=False)
-        sample = [(p, c, signed_url(base, signing, p.email)) for p, c in work if c][:naive]
         a = clock()
         outs = [slow.render(Digest(p, edition, tuple(c)), unsubscribe_url=u) for p, c, u in sample]
         naive_s = clock() - a
-        fast = Renderer(cfg)
-        fast.begin_edition(papers)
-        for (p, c, u), b in zip(sample, outs, strict=True):
-            r = fast.render(Digest(p, edition, tuple(c)), unsubscribe_url=u)
-            same += normalize_html(r.html) == normalize_html(b.html) and r.text == b.text
+        for (p, c, u), ref in zip(sample, outs, strict=True):
+            r = renderer.render(Digest(p, edition, tuple(c)), unsubscribe_url=u)
+            mid = message_id(p.email, edition, composer.domain)
+            plain = Rendered(subject=ref.subject, html=ref.html, text=ref.text)
+            same["html"] += r.html == ref.html
+            same["text"] += r.text == ref.text
+            same["message"] += composer.build(p, edition, r, now=NOW, mid=mid) == composer.build(
+                p, edition, plain, now=NOW, mid=mid
+            )
     return {
         "code": str(Path(digest.__file__).parent),
         "digests": len(work),
         "papers": len(papers),
-        **best,
-        "sha256": digest_sha,
-        "naive": naive_s / max(naive, 1),
-        "naive_n": min(naive, len(work)),
+        "imports": imports,
+        "prepare": t1 - t0,
+        "render": render_s,
+        "mime": mime_s,
+        "sha256": sha.hexdigest(),
+        "naive": naive_s / max(len(sample), 1),
+        "naive_n": len(sample),
         "same": same,
     }
 
 
-def show(label: str, r: dict[str, Any]) -> None:
+def show(label: str, runs: list[dict[str, Any]]) -> None:
+    r = {**runs[0], **{k: statistics.median(x[k] for x in runs) for k in FIGURES}}
     n = r["digests"]
     per = {k: r[k] / n * 1000 for k in ("render", "mime")}
     print(
-        f"{label}: once per run {r['prepare']:.2f} s (renderer + {r['papers']:,} cards); "
-        f"per digest: render {per['render']:.3f} ms, mime {per['mime']:.3f} ms, "
-        f"together {per['render'] + per['mime']:.3f} ms CPU"
+        f"{label}: imports {r['imports']:.2f} s; once per edition {r['prepare']:.2f} s "
+        f"(renderer + {r['papers']:,} cards); per digest: render {per['render']:.3f} ms, "
+        f"mime {per['mime']:.3f} ms, together {per['render'] + per['mime']:.3f} ms CPU "
+        f"(median of {len(runs)} cold passes)"
     )
-    print(f"  messages sha256 {r['sha256'][:16]} ({n:,} messages, code in {r['code']})")
-    if r["naive_n"]:
+    for x in runs:
         print(
-            f"  naive path: {r['naive'] * 1000:.2f} ms per digest; fast == naive for "
-            f"{r['same']}/{r['naive_n']} digests"
+            f"  pass: prepare {x['prepare']:.3f} s, render {x['render'] / n * 1e3:.3f} ms, "
+            f"mime {x['mime'] / n * 1e3:.3f} ms"
+        )
+    hashes = {x["sha256"] for x in runs}
+    print(f"  messages sha256 {r['sha256'][:16]} ({n:,} messages, code in {r['code']})")
+    if len(hashes) > 1:
+        print("  the passes built DIFFERENT messages")
+    if r["naive_n"]:
+        k, s = r["naive_n"], r["same"]
+        print(
+            f"  per-email path: {r['naive'] * 1000:.2f} ms per digest; byte-identical to it: "
+            f"HTML {s['html']}/{k}, text {s['text']}/{k}, whole message {s['message']}/{k}"
         )
 
 
-def child(args: argparse.Namespace, pythonpath: str) -> dict[str, Any]:
+def child(args: argparse.Namespace, pythonpath: str, naive: int) -> dict[str, Any]:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    cmd = [sys.executable, __file__, "--project", args.project, "--json"]
-    cmd += ["--repeat", "1", "--naive", "0"]
+    cmd = [sys.executable, __file__, "--project", args.project, "--json", "--naive", str(naive)]
+    if args.profile:
+        cmd += ["--profile", args.profile]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd="/")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -202,14 +223,12 @@ def compare(args: argparse.Namespace) -> None:
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
         runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
         for _ in range(args.repeat):
-            runs["old"].append(child(args, str(old_tree)))
-            runs["new"].append(child(args, ""))
+            runs["old"].append(child(args, str(old_tree), 0))
+            runs["new"].append(child(args, "", 0))
     finally:
         shutil.rmtree(old_tree, ignore_errors=True)
-    best = {}
     for name, rs in runs.items():
-        best[name] = {**rs[0], **{k: min(r[k] for r in rs) for k in ("prepare", "render", "mime")}}
-        show(f"{args.baseline if name == 'old' else 'this checkout'}", best[name])
+        show(f"{args.baseline if name == 'old' else 'this checkout'}", rs)
     hashes = {r["sha256"] for rs in runs.values() for r in rs}
     print(f"messages identical: {'yes' if len(hashes) == 1 else 'NO'}")
 
@@ -218,30 +237,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subscribers", type=int, default=3000)
     ap.add_argument("--papers", type=int, default=1000, help="candidate papers (100..3000)")
-    ap.add_argument("--repeat", type=int, default=3, help="passes; the best is shown")
-    ap.add_argument("--naive", type=int, default=20, help="digests on the naive path")
+    ap.add_argument("--repeat", type=int, default=3, help="cold passes; the median is shown")
+    ap.add_argument("--naive", type=int, default=20, help="digests on the per-email path")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workload", choices=("realistic", "taxonomy"), default="realistic")
     ap.add_argument("--baseline", default="", help="a git revision to compare with")
-    ap.add_argument("--profile", default="", help="pyinstrument profile of the last pass")
+    ap.add_argument("--profile", default="", help="pyinstrument profile of a pass")
     ap.add_argument("--project", default="", help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    made = ""
-    if not args.project:
-        made = tempfile.mkdtemp(prefix="digest-render-")
-        args.project = str(make(Path(made), args.subscribers, args.papers, args.seed))
+    if args.json:  # one pass, in this (fresh) process
+        print(json.dumps(measure(Path(args.project), args.naive, args.profile)))
+        return
+    made = tempfile.mkdtemp(prefix="digest-render-")
     try:
+        args.project = str(
+            make(Path(made), args.subscribers, args.papers, args.seed, args.workload)
+        )
         if args.baseline:
             compare(args)
             return
-        r = measure(Path(args.project), args.repeat, args.naive, args.profile)
-        if args.json:
-            print(json.dumps(r))
-        else:
-            show("this checkout", r)
+        runs = [child(args, "", args.naive if k == 0 else 0) for k in range(args.repeat)]
+        show("this checkout", runs)
     finally:
-        if made:
-            shutil.rmtree(made, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)
 
 
 if __name__ == "__main__":
