@@ -1,15 +1,21 @@
-"""Quoted-printable (RFC 2045) bodies, encoded by part and by line through caches.
+"""Quoted-printable (RFC 2045) bodies: one encoding of a text, whatever parts it comes in.
 
-Shared by the renderer's fast path, which encodes each piece of its templates once and hands
-the message builder parts that carry their encoding (``EncodedParts``), and by the message
-builder, which encodes whatever arrives without it (``QpEncoder``). Lines are at most 76
-columns, and a line never starts with a dot (written "=2E"), so SMTP needs no dot-stuffing.
+A text's body is its lines, each encoded on its own (``_qp_line``): at most 76 columns, soft
+line breaks only where a line is too long, a line never starting with a dot (written
+"=2E", so SMTP needs no dot-stuffing). ``QpEncoder.encode`` encodes a text through a cache
+of lines; ``QpEncoder.encode_parts`` encodes a text given as parts (the renderer's fast
+path joins digests from the same pieces for every subscriber) to exactly the same bytes,
+encoding each piece's whole lines once and only the lines that cross from piece to piece
+for each message.
 """
 
 from __future__ import annotations
 
 import binascii
 from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
 def _qp_line(line: str) -> bytes:
@@ -45,122 +51,26 @@ def _refit(qp: bytes) -> bytes:
     return b"\r\n".join(out) + b"\r\n"
 
 
-def _qp_open(text: str) -> bytes:
-    """The start of a line (no line end) as quoted-printable ending in a soft line break
-    (RFC 2045 rule 5), so that what follows continues the same line once decoded."""
-    qp = _qp_line(text)[:-2]  # without the hard line end
-    if len(qp) < 76:  # one short line (most parts): room for the "="
-        return qp + b"=\r\n"
-    start = qp.rfind(b"\r\n") + 2 if b"\r\n" in qp else 0
-    last = qp[start:]
-    if len(last) < 76:  # room for the "=" on the last encoded line
-        return qp + b"=\r\n"
-    cut = 73
-    while last[cut - 1 : cut] == b"=" or last[cut - 2 : cut - 1] == b"=":
-        cut -= 1  # never inside an "=XX" escape
-    rest = last[cut:]
-    if rest.startswith(b"."):
-        rest = b"=2E" + rest[1:]
-    return qp[:start] + last[:cut] + b"=\r\n" + rest + b"=\r\n"
-
-
-def qp_part(part: str) -> bytes:
-    """``_qp_part(part)``, at once for the common plain part: printable ASCII lines of at
-    most 75 characters, no "=", no line starting with a dot or ending in a space (such
-    lines encode to themselves)."""
-    if (
-        part.isascii()
-        and "=" not in part
-        and part[:1] != "."
-        and part[-1:] != " "
-        and "\n." not in part
-        and " \n" not in part
-    ):
-        if "\n" not in part:
-            if len(part) <= 75 and part.isprintable():
-                return part.encode() + b"=\r\n"
-        else:
-            lines = part.split("\n")
-            if max(map(len, lines)) <= 75 and "".join(lines).isprintable():
-                body = part.replace("\n", "\r\n").encode()
-                return body + b"=\r\n" if lines[-1] else body
-    if "\r" not in part:  # all lines at once; what needs a second look goes the long way
-        whole = part.endswith("\n")
-        data = (part if whole else part + "\n").replace("\n", "\r\n")
-        qp = binascii.b2a_qp(data.encode("utf-8", "replace"))
-        if qp[:1] != b"." and b"\n." not in qp:
-            encoded = qp.split(b"\r\n")  # the last one empty
-            if max(map(len, encoded)) <= 76:
-                if whole:
-                    return qp
-                if len(encoded[-2]) < 76:
-                    return qp[:-2] + b"=\r\n"
-    return _qp_part(part)
-
-
-def qp_last(part: str) -> bytes:
-    """The last part of a text when it does not end with a line end, as ``encode_parts``
-    writes it: every line with a hard line end."""
-    return b"".join([_qp_line(line) for line in part.split("\n")])
-
-
-class EncodedParts(tuple[str, ...]):
-    """Parts of a text (``Rendered.html_parts`` / ``text_parts``) that carry the text's
-    quoted-printable body, exactly as ``QpEncoder.encode_parts`` would make it from them;
-    the renderer's fast path makes them from encodings it keeps with its templates."""
-
-    qp: bytes
-
-
-def encoded_parts(parts: list[str], qps: list[bytes]) -> tuple[str, ...]:
-    """``parts`` with their body, given each part's ``qp_part`` (``b""`` for an empty
-    part): the last non-empty part, unless it ends a line, gets a hard line end."""
-    k = len(parts) - 1
-    while k >= 0 and not parts[k]:
-        k -= 1
-    if k < 0:
-        return tuple(parts)
-    if not parts[k].endswith("\n"):
-        qps[k] = qp_last(parts[k])
-    out = EncodedParts(parts)
-    out.qp = b"".join(qps)
-    return out
-
-
-def _qp_part(part: str) -> bytes:
-    """A piece of a text (it may start and end mid-line) as quoted-printable: its whole
-    lines with hard line ends, its unfinished last line with a soft one."""
-    if "\n" not in part:
-        return _qp_open(part)
-    *lines, tail = part.split("\n")
-    out = [_qp_line(line) for line in lines]
-    if tail:
-        out.append(_qp_open(tail))
-    return b"".join(out)
+# A part with a line end, ready to join: (its text up to the first line end, its whole
+# lines after that encoded, its text after the last line end, the first as a line alone
+# encoded)
+Form = tuple[str, bytes, str, bytes]
 
 
 class QpEncoder:
-    """Quoted-printable bodies, encoded line by line through a cache.
+    """Quoted-printable bodies, encoded line by line through caches.
 
-    Digests to different subscribers share most of their lines (layout, styles, the
-    cards of the papers they have in common), so most lines are encoded once per run
-    rather than once per message. Two generations bound the memory (about twice
-    ``limit`` bytes of text): when the young one is full it becomes the old one, and
-    lines still in use move back on their next hit.
+    Digests to different subscribers share most of their lines (layout, styles, the cards
+    of the papers they have in common), so most lines are encoded once per run rather than
+    once per message. Lines and parts seen once wait in a small cache of their own (cleared
+    when full); seen again, they move to the shared one, which the churn of lines that hold
+    a subscriber's own values (an address, a link) does not touch.
     """
 
     def __init__(self, limit: int = 1_000_000) -> None:
-        self.limit = limit
-        self.size = 0  # bytes held by the young generation
-        self.young: dict[str, bytes] = {}
-        self.old: dict[str, bytes] = {}
-        # Parts seen once wait in ``fresh`` (small, two generations); a part seen again
-        # (the layout, a card, a common reasons line) moves to ``shared``, which the churn
-        # of per-message parts (names, links) never touches.
-        self.fresh = QpParts(limit)
-        self.shared: dict[str, bytes] = {}
-        self.shared_size = 0
-        self.shared_limit = SHARED_LIMIT
+        self.limit = limit  # characters of text (and its encoding) per cache tier
+        self.lines = _Tiers[bytes](limit)
+        self.forms = _Tiers[Form](limit)
 
     def encode(self, text: str) -> bytes:
         if "\r" in text:
@@ -168,79 +78,89 @@ class QpEncoder:
         lines = text.split("\n")
         if len(lines) > 1 and not lines[-1]:
             lines.pop()  # the text's final line end
-        young = self.young
-        out = []
-        for line in lines:
-            qp = young.get(line)
-            if qp is None:
-                qp = self.old.get(line) or _qp_line(line)
-                self.size += len(line) + len(qp)
-                if self.size > self.limit:
-                    self.old, self.young, self.size = young, {}, len(line) + len(qp)
-                    young = self.young
-                young[line] = qp
-            out.append(qp)
-        return b"".join(out)
+        return b"".join([self._line(line) for line in lines])
+
+    def _line(self, line: str) -> bytes:
+        tiers = self.lines
+        qp = tiers.shared.get(line) or tiers.again(line)
+        if qp is None:
+            qp = tiers.add(line, _qp_line(line), len(line))
+        return qp
 
     def encode_parts(self, parts: Sequence[str]) -> bytes:
-        """``encode("".join(parts))`` up to where soft line breaks fall (they decode the
-        same): each part is encoded on its own, through a cache keyed by the part, so the
-        parts every message shares (the layout, the cards) cost a dictionary lookup."""
-        parts = [p for p in parts if p]
-        if not parts or any("\r" in p for p in parts[-1:]):
-            return self.encode("".join(parts))
-        *body, last = parts
-        if last.endswith("\n"):
-            body.append(last)
-        out = []
-        shared = self.shared
-        for part in body:
-            qp = shared.get(part)
-            if qp is None:
-                qp, again = self.fresh.encode(part)
-                if qp is None:  # a carriage return: line ends need normalizing first
-                    return self.encode("".join(parts))
-                if again:
-                    self._share(part, qp)
-            out.append(qp)
-        if not last.endswith("\n"):
-            out.append(self.encode(last))  # the final line ends with a hard line end
+        """Exactly ``encode("".join(parts))``: the whole lines inside each part encoded
+        once per part (the layout and the cards come back in every message), the lines
+        that run from one part into the next encoded as they are met."""
+        forms = self.forms
+        shared = forms.shared.get
+        line = self._line
+        out: list[bytes] = []
+        pending: list[str] = []  # the current line's pieces so far, none empty
+        for part in parts:
+            form = shared(part)
+            if form is None:
+                if "\n" not in part:
+                    if "\r" in part:
+                        return self.encode("".join(parts))
+                    if part:
+                        pending.append(part)
+                    continue
+                form = forms.again(part)
+                if form is None:
+                    if "\r" in part:
+                        return self.encode("".join(parts))
+                    form = forms.add(part, self._form(part), len(part))
+            head, body, tail, alone = form
+            if pending:
+                pending.append(head)
+                out.append(line("".join(pending)))
+            else:
+                out.append(alone)
+            if body:
+                out.append(body)
+            pending = [tail] if tail else []
+        if pending:
+            out.append(line("".join(pending)))
+        elif not out:  # no line end at all: an empty text is one empty line
+            out.append(_qp_line(""))
         return b"".join(out)
 
-    def _share(self, part: str, qp: bytes) -> None:
-        self.shared_size += len(part) + len(qp)
-        if self.shared_size > self.shared_limit:  # far more than an edition's cards
-            self.shared.clear()
-            self.shared_size = len(part) + len(qp)
-        self.shared[part] = qp
+    def _form(self, part: str) -> Form:
+        head, _, rest = part.partition("\n")
+        inner, more, tail = rest.rpartition("\n")
+        body = b"".join([self._line(x) for x in inner.split("\n")]) if more else b""
+        return head, body, tail, self._line(head)
 
 
-SHARED_LIMIT = 24_000_000  # characters of parts and their encoding kept as shared
+class _Tiers(Generic[V]):
+    """A cache in two tiers, each bounded by ``limit`` characters: a key seen once waits
+    in ``fresh`` (cleared when full); seen again, it moves to ``shared`` (cleared only if
+    it outgrows its bound). Look in ``shared.get`` first, then ``again``."""
 
-
-class QpParts:
-    """``_qp_part`` through a two-generation cache, as ``QpEncoder`` does for lines."""
+    __slots__ = ("fresh", "fresh_size", "limit", "shared", "shared_size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.size = 0
-        self.young: dict[str, bytes] = {}
-        self.old: dict[str, bytes] = {}
+        self.fresh: dict[str, V] = {}
+        self.shared: dict[str, V] = {}
+        self.fresh_size = 0
+        self.shared_size = 0
 
-    def encode(self, part: str) -> tuple[bytes | None, bool]:
-        """(the part encoded, or None when it holds a carriage return; whether it was
-        here already)."""
-        qp = self.young.get(part)
-        if qp is not None:
-            return qp, True
-        qp = self.old.get(part)
-        again = qp is not None
-        if qp is None:
-            if "\r" in part:
-                return None, False
-            qp = _qp_part(part)
-        self.size += len(part) + len(qp)
-        if self.size > self.limit:
-            self.old, self.young, self.size = self.young, {}, len(part) + len(qp)
-        self.young[part] = qp
-        return qp, again
+    def again(self, key: str) -> V | None:
+        value = self.fresh.pop(key, None)
+        if value is not None:
+            size = 2 * len(key)
+            if self.shared_size + size > 24 * self.limit:  # far more than an edition's cards
+                self.shared.clear()
+                self.shared_size = 0
+            self.shared[key] = value
+            self.shared_size += size
+        return value
+
+    def add(self, key: str, value: V, size: int) -> V:
+        if self.fresh_size + 2 * size > self.limit:
+            self.fresh.clear()
+            self.fresh_size = 0
+        self.fresh[key] = value
+        self.fresh_size += 2 * size
+        return value

@@ -8,14 +8,14 @@ from email.utils import formataddr
 import pytest
 
 from digest.delivery._headers import address_header, clean, signed_url
-from digest.qp import QpEncoder, _qp_part, encoded_parts, qp_part
+from digest.qp import QpEncoder
 from digest.tokens import UNSUBSCRIBE, Tokens
 
 
 def samples(seed: int, alphabet: str, count: int, longest: int) -> list[str]:
     rng = random.Random(seed)
     return [
-        "".join(rng.choice(alphabet) for _ in range(rng.randint(1, longest))) for _ in range(count)
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest))) for _ in range(count)
     ]
 
 
@@ -29,23 +29,20 @@ def samples(seed: int, alphabet: str, count: int, longest: int) -> list[str]:
         "ab .=-é·\t\n" + "x" * 10,
         "= \n·" + "w" * 40,
         "\u2028\ud800a b\n",
+        "ab\r\n .",
     ],
 )
-def test_qp_part_equals_the_general_encoder(alphabet: str) -> None:
-    for part in samples(len(alphabet), alphabet, 5000, 200):
-        assert qp_part(part) == _qp_part(part), repr(part)
-
-
-def test_encoded_parts_equal_encode_parts() -> None:
-    rng = random.Random(5)
-    pool = samples(9, "ab .=é\n" + "x" * 12, 400, 120)
-    for _ in range(2000):
-        parts = rng.sample(pool, rng.randint(1, 6))
-        if rng.random() < 0.3:
-            parts.insert(rng.randint(0, len(parts)), "")
-        out = encoded_parts(list(parts), [qp_part(p) if p else b"" for p in parts])
-        assert list(out) == parts
-        assert out.qp == QpEncoder().encode_parts(parts)  # type: ignore[attr-defined]
+def test_parts_encode_exactly_as_the_whole_text(alphabet: str) -> None:
+    """Soft line breaks, escapes and leading dots where the whole text has them, whatever
+    the cut into parts; the second time from the caches, the same again."""
+    rng = random.Random(len(alphabet))
+    pool = samples(len(alphabet), alphabet, 300, 200)
+    small = QpEncoder(limit=3000)  # caches cleared again and again
+    for _ in range(1500):
+        parts = rng.sample(pool, rng.randint(0, 6))
+        whole = QpEncoder().encode("".join(parts))
+        assert small.encode_parts(parts) == whole, parts
+        assert small.encode_parts(parts) == whole, parts
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,9 @@
 Messages are assembled by hand rather than with ``email.message.EmailMessage``: the
 per-sender parts (From, List-Id, List-Unsubscribe base, DKIM key) are prepared once per
 run by a ``Composer``, and each message costs a few string joins plus quoted-printable
-encoding of the lines not seen before in this run (``QpEncoder``). Parts from the
-renderer's fast path arrive with their quoted-printable already (``EncodedParts``): the
-body is then one join.
+encoding of the lines not seen before in this run (``QpEncoder``). A text from the
+renderer's fast path arrives as the parts it was joined from; its body is the same bytes
+the whole text would give, most of it the parts' lines encoded once per run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigError, SendError
 from ..models import Profile, Rendered
-from ..qp import EncodedParts, QpEncoder
+from ..qp import QpEncoder
 from ._dkim import Dkim, dkim_configured
 from ._headers import (
     CRLF,
@@ -144,8 +144,8 @@ class Composer:
         return self._last_date[1]
 
     def _encode(self, text: str, parts: tuple[str, ...]) -> bytes:
-        if isinstance(parts, EncodedParts):
-            return parts.qp
+        """The text's quoted-printable body: the same bytes whether the renderer handed the
+        text in parts (its fast path) or whole (the per-email path)."""
         if parts:
             return self.qp.encode_parts(parts)
         return self.qp.encode(text)

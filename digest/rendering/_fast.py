@@ -15,18 +15,18 @@ per-subscriber value and of every card, then compiled (Jinja -> MJML -> premaile
   is that card's with their text in, and the first of them compiled in full agrees).
 
 A personalized digest is then the skeleton's pieces joined with the chosen cards and the
-subscriber's values, escaped the way the HTML serializer would have written them. Each
-piece carries its quoted-printable (``digest.qp.qp_part``), worked out once with the
-piece, so the message body is one join too (``digest.qp.EncodedParts``); per-digest
-values go through small caches (``Memo``). The first digest of each skeleton (or family
-of skeletons) is also rendered the per-email way and compared; if a custom template does
-something the fast path cannot reproduce, rendering falls back to the per-email path and
-the log says so.
+subscriber's values, escaped the way the HTML serializer would have written them, and
+laid out as it would have laid them out: a card's slot in a skeleton is an element like
+the card, so the line ends around cards are the serializer's own. The result is the very
+bytes the per-email path gives (``Templates.naive``): the first digest of each skeleton
+(or family of skeletons) is also rendered the per-email way and compared byte for byte;
+if a custom template does something the fast path cannot reproduce, rendering falls back
+to the per-email path and the log says so. The digest comes with the parts it was joined
+from, so that the message builder encodes each shared piece once per run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import secrets
@@ -38,25 +38,17 @@ import jinja2
 import markupsafe
 
 from ..models import Paper, Scored
-from ..qp import encoded_parts, qp_part
 from ._cards import Card, reasons_line
 from ._pieces import (
-    CardForm,
-    Encoder,
     Escape,
-    Lines,
     Memo,
     Pattern,
-    Piece,
     TextPattern,
-    _NoQp,
     _quick_agrees,
     _Unsupported,
     escape_attr,
     escape_text,
-    quick_line,
     same_text,
-    utf8_len,
 )
 from ._templates import (
     CARD_HTML,
@@ -79,13 +71,7 @@ from ._textfmt import squeeze
 log = logging.getLogger(__name__)
 
 BATCH = 5000  # cards per compiled document
-_WS_BETWEEN_TAGS = re.compile(r">\s+<")
 _BLANKS = re.compile("\n\n\n")  # quicker than ``in`` over a text of many short lines
-
-
-def normalize_html(html: str) -> str:
-    """Whitespace between tags removed: the serializer's layout is not part of the meaning."""
-    return _WS_BETWEEN_TAGS.sub("><", html).strip()
 
 
 class _Repeat(NamedTuple):
@@ -143,7 +129,14 @@ class FastPath:
                 jinja2.ChoiceLoader([jinja2.DictLoader(overrides), real, base]), html=html
             )
 
-        self.html_skeleton_env = env(True, {CARD_HTML: f"<mj-raw><!--{slot}--></mj-raw>\n"})
+        # A card's slot in a skeleton is an empty element of the tag the cards compile to
+        # (``card_tag``), so the HTML serializer lays out the line ends around it as it does
+        # around a card; a comment until a card was compiled.
+        self.slot_var = f"q{tok}slot"
+        self.card_tag = ""
+        self.html_skeleton_env = env(
+            True, {CARD_HTML: f"<mj-raw>{{{{ {self.slot_var}|safe }}}}</mj-raw>\n"}
+        )
         self.text_skeleton_env = env(False, {CARD_TEXT: slot})
         self.html_cards_env = env(
             True,
@@ -158,7 +151,9 @@ class FastPath:
         )
         names = "|".join(re.escape(m) for m in (slot, self.reasons_marker))
         fields = "|".join(re.escape(m) for m in self.field_marker.values())
-        self.marker_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->|{names}|{fields}")
+        slot_tag = rf"<([A-Za-z][\w-]*)\s[^<>]*\b{re.escape(slot)}\b[^<>]*>(?:</\1>)?"
+        slot_any = rf"<!--\s*{re.escape(slot)}\s*-->|{slot_tag}"
+        self.marker_re = re.compile(rf"{slot_any}|{names}|{fields}")
         self.field_of = {m: name for name, m in self.field_marker.items()}
         self.card_tok = f"q{tok}c"
         self.card_markers = [f"q{tok}c{j}q" for j in range(16)]
@@ -168,7 +163,7 @@ class FastPath:
         # Skeletons per (template, shape) whose compiled HTML repeats one piece between
         # card slots: those for other card counts are put together from the pieces, no
         # premailer; ``proof`` maps such a skeleton's key to the key checked for it.
-        self.slot_re = re.compile(rf"<!--\s*{re.escape(slot)}\s*-->")
+        self.slot_re = re.compile(slot_any)
         self.families: dict[tuple[str, tuple[bool, ...]], _Family] = {}
         self.proof: dict[tuple[str, tuple[bool, ...], int], tuple[str, tuple[bool, ...], int]] = {}
         self.quick = _quick_agrees(templates.wrapper)
@@ -180,15 +175,7 @@ class FastPath:
         self.by_object: dict[int, dict[int, tuple[Paper, tuple[Pattern, TextPattern]]]] = {}
         self.papers: list[Paper] = []  # this edition's
         self.disabled = ""
-        self.enc = Encoder()
-        self.lines = Lines()
         self.why: Memo[tuple[str, ...], str] = Memo()  # reasons lines by the reasons
-        # (HTML escape, text line start, reasons line) -> the reasons' HTML part, its qp,
-        # its UTF-8 size, the finished text line, its qp
-        self.records: Memo[tuple[int, str], tuple[str, bytes, int, str, bytes]] = Memo()
-        # kinds of reasons lines: (the HTML escape, the text line's start), numbered
-        self.kinds: list[tuple[Escape, str]] = []
-        self.kind_of: dict[tuple[Escape, str], int] = {}
 
     # -------------------------------------------------------- edition
 
@@ -219,17 +206,14 @@ class FastPath:
             return Output(*self._naive(fields, picks, level))
         reasons = self._reasons(picks)
         try:
-            html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
-            frags = self._card_frags([p.paper for p in picks], level)
+            frags = self._card_frags([p.paper for p in picks], level)  # cards first: the
             bare = [p.paper for p, r in zip(picks, reasons, strict=True) if not r]
-            plain = self._plain_frags(bare, level) if bare else []
+            plain = self._plain_frags(bare, level) if bare else []  # skeleton needs card_tag
+            html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
         except _Unsupported as exc:
             self._disable(str(exc))
             return Output(*self._naive(fields, picks, level))
-        try:
-            out = self._encoded(fields, reasons, frags, plain, html_sk, text_sk)
-        except _NoQp:
-            out = self._joined(fields, reasons, frags, plain, html_sk, text_sk)
+        out = self._joined(fields, reasons, frags, plain, html_sk, text_sk)
         key = (DIGEST_HTML, self._shape(fields), len(picks))
         key = self.proof.get(key, key)
         if key not in self.verified:
@@ -249,90 +233,6 @@ class FastPath:
             out.append(line)
         return out
 
-    def _encoded(
-        self,
-        fields: dict[str, str],
-        reasons: list[str],
-        frags: list[tuple[Pattern, TextPattern]],
-        plain: list[tuple[str, str]],
-        html_sk: Pattern,
-        text_sk: TextPattern,
-    ) -> Output:
-        enc, lines, records = self.enc, self.lines, self.records
-        known = records.get
-        hvals: dict[Any, str | Piece] = dict(fields)
-        tvals: dict[Any, str | Piece] = dict(fields)
-        bare = iter(plain)
-        for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
-            if not why:
-                h, t = next(bare)
-                hvals[i] = ([h], [enc(h)], utf8_len(h))
-                tvals[i] = ([t], [enc(t)], 0)
-                continue
-            form = tw.card
-            if form is not None:
-                key = (form[0], why)
-                rec = known(key) or records.again(key)
-                if rec is None:
-                    rec = self._record(form[0], why)
-                hvals[i] = (
-                    (form[1], rec[0], form[2]),
-                    (form[3], rec[1], form[4]),
-                    form[5] + rec[2],
-                )
-                tvals[i] = ((form[6], rec[3], form[8]), (form[7], rec[4], form[9]), 0)
-                continue
-            hvals[i] = hw.piece(why, enc)
-            tp: list[str] = []
-            tb: list[bytes] = []
-            tw.emit({"reasons": why}, tp, tb, enc, lines)
-            tvals[i] = (tp, tb, 0)
-        html_parts: list[str] = []
-        html_qp: list[bytes] = []
-        size = html_sk.emit(hvals, html_parts, html_qp, enc)
-        text_parts: list[str] = []
-        text_qp: list[bytes] = []
-        text_sk.emit(tvals, text_parts, text_qp, enc, lines)
-        html = "".join(html_parts)
-        text = "".join(text_parts)
-        if text[:1] == "\n" or text[-1:] != "\n" or text[-2:] == "\n\n" or _BLANKS.search(text):
-            raw, text = text, squeeze(text)
-            if text != raw:  # blank lines squeezed across parts: the parts no longer add up
-                text_parts, text_qp = [text], [qp_part(text)]
-        return Output(
-            html,
-            text,
-            encoded_parts(html_parts, html_qp),
-            encoded_parts(text_parts, text_qp),
-            size,
-        )
-
-    def _record(self, kind: int, why: str) -> tuple[str, bytes, int, str, bytes]:
-        """A reasons line's HTML part and text line, with their quoted-printable."""
-        esc, start = self.kinds[kind]
-        part = esc(why)
-        text = start + why
-        wrapper = self.r.wrapper
-        line = (quick_line(wrapper, text) if self.quick else wrapper.line(text)) + "\n"
-        if "\r" in part or "\r" in line:
-            raise _NoQp
-        return self.records.add(
-            (kind, why),
-            (part, qp_part(part) if part else b"", utf8_len(part), line, qp_part(line)),
-        )
-
-    def _card_form(self, html: Pattern, text: TextPattern) -> CardForm | None:
-        """The card's usual form: one reasons line in its HTML and one text line that
-        starts with a literal and ends with the reasons (both encoded already)."""
-        simple, one, ql = text.simple, html.one, html.qlits
-        if simple is None or one is None or ql is None:
-            return None
-        kind = self.kind_of.setdefault((one[1], simple[2]), len(self.kinds))
-        if kind == len(self.kinds):
-            self.kinds.append((one[1], simple[2]))
-        lits = html.lits
-        return (kind, lits[0], lits[1], ql[0], ql[1], html.size, *simple[:2], *simple[3:])
-
     def _joined(
         self,
         fields: dict[str, str],
@@ -342,7 +242,7 @@ class FastPath:
         html_sk: Pattern,
         text_sk: TextPattern,
     ) -> Output:
-        """As ``_encoded``, the parts alone (a part holds a carriage return)."""
+        """The digest's HTML and text, and the parts each was joined from."""
         hvals: dict[Any, str | list[str]] = dict(fields)
         tvals: dict[Any, str | list[str]] = dict(fields)
         bare = iter(plain)
@@ -395,7 +295,7 @@ class FastPath:
         return self.r.naive(fields, cards, DIGEST_HTML, DIGEST_TEXT)
 
     def _agrees(self, html: str, text: str, naive: tuple[str, str], what: str) -> bool:
-        if normalize_html(html) == normalize_html(naive[0]) and text == naive[1]:
+        if html == naive[0] and text == naive[1]:  # byte for byte
             return True
         self._disable(f"the {what} templates give different output when cards are reused")
         return False
@@ -432,6 +332,7 @@ class FastPath:
             id="", title="", url="", authors="", summary="", stats="", links=(), categories=""
         )
         context = {**self.r.constants, **self._marked_fields(shape), "cards": [dummy] * count}
+        context[self.slot_var] = self._slot_html()
         mjml = render_template(self.html_skeleton_env, html_name, context)
         compiled = self._derived(key, mjml)
         if compiled is None:
@@ -447,6 +348,10 @@ class FastPath:
         self.skeletons[key] = pair
         return pair
 
+    def _slot_html(self) -> str:
+        tag = self.card_tag
+        return f'<{tag} class="{self.slot}"></{tag}>' if tag else f"<!--{self.slot}-->"
+
     def _compiled(self, key: tuple[str, tuple[bool, ...], int], mjml: str) -> str:
         """The skeleton compiled in full; with two cards or more, kept as its family's
         pieces when they repeat."""
@@ -454,15 +359,15 @@ class FastPath:
         html = mjml_to_html(mjml, html_name)
         compiled = inline_css(html)
         if count >= 2 and (html_name, shape) not in self.families:
-            src = mjml.split(f"<!--{self.slot}-->")
-            mid = self.slot_re.split(html)
-            out = self.slot_re.split(compiled)
-            slots = set(self.slot_re.findall(compiled))
+            src = mjml.split(self._slot_html())
+            mid = _split(self.slot_re, html)
+            out = _split(self.slot_re, compiled)
+            slots = {m.group(0) for m in self.slot_re.finditer(compiled)}
             if (
                 all(len(p) == count + 1 and len(set(p[1:-1])) == 1 for p in (src, mid, out))
                 and len(slots) == 1
             ):
-                marker = f"<!--{self.slot}-->"
+                marker = self._slot_html()
                 self.families[(html_name, shape)] = _Family(key, src, mid, out, marker, slots.pop())
         return compiled
 
@@ -473,7 +378,7 @@ class FastPath:
         family = self.families.get((html_name, shape))
         if family is None or count < 2:  # one slot alone is laid out differently
             return None
-        marker = f"<!--{self.slot}-->"
+        marker = self._slot_html()
         if mjml != family.src.join(count) or (
             self.slot_re.sub(marker, mjml_to_html(mjml, html_name)) != family.mid.join(count)
         ):
@@ -490,7 +395,7 @@ class FastPath:
             lits.append(compiled[pos : m.start()])
             pos = m.end()
             token = m.group(0)
-            if token.startswith("<!--") or token == self.slot:
+            if token.startswith("<") or token == self.slot:
                 holes.append((seen, same_text))
                 seen += 1
                 continue
@@ -553,6 +458,8 @@ class FastPath:
             texts = self._between(
                 render_template(self.text_cards_env, DIGEST_TEXT, context), len(batch), False
             )
+            if not self.card_tag and htmls:
+                self.card_tag = _element_tag(htmls[0])
             for paper, html, text in zip(batch, htmls, texts, strict=True):
                 if not text.endswith("\n"):
                     raise _Unsupported(f"{CARD_TEXT} does not end with a new line")
@@ -567,12 +474,10 @@ class FastPath:
                     for key, _ in pattern.holes:
                         if key != "reasons":
                             raise _Unsupported(f"{what} uses the per-subscriber value {key!r}")
-                text_pattern = TextPattern(text_card, wrapper, self.quick)
-                with contextlib.suppress(_NoQp):  # then encoded as the digest is built
-                    html_card._encode()
-                    text_pattern._encode()
-                    text_pattern.card = self._card_form(html_card, text_pattern)
-                self.cards[(paper, level)] = (html_card, text_pattern)
+                self.cards[(paper, level)] = (
+                    html_card,
+                    TextPattern(text_card, wrapper, self.quick),
+                )
 
     def _card_htmls(self, cards: list[Card], context: dict[str, Any]) -> list[str]:
         """Each card's compiled HTML. Cards alike in which fields are empty and which links
@@ -713,7 +618,12 @@ class FastPath:
             e = end.search(compiled, b.end())
             if e is None:
                 break
-            pieces.append(compiled[b.end() : e.start()])
+            piece = compiled[b.end() : e.start()]
+            if html and piece.endswith("\n"):
+                # the line end the HTML serializer writes after an element followed by
+                # another (here the end marker); the skeleton has the ones between cards
+                piece = piece[:-1]
+            pieces.append(piece)
             pos = e.end()
         if len(pieces) != count:
             raise _Unsupported(
@@ -729,6 +639,22 @@ def _escaped(values: dict[str, str]) -> Callable[[re.Match[str]], str]:
         return str(markupsafe.escape(values[m.group()]))
 
     return sub
+
+
+def _element_tag(html: str) -> str:
+    """The tag of the one element ``html`` is, when it looks like one; else ""."""
+    m = re.match(r"<([A-Za-z][\w-]*)[\s>]", html)
+    return m.group(1) if m and html.endswith(f"</{m.group(1)}>") else ""
+
+
+def _split(pattern: re.Pattern[str], text: str) -> list[str]:
+    """``text`` cut at each match of ``pattern`` (``re.split`` would add its groups)."""
+    out, pos = [], 0
+    for m in pattern.finditer(text):
+        out.append(text[pos : m.start()])
+        pos = m.end()
+    out.append(text[pos:])
+    return out
 
 
 def _in_tag(html: str, pos: int) -> bool:

@@ -56,8 +56,8 @@ FIELDS = (
 
 class Output(NamedTuple):
     """A rendered digest; the parts, when the fast path made them, join to html / text
-    (and may carry their quoted-printable, see ``digest.qp.EncodedParts``); ``size``,
-    when known (not -1), is the HTML's size in UTF-8."""
+    (the message builder encodes each shared part once); ``size``, when known (not -1),
+    is the HTML's size in UTF-8."""
 
     html: str
     text: str
