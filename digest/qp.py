@@ -67,10 +67,11 @@ class QpEncoder:
     a subscriber's own values (an address, a link) does not touch.
     """
 
-    def __init__(self, limit: int = 1_000_000) -> None:
-        self.limit = limit  # characters of text (and its encoding) per cache tier
-        self.lines = _Tiers[bytes](limit)
-        self.forms = _Tiers[Form](limit)
+    def __init__(self, limit: int = 4_000_000, shared_limit: int = 24_000_000) -> None:
+        # characters of text and encoding kept: ``limit`` for what was seen once (each
+        # cache), ``shared_limit`` for what came back (far more than an edition's cards)
+        self.lines = _Tiers[bytes](limit, shared_limit)
+        self.forms = _Tiers[Form](limit, shared_limit)
 
     def encode(self, text: str) -> bytes:
         if "\r" in text:
@@ -128,19 +129,21 @@ class QpEncoder:
     def _form(self, part: str) -> Form:
         head, _, rest = part.partition("\n")
         inner, more, tail = rest.rpartition("\n")
-        body = b"".join([self._line(x) for x in inner.split("\n")]) if more else b""
-        return head, body, tail, self._line(head)
+        body = b"".join([_qp_line(x) for x in inner.split("\n")]) if more else b""
+        return head, body, tail, _qp_line(head)
 
 
 class _Tiers(Generic[V]):
-    """A cache in two tiers, each bounded by ``limit`` characters: a key seen once waits
-    in ``fresh`` (cleared when full); seen again, it moves to ``shared`` (cleared only if
-    it outgrows its bound). Look in ``shared.get`` first, then ``again``."""
+    """A cache in two tiers, bounded by the characters of their keys and values: a key
+    seen once waits in ``fresh`` (cleared when it holds ``limit``); seen again, it moves to
+    ``shared`` (cleared only if it outgrows ``shared_limit``). Look in ``shared.get``
+    first, then ``again``."""
 
-    __slots__ = ("fresh", "fresh_size", "limit", "shared", "shared_size")
+    __slots__ = ("fresh", "fresh_size", "limit", "shared", "shared_limit", "shared_size")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared_limit: int) -> None:
         self.limit = limit
+        self.shared_limit = shared_limit
         self.fresh: dict[str, V] = {}
         self.shared: dict[str, V] = {}
         self.fresh_size = 0
@@ -150,7 +153,7 @@ class _Tiers(Generic[V]):
         value = self.fresh.pop(key, None)
         if value is not None:
             size = 2 * len(key)
-            if self.shared_size + size > 24 * self.limit:  # far more than an edition's cards
+            if self.shared_size + size > self.shared_limit:
                 self.shared.clear()
                 self.shared_size = 0
             self.shared[key] = value

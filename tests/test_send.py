@@ -178,7 +178,7 @@ def test_quoted_printable_cache_gives_the_same_bytes_as_encoding_afresh() -> Non
         ".leading dot\r\nCR LF\rCR alone\n\n",
         "trailing space \n" * 3,
     ]
-    small, fresh = QpEncoder(limit=2000), QpEncoder(limit=0)
+    small, fresh = QpEncoder(limit=2000, shared_limit=3000), QpEncoder(limit=0, shared_limit=0)
     for _ in range(3):
         for text in texts:
             encoded = small.encode(text)
