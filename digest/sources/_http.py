@@ -190,8 +190,9 @@ class Fetcher:
         return FetchResult(papers=papers, url=str(path))
 
     def _fetch_url(self, feed: Feed, url: str, state: FeedStateView | None) -> FetchResult:
-        etag = state.etag if state is not None else None
-        modified = state.last_modified if state is not None else None
+        # (a value stored before it was checked is checked again: it may not be sendable)
+        etag = sendable(state.etag) if state is not None else None
+        modified = sendable(state.last_modified) if state is not None else None
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -217,8 +218,8 @@ class Fetcher:
             break
         if status == 304:
             return FetchResult(
-                etag=resp_headers.get("etag") or etag,
-                last_modified=resp_headers.get("last-modified") or modified,
+                etag=sendable(resp_headers.get("etag")) or etag,
+                last_modified=sendable(resp_headers.get("last-modified")) or modified,
                 not_modified=True,
                 url=url,
             )
@@ -230,8 +231,8 @@ class Fetcher:
         )
         return FetchResult(
             papers=papers,
-            etag=resp_headers.get("etag"),
-            last_modified=resp_headers.get("last-modified"),
+            etag=sendable(resp_headers.get("etag")),
+            last_modified=sendable(resp_headers.get("last-modified")),
             url=url,
         )
 
@@ -250,7 +251,7 @@ class Fetcher:
                     arxiv = True  # redirected to arxiv.org: pace the next request too
                 length = resp.headers.get("content-length", "")
                 ok = 200 <= resp.status_code < 300
-                if ok and length.isdigit() and int(length) > limit:
+                if ok and length.isascii() and length.isdigit() and int(length[:20]) > limit:
                     raise FeedError(
                         f"feed {feed.name!r}: {url}: the body is {int(length)} bytes, more than "
                         f"http.max_bytes ({limit}); raise the limit if the feed is right"
@@ -310,14 +311,14 @@ class Fetcher:
         backoff = self.http.backoff * (2**attempt)
         value = (headers.get("retry-after") or "").strip()
         delay: float | None = None
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             delay = float(value)
         elif value:
             try:
                 when = parsedate_to_datetime(value)
                 sent = parsedate_to_datetime(headers.get("date", ""))
                 delay = max(0.0, (when - sent).total_seconds())
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):
                 delay = None
         if delay is None:
             delay = backoff
@@ -338,6 +339,18 @@ class Fetcher:
                 f"({self.http.max_bytes} bytes); raise the limit if the feed is right"
             )
         return out
+
+
+_SENDABLE = re.compile(r"[\x20-\x7e]{1,1024}")
+
+
+def sendable(value: str | None) -> str | None:
+    """An ETag or Last-Modified we can send back as If-None-Match / If-Modified-Since:
+    printable ASCII, at most 1,024 characters. Anything else (a non-ASCII byte, a control
+    character) is not kept, so it can never break the next request."""
+    if value and _SENDABLE.fullmatch(value):
+        return value
+    return None
 
 
 def _status_hint(status: int, retries: int) -> str:

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..clock import Clock
-from ..config import Config
+from ..config import Config, Feed
 from ..errors import DigestError
 from ..store import Store
+from ._common import one_line
 from ._http import Fetcher
 
 log = logging.getLogger(__name__)
@@ -48,29 +49,50 @@ def fetch_all(
             url = cfg.feed_base(feed.url)
             feed = feed.model_copy(update={"url": url})
             try:
-                result = fetcher.fetch(feed, store.feed_state(feed.name))
+                _fetch_one(fetcher, feed, store, now, summary)
             except DigestError as exc:
-                log.warning("feed %s failed: %s", feed.name, exc)
-                summary.errors.append((feed.name, str(exc)))
-                store.record_feed(feed.name, url, now(), error=str(exc))
-                continue
-            if result.not_modified:
-                summary.not_modified.append(feed.name)
-                store.record_feed(
-                    feed.name, url, now(), etag=result.etag, last_modified=result.last_modified
+                _failed(feed.name, url, str(exc), store, now, summary)
+            except Exception as exc:
+                # A bug (ours or a library's) met in this feed: it costs this feed only.
+                # The traceback goes to the debug log (-v); the feed's health says what.
+                log.debug("feed %s: unexpected error", feed.name, exc_info=True)
+                reason = (
+                    f"feed {feed.name!r}: unexpected {type(exc).__name__}: {one_line(exc)} "
+                    "(a bug: run with -v for the traceback, and please report it)"
                 )
-                continue
-            new, updated = store.upsert_papers(result.papers, now())
-            summary.new += new
-            summary.updated += updated
-            summary.ok.append((feed.name, len(result.papers)))
-            store.record_feed(
-                feed.name,
-                url,
-                now(),
-                etag=result.etag,
-                last_modified=result.last_modified,
-                count=len(result.papers),
-            )
-            log.info("feed %s: %d papers (%d new)", feed.name, len(result.papers), new)
+                _failed(feed.name, url, reason, store, now, summary)
     return summary
+
+
+def _fetch_one(
+    fetcher: Fetcher, feed: Feed, store: Store, now: Clock, summary: FetchSummary
+) -> None:
+    result = fetcher.fetch(feed, store.feed_state(feed.name))
+    if result.not_modified:
+        summary.not_modified.append(feed.name)
+        store.record_feed(
+            feed.name, feed.url, now(), etag=result.etag, last_modified=result.last_modified
+        )
+        return
+    new, updated = store.upsert_papers(result.papers, now())
+    summary.new += new
+    summary.updated += updated
+    summary.ok.append((feed.name, len(result.papers)))
+    store.record_feed(
+        feed.name,
+        feed.url,
+        now(),
+        etag=result.etag,
+        last_modified=result.last_modified,
+        count=len(result.papers),
+    )
+    log.info("feed %s: %d papers (%d new)", feed.name, len(result.papers), new)
+
+
+def _failed(
+    name: str, url: str, reason: str, store: Store, now: Clock, summary: FetchSummary
+) -> None:
+    """Record one feed's failure in its health record and the summary: one line."""
+    log.warning("feed %s failed: %s", name, reason)
+    summary.errors.append((name, reason))
+    store.record_feed(name, url, now(), error=reason)

@@ -10,16 +10,31 @@ from typing import Any
 from ..errors import FeedError
 from ..latex import latex_to_text
 from ..models import Paper
-from ._common import Found, as_int, as_str, labelled, make_paper
+from ._common import (
+    MAX_ENTRIES,
+    Found,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    labelled,
+    make_paper,
+    note,
+)
 from ._text import arxiv_id, clean, collapse, hf_link, url_id, utc_from_iso
 
 
 def parse_json(data: bytes, source: str) -> list[Paper]:
     try:
         doc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:
         raise FeedError(
-            f"feed {source!r}: looks like JSON but does not parse ({exc}); check the feed url"
+            f"feed {source!r}: JSON nested too deep to read; check the feed url"
+        ) from exc
+    except ValueError as exc:  # bad UTF-8, bad JSON, an integer of more than 4,300 digits
+        raise FeedError(
+            f"feed {source!r}: looks like JSON but does not parse ({_short(exc)}); "
+            "check the feed url"
         ) from exc
     if isinstance(doc, dict) and as_str(doc.get("version")).startswith("https://jsonfeed.org"):
         return json_feed(doc, source)
@@ -39,7 +54,7 @@ def parse_json(data: bytes, source: str) -> list[Paper]:
             "check the feed url"
         )
     papers = []
-    for item in items:
+    for item in _at_most(items):
         paper = item["paper"] if isinstance(item.get("paper"), dict) else item
         if not _is_hf_paper(paper):
             raise FeedError(
@@ -58,19 +73,26 @@ def hf_paper(item: Mapping[str, Any], paper: Mapping[str, Any], source: str) -> 
     """One daily-papers entry. ``item`` is the outer object (title, thumbnail, numComments),
     ``paper`` the inner one (id, authors, summary, upvotes, ai_summary, githubRepo, ...)."""
     raw_id = as_str(paper.get("id")).strip()
+    if len(raw_id) > 200:  # ids are short; a long one would become a long link and key
+        note("paper id longer than 200 characters cut")
+        raw_id = raw_id[:200]
     pid = arxiv_id(raw_id)
     hf_url = hf_link(raw_id)
     # The outer title is the clean one; the inner one keeps arXiv's line wraps.
     title = clean(as_str(item.get("title")) or as_str(paper.get("title")), is_html=False)
     authors = tuple(
         name
-        for a in paper.get("authors") or ()
+        for a in as_list(paper.get("authors"))
         if isinstance(a, dict) and not a.get("hidden")
-        for name in [collapse(latex_to_text(as_str(a.get("name"))))]
+        for name in [_name(a.get("name"))]
         if name
     )
     keywords = tuple(
-        k for k in (collapse(x) for x in paper.get("ai_keywords") or () if isinstance(x, str)) if k
+        k
+        for k in (
+            collapse(x[:1000]) for x in as_list(paper.get("ai_keywords")) if isinstance(x, str)
+        )
+        if k
     )
     found = Found(
         links=[f"arXiv:{pid}"] if pid else [hf_url],
@@ -82,9 +104,9 @@ def hf_paper(item: Mapping[str, Any], paper: Mapping[str, Any], source: str) -> 
         code_url=as_str(paper.get("githubRepo")).strip() or None,
         project_url=as_str(paper.get("projectPage")).strip() or None,
         thumbnail=as_str(item.get("thumbnail")) or as_str(item.get("mediaUrl")) or None,
-        upvotes=as_int(paper.get("upvotes")),
-        comments=as_int(item.get("numComments")),
-        github_stars=as_int(paper.get("githubStars")),
+        upvotes=as_int(paper.get("upvotes"), "upvotes"),
+        comments=as_int(item.get("numComments"), "comments"),
+        github_stars=as_int(paper.get("githubStars"), "githubStars"),
         ai_summary=clean(as_str(paper.get("ai_summary")), is_html=False) or None,
         ai_keywords=keywords,
     )
@@ -104,7 +126,7 @@ def json_feed(doc: Mapping[str, Any], source: str) -> list[Paper]:
     if not isinstance(items, list):
         raise FeedError(f"feed {source!r}: JSON Feed without an 'items' list; check the feed url")
     papers = []
-    for item in items:
+    for item in _at_most(items):
         if not isinstance(item, dict):
             continue
         link = as_str(item.get("url")) or as_str(item.get("external_url"))
@@ -114,18 +136,22 @@ def json_feed(doc: Mapping[str, Any], source: str) -> list[Paper]:
         text = as_str(item.get("content_text"))
         body = clean(text, is_html=False) if text else clean(as_str(item.get("content_html")))
         abstract, extra = labelled(body, text)
-        raw_authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
+        raw_authors = as_list(item.get("authors")) or [as_dict(item.get("author"))]
         authors = tuple(
-            collapse(latex_to_text(as_str(a.get("name"))))
+            name
             for a in raw_authors
-            if isinstance(a, dict) and as_str(a.get("name"))
+            if isinstance(a, dict)
+            for name in [_name(a.get("name"))]
+            if name
         )
         found = Found(
             links=[link, as_str(item.get("id")), as_str(item.get("external_url"))],
             title=title,
             abstract=abstract,
             authors=authors or extra.get("authors", ()),
-            categories=tuple(collapse(t) for t in item.get("tags") or () if isinstance(t, str)),
+            categories=tuple(
+                collapse(t[:1000]) for t in as_list(item.get("tags")) if isinstance(t, str)
+            ),
             published=utc_from_iso(item.get("date_published"))
             or utc_from_iso(item.get("date_modified")),
             thumbnail=as_str(item.get("image")) or as_str(item.get("banner_image")) or None,
@@ -134,3 +160,19 @@ def json_feed(doc: Mapping[str, Any], source: str) -> list[Paper]:
         )
         papers.append(make_paper(found, source))
     return papers
+
+
+def _at_most(items: list[Any]) -> list[Any]:
+    if len(items) > MAX_ENTRIES:
+        note(f"entries beyond the first {MAX_ENTRIES} left out")
+        return items[:MAX_ENTRIES]
+    return items
+
+
+def _name(value: Any) -> str:
+    """An author's name as plain text (a name of any length is cut later, with a note)."""
+    return collapse(latex_to_text(as_str(value)[:10_000]))
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]

@@ -6,6 +6,7 @@ import re
 
 from ..errors import FeedError
 from ..models import Paper
+from ._common import noting
 from ._jsonfmt import parse_json
 from ._xmlfmt import REPLACEMENT_TYPES, parse_xml
 
@@ -29,6 +30,11 @@ def parse(
     gives ``[]``; unusable input raises a one-line ``FeedError`` naming the source.
     ``skip_replacements`` drops arXiv's "replace" and "replace-cross" announcements.
     """
+    with noting(source):
+        return _parse(data, source, base_url=base_url, skip_replacements=skip_replacements)
+
+
+def _parse(data: bytes, source: str, *, base_url: str, skip_replacements: bool) -> list[Paper]:
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head:
         raise FeedError(f"feed {source!r}: the response is empty; check the feed url")

@@ -197,19 +197,41 @@ def html_text(value: str | None) -> str:
             parser.feed(value)
             parser.close()
         except Exception:  # HTMLParser is lenient; never let odd markup break a feed
-            return collapse(re.sub(r"<[^>]*>", " ", html.unescape(value)))
+            return collapse(_ANY_TAG.sub(" ", html.unescape(value)))
         value = "".join(parser.parts)
-        value = re.sub(r"<[^>]*>", " ", value)  # a tag unescaped from a double-escaped entity
+        value = _ANY_TAG.sub(" ", value)  # a tag unescaped from a double-escaped entity
     return collapse(value)
+
+
+# A tag: "<" to the next ">", not across another "<" (so a text full of "<" costs linear
+# time instead of a scan to the end of the text from each one).
+_ANY_TAG = re.compile(r"<[^<>]*>")
+
+# Text longer than this is cut before it is cleaned: no field keeps more than a few thousand
+# characters (see ``_common``), and cleaning a megabyte costs time and memory for nothing.
+RAW_TEXT = 200_000
 
 
 def clean(value: str | None, *, is_html: bool = True) -> str:
     """The normal form of any title or abstract: safe text, readable LaTeX, one-line."""
+    if value and len(value) > RAW_TEXT:
+        value = value[:RAW_TEXT]
     text = html_text(value) if is_html else collapse(value)
     return collapse(latex_to_text(text))
 
 
 # --- dates -----------------------------------------------------------------------------
+
+# Dates outside these bounds are a feed's mistake (or mischief), not a paper's date.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def sane_date(value: datetime | None) -> datetime | None:
+    """``value`` when it lies between 1900 and 2100 (UTC), else None."""
+    if value is None or not EARLIEST <= value < LATEST:
+        return None
+    return value
 
 
 def utc_from_struct(value: time.struct_time | None) -> datetime | None:
@@ -217,25 +239,26 @@ def utc_from_struct(value: time.struct_time | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime(*value[:6], tzinfo=UTC)
-    except (TypeError, ValueError):
+        return sane_date(datetime(*value[:6], tzinfo=UTC))
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
 def utc_from_iso(value: object) -> datetime | None:
     """An ISO 8601 string (``2024-10-15T00:49:53.656Z``) as an aware UTC datetime."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
         return None
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return sane_date(parsed.replace(tzinfo=UTC))
+        # 9999-12-31T23:59:59-23:59 is past the last datetime in UTC: OverflowError
+        return sane_date(parsed.astimezone(UTC))
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def iso_utc(value: datetime | None) -> str | None:

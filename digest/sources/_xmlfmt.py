@@ -12,7 +12,16 @@ import feedparser
 
 from ..errors import FeedError
 from ..models import Paper
-from ._common import Found, as_str, labelled, make_paper, one_line, split_authors
+from ._common import (
+    MAX_ENTRIES,
+    Found,
+    as_str,
+    labelled,
+    make_paper,
+    note,
+    one_line,
+    split_authors,
+)
 from ._text import arxiv_id, clean, collapse, hf_link, utc_from_struct
 
 log = logging.getLogger(__name__)
@@ -23,9 +32,10 @@ _ARXIV_CATEGORY = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[A-Za-z]+)?)
 _ANNOUNCE = re.compile(
     r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?", re.IGNORECASE
 )
-_TAG = re.compile(r"<[^>]*>")
 _HF_PAPERS = re.compile(r"^https?://(?:www\.)?huggingface\.co/papers/?(?:[?#].*)?$")
-_IMG = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']?(https?://[^\"'\s>]+)", re.IGNORECASE)
+# Neither crosses a "<": a text full of "<" costs linear time, not a scan to its end from each.
+_TAG = re.compile(r"<[^<>]*>")
+_IMG = re.compile(r"<img\b[^<>]*?\bsrc\s*=\s*[\"']?(https?://[^\"'\s>]+)", re.IGNORECASE)
 
 
 def parse_xml(data: bytes, source: str, *, base_url: str, skip_replacements: bool) -> list[Paper]:
@@ -44,6 +54,9 @@ def parse_xml(data: bytes, source: str, *, base_url: str, skip_replacements: boo
             f"feed {source!r}: could not be read as RSS/Atom ({one_line(exc)}); check the feed url"
         ) from exc
     entries = list(doc.get("entries") or [])
+    if len(entries) > MAX_ENTRIES:
+        note(f"entries beyond the first {MAX_ENTRIES} left out")
+        entries = entries[:MAX_ENTRIES]
     feed = doc.get("feed") or {}
     if not doc.get("version") and not entries:
         why = doc.get("bozo_exception")
@@ -103,9 +116,11 @@ def entry_paper(entry: Mapping[str, Any], source: str, *, on_hf: bool = False) -
             abstract=abstract,
             authors=_authors(entry) or extra.get("authors", ()),
             categories=_categories(entry),
-            published=utc_from_struct(entry.get("published_parsed"))
-            or utc_from_struct(entry.get("updated_parsed"))
-            or utc_from_struct(entry.get("created_parsed")),
+            # feedparser's get() maps a missing updated_parsed to published_parsed, with a
+            # DeprecationWarning: each is read as it is
+            published=utc_from_struct(_own(entry, "published_parsed"))
+            or utc_from_struct(_own(entry, "updated_parsed"))
+            or utc_from_struct(_own(entry, "created_parsed")),
             pdf_url=next(
                 (
                     as_str(lk.get("href"))
@@ -119,10 +134,15 @@ def entry_paper(entry: Mapping[str, Any], source: str, *, on_hf: bool = False) -
             upvotes=extra.get("upvotes"),
             ai_summary=extra.get("ai_summary"),
             announce_type=announce,
-            extra_text=collapse(as_str(entry.get("arxiv_comment"))),
+            extra_text=collapse(as_str(entry.get("arxiv_comment"))[:10_000]),
         ),
         source,
     )
+
+
+def _own(entry: Mapping[str, Any], key: str) -> Any:
+    """``entry[key]`` as stored, or None (not feedparser's fallback for a missing key)."""
+    return dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
 
 
 def _summary(entry: Mapping[str, Any]) -> str:

@@ -41,12 +41,12 @@ def row_to_paper(row: PaperRow) -> Paper:
 def _merge(row: PaperRow, paper: Paper, now: datetime) -> None:
     """Fold a fresh sighting of a paper into its stored record."""
     row.sources = sorted(set(row.sources or ()) | set(paper.sources))
-    if paper.upvotes is not None:
-        row.upvotes = paper.upvotes
-    if paper.comments is not None:
-        row.comments = paper.comments
-    if paper.github_stars is not None:
-        row.github_stars = paper.github_stars
+    if _count(paper.upvotes) is not None:
+        row.upvotes = _count(paper.upvotes)
+    if _count(paper.comments) is not None:
+        row.comments = _count(paper.comments)
+    if _count(paper.github_stars) is not None:
+        row.github_stars = _count(paper.github_stars)
     if len(paper.abstract) > len(row.abstract or ""):
         row.abstract = paper.abstract
     if not row.authors and paper.authors:
@@ -135,15 +135,26 @@ def _new_row(paper: Paper, now: datetime) -> PaperRow:
         categories=list(paper.categories),
         published=paper.published,
         sources=sorted(set(paper.sources)),
-        upvotes=paper.upvotes,
-        comments=paper.comments,
-        github_stars=paper.github_stars,
+        upvotes=_count(paper.upvotes),
+        comments=_count(paper.comments),
+        github_stars=_count(paper.github_stars),
         ai_summary=paper.ai_summary,
         ai_keywords=list(paper.ai_keywords),
         announce_type=paper.announce_type,
         first_seen=now,
         last_seen=now,
     )
+
+
+_INT64 = 2**63 - 1
+
+
+def _count(value: int | None) -> int | None:
+    """A count the database can hold (SQLite integers are 64-bit), else None: a value too
+    large would fail the whole batch with OverflowError."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64:
+        return value
+    return None
 
 
 def _merged_value(a: Paper, b: Paper) -> Paper:
