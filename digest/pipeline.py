@@ -102,6 +102,8 @@ class RunSummary:
             "nothing": self.nothing.total,
             "sent": d.sent.total,
             "already_sent": d.already_sent.total,
+            "elsewhere": d.elsewhere.total,
+            "given_up": d.given_up.total,
             "deferred": d.deferred,
             "failed": d.failed,
             "deferred_total": d.deferred.total,

@@ -118,6 +118,8 @@ def summary_line(summary: Any) -> str:
         f"{d['deferred_total']} deferred",
         f"{d['failed_total']} failed",
     ]
+    if d.get("elsewhere"):
+        parts.append(f"{d['elsewhere']} sent by another run")
     if d["nothing"]:
         parts.append(f"{d['nothing']} with nothing new")
     if d["feed_errors"]:

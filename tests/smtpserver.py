@@ -11,6 +11,7 @@ Fault modes (all optional, combinable):
   drop_after=N           each connection is closed (no QUIT) after accepting N messages
   lose_reply={k}         the k-th accepted message overall (1-based) is stored, then the
                          connection is closed before the "250" reply: fate unknown to the client
+  lose_every_reply=True  every message is stored, then the connection closed before its "250"
   delay=s                every DATA reply comes s seconds after the message is stored
                          (a slow server; RCPT replies wait s/4)
   auth=(user, password)  AUTH required (PLAIN/LOGIN); wrong credentials get "535"
@@ -138,8 +139,9 @@ class _Handler:
             srv._per_conn[id(server)] = count
         if srv.delay:  # stored already: a client that gives up now leaves a copy behind
             await asyncio.sleep(srv.delay)
-        if number in srv.lose_reply or (srv.drop_after and count >= srv.drop_after):
-            if number in srv.lose_reply:
+        lose = number in srv.lose_reply or srv.lose_every_reply
+        if lose or (srv.drop_after and count >= srv.drop_after):
+            if lose:
                 server.transport.close()  # stored, but the client never hears "250"
                 return "250 OK (never seen)"
             asyncio.get_running_loop().call_soon(server.transport.close)
@@ -189,6 +191,7 @@ class SmtpServer:
         reject: Iterable[str] = (),
         drop_after: int = 0,
         lose_reply: Iterable[int] = (),
+        lose_every_reply: bool = False,
         delay: float = 0.0,
         auth: tuple[str, str] | None = None,
         tls: str | None = None,
@@ -203,6 +206,7 @@ class SmtpServer:
         self.reject = {r.lower() for r in reject}
         self.drop_after = drop_after
         self.lose_reply = set(lose_reply)
+        self.lose_every_reply = lose_every_reply
         self.delay = delay
         self.auth = auth
         self.tls = tls

@@ -3,6 +3,7 @@ lost replies and slow answers, against a real SMTP server on loopback."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from digest.delivery import deliver, message_id
+from digest.delivery._claims import UNKNOWN_LIMIT
 from digest.errors import AuthError, SendError
 from digest.store import Store
 from tests.smtpserver import SmtpServer
@@ -142,16 +144,17 @@ def test_lost_reply_is_resent_with_the_same_message_id(tmp_path: Path, store: St
 def test_slow_server_beyond_the_timeout_is_deferred_and_copies_share_the_id(
     tmp_path: Path, store: Store
 ) -> None:
+    # No retries: the server keeps each copy it times out on (three would be given up).
     with SmtpServer(delay=0.6) as srv:
-        cfg = make_config(tmp_path, srv, timeout=0.3, retries=1)
+        cfg = make_config(tmp_path, srv, timeout=0.3, retries=0)
         summary = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
         assert summary.deferred and summary.deferred[0][0] == "reader0@example.net"
         assert "timed out" in summary.deferred[0][1]
         srv.delay = 0
         again = deliver(make_config(tmp_path, srv), store, outgoing(addresses(1)), now=clock)
         assert again.sent == ["reader0@example.net"]
-        ids = set(message_ids(srv))
-    assert ids == {message_id("reader0@example.net", EDITION, "example.org")}
+        ids = message_ids(srv)
+    assert ids == [message_id("reader0@example.net", EDITION, "example.org")] * 2
 
 
 def test_mixed_faults_with_parallel_connections(tmp_path: Path, store: Store) -> None:
@@ -198,3 +201,64 @@ def test_authentication_required_but_not_configured(tmp_path: Path, store: Store
             deliver(make_config(tmp_path, srv), store, outgoing(addresses(3)), now=clock)
         assert srv.messages == []
     assert "sent" not in set(statuses(store).values())
+
+
+def attempts(tmp_path: Path) -> dict[str, tuple[str, int, int]]:
+    """email -> (status, attempts, outcomes unknown), read from the database file."""
+    with sqlite3.connect(tmp_path / "digest.db") as db:
+        rows = db.execute("SELECT email, status, attempts, unknown_outcomes FROM delivery")
+        return {e: (st, a, u) for e, st, a, u in rows}
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_relay_that_drops_before_every_reply_gets_each_message_a_bounded_number_of_times(
+    tmp_path: Path, store: Store, pipelining: bool
+) -> None:
+    """The relay stores each message and closes the connection before its "250": each
+    try's outcome is unknown. After UNKNOWN_LIMIT of them, across runs, the message is
+    failed and reported, never sent again; ``attempts`` counts every try."""
+    emails = addresses(3)
+    with SmtpServer(lose_every_reply=True, pipelining=pipelining) as srv:
+        cfg = make_config(tmp_path, srv, retries=3)
+        first = deliver(cfg, store, outgoing(emails), now=clock, sleep=lambda _s: None)
+        second = deliver(cfg, store, outgoing(emails), now=clock, sleep=lambda _s: None)
+        counts = Counter(srv.recipients())
+        ids = set(message_ids(srv))
+    assert counts == dict.fromkeys(emails, UNKNOWN_LIMIT)  # was 16 per run, 32 after two
+    assert len(ids) == len(emails)  # the copies of a message share its Message-ID
+    assert first.sent == [] and first.deferred == [] and not first.ok
+    assert sorted(e for e, _ in first.failed) == emails
+    assert all(why.startswith("outcome unknown") for _, why in first.failed)
+    assert second.sent == [] and second.failed == [] and sorted(second.given_up) == emails
+    assert attempts(tmp_path) == dict.fromkeys(emails, ("failed", 3, 3))
+
+
+def test_a_run_that_resumes_a_message_with_unknown_outcomes_counts_them(
+    tmp_path: Path, store: Store
+) -> None:
+    """Outcomes unknown add up across runs: two in a run that then defers the message, and
+    the third, in the next run, gives it up."""
+    with SmtpServer(lose_every_reply=True) as srv:
+        cfg = make_config(tmp_path, srv, retries=0)  # one reconnect round: two tries a run
+        first = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
+        assert [e for e, _ in first.deferred] == addresses(1)
+        assert attempts(tmp_path) == {addresses(1)[0]: ("deferred", 1, 1)}
+        second = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
+        assert [e for e, _ in second.deferred] == addresses(1)
+        assert attempts(tmp_path) == {addresses(1)[0]: ("deferred", 2, 2)}
+        third = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
+        assert [e for e, _ in third.failed] == addresses(1)
+        assert len(srv.messages) == UNKNOWN_LIMIT
+    assert attempts(tmp_path) == {addresses(1)[0]: ("failed", 3, 3)}
+
+
+def test_attempts_count_every_try(tmp_path: Path, store: Store) -> None:
+    with SmtpServer(temp_fail={"reader1@example.net": 2}, lose_reply={1}) as srv:
+        cfg = make_config(tmp_path, srv, retries=3)
+        summary = deliver(cfg, store, outgoing(addresses(2)), now=clock, sleep=lambda _s: None)
+        assert sorted(summary.sent) == addresses(2)
+    # reader0: its first reply was lost (one unknown), then sent; reader1: 451 twice.
+    assert attempts(tmp_path) == {
+        "reader0@example.net": ("sent", 2, 1),
+        "reader1@example.net": ("sent", 3, 0),
+    }

@@ -497,25 +497,39 @@ def test_delivery_writer_paths_store_the_same_rows(tmp_path: Path, direct: bool)
     """The send path writes outcomes through sqlite3 directly on SQLite, and through
     SQLAlchemy elsewhere; both leave the same log behind."""
     store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    later = NOW + timedelta(minutes=5)
+    claim = {"limit": 3, "gave_up": "given up"}
     try:
         with store.delivery_writer(direct=direct) as w:
-            w.claim([("a@example.org", EDITION, "<a>"), ("b@example.org", EDITION, "<b>")], NOW)
+            items = [("a@example.org", EDITION, "<a>"), ("b@example.org", EDITION, "<b>")]
+            assert set(w.claim(items, "run#1", NOW, later, **claim)) == {
+                ("a@example.org", EDITION),
+                ("b@example.org", EDITION),
+            }
             assert w.statuses(EDITION, ["a@example.org", "b@example.org", "c@example.org"]) == {
                 "a@example.org": "sending",
                 "b@example.org": "sending",
             }
-            w.finish([("a@example.org", EDITION, "sent", "250 ok", ("p1", "p2", "p1"))], NOW)
-            w.finish([("b@example.org", EDITION, "failed", "550 " + "x" * 2000, ())], NOW)
-            w.claim([("a@example.org", EDITION, "<a>")], NOW)  # a rerun of the same edition
-            w.finish([("a@example.org", EDITION, "sent", "250 again", ("p2", "p3"))], NOW)
+            a_try = [("a@example.org", EDITION, "run#1", 1, 0)]
+            assert w.commit([], a_try, NOW, later) == (0, set())
+            sent = ("a@example.org", EDITION, "run#1", "sent", "250 ok", ("p1", "p2", "p1"), 1, 0)
+            failed = ("b@example.org", EDITION, "run#1", "failed", "550 " + "x" * 2000, (), 1, 0)
+            assert w.commit([sent], [], NOW, later) == (1, set())
+            assert w.commit([failed], [], NOW, later) == (1, set())
+            # A rerun of the same edition takes the failed "b" again, never the sent "a"; a
+            # finish or a try naming the old claim changes nothing.
+            assert set(w.claim(items, "run#2", NOW, later, **claim)) == {items[1][:2]}
+            b_try = [("b@example.org", EDITION, "run#1", 2, 0)]
+            assert w.commit([failed], b_try, NOW, later) == (0, {("b@example.org", EDITION)})
+            again = ("b@example.org", EDITION, "run#2", "sent", "250 again", ("p2", "p3"), 2, 0)
+            assert w.commit([again], [], NOW, later) == (1, set())
         rows = {d.email: d for d in store.deliveries(EDITION)}
-        assert (rows["a@example.org"].status, rows["a@example.org"].reply) == ("sent", "250 again")
+        assert (rows["a@example.org"].status, rows["a@example.org"].reply) == ("sent", "250 ok")
         assert rows["a@example.org"].message_id == "<a>"
-        assert rows["b@example.org"].status == "failed"
-        assert len(rows["b@example.org"].reply) == 1000
-        assert store.sent_paper_ids("a@example.org") == {"p1", "p2", "p3"}
-        assert store.sent_paper_ids("b@example.org") == set()
-        assert store.sent_since(NOW - timedelta(minutes=1)) == [NOW]
+        assert (rows["b@example.org"].status, rows["b@example.org"].reply) == ("sent", "250 again")
+        assert store.sent_paper_ids("a@example.org") == {"p1", "p2"}
+        assert store.sent_paper_ids("b@example.org") == {"p2", "p3"}
+        assert store.sent_since(NOW - timedelta(minutes=1)) == [NOW, NOW]
     finally:
         store.close()
 

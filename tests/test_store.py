@@ -97,10 +97,13 @@ def test_feed_health(tmp_path: Path) -> None:
 
 def _finish_many(store: Store, emails: list[str], edition: date, papers: list[str]) -> None:
     now = datetime(2026, 11, 27, 9, tzinfo=UTC)
+    later = now + timedelta(minutes=5)
     with store.delivery_writer() as w:
-        w.claim([(e, edition, f"<{i}@x>") for i, e in enumerate(emails)], now)
+        items = [(e, edition, f"<{i}@x>") for i, e in enumerate(emails)]
+        assert len(w.claim(items, "run#1", now, later, limit=3, gave_up="")) == len(emails)
         # One call, as a group commit makes it: 40 x 10 papers, more than one INSERT takes.
-        w.finish([(e, edition, "sent", "250 ok", papers) for e in emails], now)
+        done = [(e, edition, "run#1", "sent", "250 ok", papers, 1, 0) for e in emails]
+        assert w.commit(done, [], now, later) == (len(emails), set())
 
 
 def test_sent_papers_of_many_messages_in_one_commit(tmp_path: Path) -> None:
@@ -137,6 +140,42 @@ def test_a_database_made_before_keeps_its_sent_paper_table(tmp_path: Path) -> No
     with sqlite3.connect(path) as db:
         (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'sent_paper'").fetchone()
     assert "WITHOUT ROWID" not in sql.upper()
+
+
+def test_a_delivery_log_made_before_claims_gets_their_columns(tmp_path: Path) -> None:
+    """A database made before claims: its delivery table gains the claim columns, its rows
+    are kept, and a row a run of that time left "sending" is taken back (no lease)."""
+    import sqlite3
+
+    path = tmp_path / "digest.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE delivery (id INTEGER NOT NULL, email VARCHAR NOT NULL, "
+            "edition DATE NOT NULL, status VARCHAR NOT NULL, message_id VARCHAR NOT NULL, "
+            "attempts INTEGER NOT NULL, papers INTEGER NOT NULL, reply VARCHAR NOT NULL, "
+            "updated_at DATETIME NOT NULL, PRIMARY KEY (id), UNIQUE (email, edition))"
+        )
+        db.execute(
+            "INSERT INTO delivery VALUES (1, 'a@example.org', '2026-11-26', 'sending', '<a>', "
+            "1, 0, '', '2026-11-26 07:00:00.000000'), (2, 'b@example.org', '2026-11-26', "
+            "'sent', '<b>', 1, 3, '250 ok', '2026-11-26 07:00:00.000000')"
+        )
+    edition = date(2026, 11, 26)
+    for _ in range(2):  # and again: the columns are there now
+        store = Store(f"sqlite:///{path}")
+        store.close()
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert [(d.email, d.status) for d in store.deliveries(edition)] == [
+            ("a@example.org", "sending"),
+            ("b@example.org", "sent"),
+        ]
+        items = [(e, edition, f"<{e[0]}>") for e in ("a@example.org", "b@example.org")]
+        with store.delivery_writer() as w:
+            taken = w.claim(items, "run#1", T0, T0, limit=3, gave_up="")
+        assert taken == {("a@example.org", edition): ("sending", 1, 0, "")}
+    finally:
+        store.close()
 
 
 def test_votes_latest_wins_cleared_and_forgotten(tmp_path: Path) -> None:

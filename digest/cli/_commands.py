@@ -76,6 +76,13 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
             f"delivery via {where}: {d.sent.total} sent, {d.deferred.total} deferred, "
             f"{d.failed.total} failed"
         )
+        if d.elsewhere:
+            echo(f"  {d.elsewhere.total} being sent by another run at the same time")
+        if d.given_up:
+            echo(
+                f"  {d.given_up.total} not sent again: an earlier run gave up on them "
+                "(outcome unknown; digest status lists them)"
+            )
         for email, reason in d.deferred:
             echo(f"  deferred: {email}: {reason}")
         for email, reason in d.failed:

@@ -5,8 +5,9 @@
 deferred / failed), so a rerun sends only what is not sent and a crash loses nothing.
 Inside: ``_headers`` (addresses, Message-ID, the signed unsubscribe URL, RFC 2047),
 ``_mime`` (message bytes), ``_dkim`` (signatures), ``_smtp`` (one connection), ``_pool``
-(parallel connections, rate limits, the stop rules), ``_log`` (the log's values and group
-commit), ``_outbox`` (``.eml`` files) and ``_deliver`` (one run).
+(parallel connections, rate limits, the stop rules), ``_log`` (the log's values, claims and
+group commit), ``_claims`` (who is sending what: claim tokens, leases, runs that died),
+``_outbox`` (``.eml`` files) and ``_deliver`` (one run).
 """
 
 from __future__ import annotations

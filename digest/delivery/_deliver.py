@@ -1,10 +1,11 @@
 """Delivering one edition: the outgoing stream in, each message out once, a summary back.
 
-A batch of messages is marked ``sending`` (with its Message-ID) before any of them goes
-out; each message's final state is committed as soon as the server answers, before the
-next message goes out on that connection. So after a crash at most one message per
-connection was accepted by the server without being marked sent; a rerun resends every
-``sending`` row with the same Message-ID.
+A batch of messages is claimed (marked ``sending`` with its Message-ID, for this run only:
+see ``_claims``) before any of them goes out, each try is logged before it starts, and
+each message's final state is committed as soon as the server answers, before the next
+message goes out on that connection. So after a crash at most one message per connection
+was accepted by the server without being marked sent; a rerun takes back every
+``sending`` row of a run that is gone and resends it with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from ..clock import Clock
 from ..config import Config
 from ..errors import SendError
 from ..models import Rendered
-from ..store import Store
+from ..store import Holder, Store
 from ..timing import timed
+from ._claims import UNKNOWN_LIMIT
 from ._headers import ascii_address, message_id
 from ._log import DeliveryLog, DeliverySummary, Job, Outgoing, defer
 from ._mime import Composer
@@ -92,16 +94,17 @@ class _Feeder:
             jobs: list[Job] = []
             for edition, items in _by_edition(chunk).items():
                 with timed("log"):
-                    status = self.dlog.statuses(edition, [o.profile.email for o in items])
+                    held = self.dlog.holders(edition, [o.profile.email for o in items])
                 for item in items:
                     mid, data = built.pop(id(item))
-                    job = self._job(item, mid, data, status.get(item.profile.email))
+                    job = self._job(item, mid, data, held.get(item.profile.email))
                     if job is not None:
                         jobs.append(job)
             if jobs:
                 with timed("log"):
-                    self.dlog.claim(jobs)
-                yield jobs
+                    jobs = self.dlog.claim(jobs)
+                if jobs:
+                    yield jobs
 
     def _build(
         self, outgoing: Iterable[Outgoing], built: dict[int, tuple[str, bytes | SendError]]
@@ -125,42 +128,49 @@ class _Feeder:
             yield slim
 
     def _job(
-        self, item: Outgoing, mid: str, data: bytes | SendError, status: str | None
+        self, item: Outgoing, mid: str, data: bytes | SendError, held: Holder | None
     ) -> Job | None:
         email = item.profile.email
         if not self.first(item):
             log.warning("%s: listed twice for edition %s; sending once", email, item.edition)
             return None
-        if status == "sent":
-            self.dlog.summary.already_sent.append(email)
+        if held is not None and self._settled(Job(item, mid, b""), held):
             return None
         try:
             rcpt = ascii_address(email)
             if isinstance(data, SendError):
                 raise data
         except SendError as exc:
-            job = Job(item, mid, b"")
-            self.dlog.claim([job])
-            self.dlog.record(job, "failed", str(exc))
+            for job in self.dlog.claim([Job(item, mid, b"")]):
+                self.dlog.record(job, "failed", str(exc))
             return None
         return Job(item, mid, data, rcpt)
+
+    def _settled(self, job: Job, held: Holder) -> bool:
+        """Whether ``job``'s row says it is not to be sent: sent already, or given up."""
+        if held.status == "sent":
+            self.dlog.summary.already_sent.append(job.email)
+            return True
+        if held.unknown >= UNKNOWN_LIMIT:
+            self.dlog.given_up(job)
+            return True
+        return False
 
     def defer_rest(self, stream: Iterator[Outgoing], reason: str) -> None:
         """Log the rest of the stream as deferred, without building the messages."""
         for chunk in _chunks(stream, BATCH):
             jobs: list[Job] = []
             for edition, items in _by_edition(chunk).items():
-                status = self.dlog.statuses(edition, [o.profile.email for o in items])
+                held = self.dlog.holders(edition, [o.profile.email for o in items])
                 for item in items:
                     if not self.first(item):
                         continue
-                    if status.get(item.profile.email) == "sent":
-                        self.dlog.summary.already_sent.append(item.profile.email)
-                        continue
                     mid = message_id(item.profile.email, item.edition, self.composer.domain)
-                    jobs.append(Job(item, mid, b""))
-            self.dlog.claim(jobs)
-            defer(self.dlog, jobs, reason)
+                    job = Job(item, mid, b"")
+                    h = held.get(item.profile.email)
+                    if h is None or not self._settled(job, h):
+                        jobs.append(job)
+            defer(self.dlog, self.dlog.claim(jobs), reason)
 
 
 def _by_edition(chunk: list[Outgoing]) -> dict[date, list[Outgoing]]:

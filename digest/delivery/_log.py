@@ -1,16 +1,18 @@
-"""The values a send run works with, and the delivery log's group commit.
+"""The values a send run works with, and the delivery log: claims and group commit.
 
 The delivery log holds one row per (subscriber, edition) moving pending -> sending ->
-sent / deferred / failed. ``DeliveryLog.record`` returns only once an outcome is
-committed, so a connection never has more than one accepted-but-unrecorded message;
-outcomes arriving from several connections at once share one transaction.
+sent / deferred / failed. A run sends only what it claimed (``DeliveryLog.claim``: taken
+in the database, so no other run, here or on another machine, sends it too), logs each try
+before it starts, and ``DeliveryLog.record`` returns only once an outcome is committed, so
+a connection never has more than one accepted-but-unrecorded message; outcomes and tries
+arriving from several connections at once share one transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,9 +22,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..clock import Clock
 from ..errors import DigestError, SendError
 from ..models import Profile, Rendered
-from ..store import Store
+from ..store import Holder, Store
 from ..tally import Tally
 from ..timing import timed
+from ._claims import LEASE, RENEW_EVERY, UNKNOWN_LIMIT, Claimant, gone
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,19 @@ class DeliverySummary:
     failed: Tally[tuple[str, str]] = field(default_factory=Tally)  # (email, reason)
     already_sent: Tally[str] = field(default_factory=Tally)
     stopped: Tally[str] = field(default_factory=Tally)  # not attempted: asked to stop
+    elsewhere: Tally[str] = field(default_factory=Tally)  # another run is sending it
+    given_up: Tally[str] = field(default_factory=Tally)  # failed before: outcome unknown
 
     def __post_init__(self) -> None:
-        for name in ("sent", "deferred", "failed", "already_sent", "stopped"):
+        for name in (
+            "sent",
+            "deferred",
+            "failed",
+            "already_sent",
+            "stopped",
+            "elsewhere",
+            "given_up",
+        ):
             value = getattr(self, name)
             if not isinstance(value, Tally):
                 setattr(self, name, Tally(value))
@@ -67,53 +80,188 @@ class Job:
     message_id: str
     data: bytes
     rcpt: str = ""  # the address on the wire (IDNA domain)
-    tries: int = 0
+    tries: int = 0  # tries in this run
     last: str = ""
+    claim: str = ""  # the claim this run holds it by
+    logged: int = 0  # tries logged before this run claimed it
+    unknown: int = 0  # tries whose outcome is unknown, this run's included
+    ready: bool = False  # a try is logged and has not started yet
+    lost: bool = False  # another run took it over: this one must not send it
 
     @property
     def email(self) -> str:
         return self.item.profile.email
 
+    @property
+    def attempts(self) -> int:
+        return self.logged + self.tries
+
 
 class DeliveryLog:
-    """Batched access to the store's delivery rows, and group commit of outcomes.
+    """The run's access to the store's delivery rows: claims, tries, group commit.
 
-    ``record`` returns only once the outcome is committed, so a connection never has more
-    than one accepted-but-unrecorded message. Outcomes arriving from several connections
-    at once are committed together in one transaction.
+    ``claim`` takes the messages this run may send. ``record`` returns only once the
+    outcome is committed, so a connection never has more than one accepted-but-unrecorded
+    message; ``tried`` logs a try before it starts (so a try a crash cuts short is known
+    for one whose outcome is unknown) and says whether the claim still holds. Outcomes and
+    tries arriving from several connections at once are committed in one transaction. A
+    thread renews the run's claims while it holds any.
     """
 
     def __init__(self, store: Store, now: Clock) -> None:
         self.writer = store.delivery_writer()
         self.now = now
         self.summary = DeliverySummary()
+        self.claimant = Claimant()
+        self.dead: set[str] = set()  # claims of runs that have certainly ended
+        self._held: dict[int, Job] = {}  # claimed and not finished, by id()
+        self._held_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._renewer: threading.Thread | None = None
         self._cond = threading.Condition()
         self._pending: list[tuple[Job, str, str]] = []
+        self._tries: list[Job] = []
         self._next = 0  # tickets handed out
         self._done = 0  # tickets committed
         self._committing = False
         self._error: BaseException | None = None
 
     def close(self) -> None:
-        self.writer.close()
+        self._closing.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        try:
+            self.writer.close()
+        finally:
+            self.claimant.close()
 
-    def statuses(self, edition: date, emails: list[str]) -> dict[str, str]:
+    def holders(self, edition: date, emails: list[str]) -> dict[str, Holder]:
+        """The logged rows of ``emails`` for ``edition``; claims on them by runs that
+        have ended are noted, for ``claim`` to take back."""
         with _database_errors():
-            return self.writer.statuses(edition, emails)
+            held = self.writer.holders(edition, emails)
+        checked: dict[str, bool] = {}
+        for h in held.values():
+            by = h.claimed_by
+            if h.status == "sending" and by and by not in self.dead:
+                if by not in checked:
+                    checked[by] = gone(by)
+                if checked[by]:
+                    self.dead.add(by)
+        return held
 
-    def claim(self, jobs: list[Job]) -> None:
+    def claim(self, jobs: list[Job]) -> list[Job]:
+        """The jobs this run now holds, of ``jobs``; the others are in the summary: sent
+        already, being sent by another run, or given up (too many outcomes unknown)."""
+        if not jobs:
+            return []
+        token = self.claimant.token()
+        now = self.now()
         with _database_errors():
-            self.writer.claim([(j.email, j.item.edition, j.message_id) for j in jobs], self.now())
+            taken = self.writer.claim(
+                [(j.email, j.item.edition, j.message_id) for j in jobs],
+                token,
+                now,
+                now + LEASE,
+                dead=self.dead,
+                limit=UNKNOWN_LIMIT,
+                gave_up=GAVE_UP,
+            )
+        won: list[Job] = []
+        lost: list[Job] = []
+        for job in jobs:
+            got = taken.get((job.email, job.item.edition))
+            if got is None:
+                lost.append(job)
+                continue
+            job.claim, job.logged, job.unknown = token, got.attempts, got.unknown
+            if got.status == "sending":
+                won.append(job)
+            else:  # given up now: its last try's run died, and too many were unknown
+                with self._cond:
+                    self._note(job, got.status, got.reply)
+        if won:
+            with self._held_lock:
+                self._held.update((id(j), j) for j in won)
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew, name="delivery-lease", daemon=True
+                )
+                self._renewer.start()
+        if lost:
+            self._not_ours(lost)
+        return won
 
-    def record(self, job: Job, status: str, reply: str) -> None:
-        self.record_many([(job, status, reply)])
+    def _not_ours(self, jobs: list[Job]) -> None:
+        """Say why each of ``jobs`` could not be claimed."""
+        by_edition: dict[date, list[Job]] = {}
+        for job in jobs:
+            by_edition.setdefault(job.item.edition, []).append(job)
+        for edition, group in by_edition.items():
+            held = self.holders(edition, [j.email for j in group])
+            with self._cond:
+                for job in group:
+                    h = held.get(job.email)
+                    if h is not None and h.status == "sent":
+                        self.summary.already_sent.append(job.email)
+                    elif h is not None and h.unknown >= UNKNOWN_LIMIT:
+                        self.given_up(job)
+                    else:
+                        self.summary.elsewhere.append(job.email)
+                        log.debug("%s %s: being sent by another run", edition, job.email)
 
-    def record_many(self, outcomes: list[tuple[Job, str, str]]) -> None:
-        """Commit these outcomes (with any others waiting); returns once they are."""
-        if not outcomes:
+    def given_up(self, job: Job) -> None:
+        """``job`` failed in an earlier run with its outcome unknown too often: not sent."""
+        self.summary.given_up.append(job.email)
+        log.debug(
+            "%s %s: not sent again: an earlier run gave up on it (outcome unknown)",
+            job.item.edition,
+            job.email,
+        )
+
+    def taken_over(self, job: Job) -> None:
+        """Another run took ``job`` over (this run's claim lapsed): it is theirs now."""
+        with self._held_lock:
+            self._held.pop(id(job), None)
+        with self._cond:
+            self.summary.elsewhere.append(job.email)
+        log.warning(
+            "%s %s: another run took this message over (this run's claim lapsed); not sent "
+            "by this run",
+            job.item.edition,
+            job.email,
+        )
+
+    def _renew(self) -> None:
+        """Renew the run's claims every ``RENEW_EVERY`` seconds until ``close``."""
+        while not self._closing.wait(RENEW_EVERY):
+            with self._held_lock:
+                held = [(j.email, j.item.edition, j.claim) for j in self._held.values()]
+            if not held:
+                continue
+            try:
+                self.writer.renew(held, self.now() + LEASE)
+            except Exception as exc:  # the next renewal, or the next commit, says more
+                log.warning("delivery log: cannot renew this run's claims (%s)", exc)
+
+    def tried(self, job: Job) -> bool:
+        """Log that a try of ``job`` starts now; False when the claim was taken over
+        (then the job must not be sent)."""
+        self.record_many([], [job])
+        return not job.lost
+
+    def record(self, job: Job, status: str, reply: str, then: Job | None = None) -> None:
+        """Commit ``job``'s outcome; with ``then``, log a try of that job (the next on the
+        connection) in the same transaction."""
+        self.record_many([(job, status, reply)], [then] if then is not None else [])
+
+    def record_many(self, outcomes: list[tuple[Job, str, str]], tries: Sequence[Job] = ()) -> None:
+        """Commit these outcomes and tries (with any others waiting); returns once they are."""
+        if not outcomes and not tries:
             return
         with self._cond:
             self._pending.extend(outcomes)
+            self._tries.extend(tries)
             self._next += 1
             ticket = self._next
             while self._done < ticket:
@@ -123,12 +271,13 @@ class DeliveryLog:
                     self._cond.wait()
                     continue
                 batch, self._pending = self._pending, []
+                tried, self._tries = self._tries, []
                 upto = self._next
                 self._committing = True
                 self._cond.release()
                 try:
                     with timed("log"):
-                        self._write(batch)
+                        self._write(batch, tried)
                 except BaseException as exc:
                     self._error = exc
                     raise
@@ -137,35 +286,74 @@ class DeliveryLog:
                     self._committing = False
                     if self._error is None:
                         self._done = upto
+                        for job, status, reply in batch:
+                            self._note(job, status, reply)
                     self._cond.notify_all()
 
-    def _write(self, batch: list[tuple[Job, str, str]]) -> None:
+    def _write(self, batch: list[tuple[Job, str, str]], tried: list[Job]) -> None:
+        now = self.now()
         with _database_errors():
-            self.writer.finish(
+            done, refused = self.writer.commit(
                 [
-                    (j.email, j.item.edition, st, reply, j.item.paper_ids if st == "sent" else ())
+                    (
+                        j.email,
+                        j.item.edition,
+                        j.claim,
+                        st,
+                        reply,
+                        j.item.paper_ids if st == "sent" else (),
+                        j.attempts,
+                        j.unknown,
+                    )
                     for j, st, reply in batch
                 ],
-                self.now(),
+                [(j.email, j.item.edition, j.claim, j.attempts + 1, j.unknown) for j in tried],
+                now,
+                now + LEASE,
             )
-        s = self.summary
-        for j, status, reply in batch:
-            if status == "sent":
-                s.sent.append(j.email)
-            elif status == "failed":
-                s.failed.append((j.email, reply))
-            elif status == "pending":
-                s.stopped.append(j.email)
+        for job in tried:
+            if (job.email, job.item.edition) in refused:
+                job.lost = True
             else:
-                s.deferred.append((j.email, reply))
-            log.log(
-                logging.DEBUG if status == "sent" else logging.WARNING,
-                "%s %s: %s%s",
-                j.item.edition,
-                j.email,
-                status,
-                f" ({reply})" if reply else "",
+                job.ready = True
+        if batch:
+            with self._held_lock:
+                for job, _, _ in batch:
+                    self._held.pop(id(job), None)
+        if done < len(batch):
+            log.warning(
+                "delivery log: %d outcome(s) not written: another run took those messages "
+                "over after this run's claim lapsed",
+                len(batch) - done,
             )
+
+    def _note(self, j: Job, status: str, reply: str) -> None:
+        """Count an outcome in the summary and log it (holding ``_cond``)."""
+        s = self.summary
+        if status == "sent":
+            s.sent.append(j.email)
+        elif status == "failed":
+            s.failed.append((j.email, reply))
+        elif status == "pending":
+            s.stopped.append(j.email)
+        else:
+            s.deferred.append((j.email, reply))
+        log.log(
+            logging.DEBUG if status == "sent" else logging.WARNING,
+            "%s %s: %s%s",
+            j.item.edition,
+            j.email,
+            status,
+            f" ({reply})" if reply else "",
+        )
+
+
+# The reply of a message given up because too many of its tries have an unknown outcome.
+GAVE_UP = (
+    f"outcome unknown: {UNKNOWN_LIMIT} tries ended before the server confirmed the message "
+    "(connection lost after the data, or the run stopped); not sent again, as it may have "
+    "arrived (every copy has the same Message-ID)"
+)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ class Outbox:
                 if self.halt is not None and self.halt.is_set():
                     return batch[i:]
                 path = outbox_path(self.cfg, job.item.profile, job.item.edition)
+                job.tries += 1
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,6 +21,7 @@ from typing import cast
 from ..config import Config
 from ..errors import SendError
 from ..timing import timed
+from ._claims import UNKNOWN_LIMIT
 from ._log import DeliveryLog, Job
 from ._smtp import Outcome, SmtpConnection, TemporaryServerError, tls_context
 
@@ -92,6 +93,10 @@ class RateLimit:
 
 class Abort(Exception):
     """This job could not be attempted: the run is stopping (``fatal`` or ``unreachable``)."""
+
+
+class Lost(Exception):
+    """This job's claim was taken over by another run: it is theirs to send."""
 
 
 class SmtpPool:
@@ -217,11 +222,17 @@ class SmtpPool:
                     retry.append(job)
             else:
                 status = "sent" if outcome.status == "sent" else "failed"
-                self.dlog.record(job, status, outcome.reply)
+                # ``then`` goes out next on this connection: its try is logged with this
+                # outcome, in the same transaction, rather than in one of its own.
+                nxt = then if then is not None and not then.ready and not self.stopping() else None
+                self.dlog.record(job, status, outcome.reply, nxt)
         except Abort:
             conn.abandon()
             with lock:
                 left.append(job)
+        except Lost:
+            conn.abandon()  # its envelope may have gone ahead: the server drops it
+            self.dlog.taken_over(job)
         except BaseException as exc:  # the database failed (or a bug): stop everything
             with lock:
                 left.append(job)
@@ -259,18 +270,33 @@ class SmtpPool:
             self.rate.wait()
             if self.halt.is_set():
                 raise Abort("stopping")
+            if job.lost or not (job.ready or self.dlog.tried(job)):
+                raise Lost(job.email)
+            job.ready = False
             job.tries += 1
             ahead = None
             if then is not None and conn.sent + 1 < most and not self.stopping():
                 ahead = (self.sender, then.rcpt, then.data)
             with timed("smtp"):
                 outcome = conn.send(self.sender, job.rcpt, job.data, then=ahead)
+            if outcome.unknown:
+                job.unknown += 1
+                if job.unknown >= UNKNOWN_LIMIT:
+                    return Outcome("permanent", _gave_up(job.unknown, outcome.reply))
             if outcome.status != "dropped":
                 return outcome
             failures += 1
             log.warning("%s: %s; reconnecting", job.email, outcome.reply)
             if failures > self.cfg.smtp.retries:
                 return outcome
+
+
+def _gave_up(times: int, reply: str) -> str:
+    return (
+        f"outcome unknown: {times} tries ended before the server confirmed the message "
+        f"(last: {reply}); not sent again, as it may have arrived (every copy has the same "
+        "Message-ID): check the relay"
+    )
 
 
 class Fatal(Exception):

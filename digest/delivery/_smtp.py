@@ -26,10 +26,12 @@ Status = Literal["sent", "temporary", "permanent", "dropped"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the server said about one message."""
+    """What the server said about one message. ``unknown``: the message went out whole
+    and no answer came back (the server may have taken it)."""
 
     status: Status
     reply: str = ""
+    unknown: bool = False
 
 
 class TemporaryServerError(SendError):
@@ -199,7 +201,8 @@ class SmtpConnection:
         *,
         then: tuple[str, str, bytes] | None = None,
     ) -> Outcome:
-        """Send one message to one recipient. ``dropped`` means the fate is unknown.
+        """Send one message to one recipient. ``dropped``: the connection went away; with
+        ``unknown`` set, after the whole message went out (its fate is unknown).
 
         ``then`` is the next message for this connection (sender, recipient, data): when
         the server pipelines, its envelope (MAIL, RCPT, DATA) goes out right after this
@@ -217,6 +220,7 @@ class SmtpConnection:
         # The body of a message whose envelope went ahead was dot-stuffed then (a scan
         # of the whole message: once is enough).
         body = ahead_of[1] if ahead_of is not None and ahead_of[0] is data else _body(data)
+        sent = False  # the whole message, up to the final dot, is out
         try:
             if self.opened is not None:
                 if self.opened != (sender, recipient):
@@ -235,10 +239,16 @@ class SmtpConnection:
                 then_body = _body(then[2])
                 ahead = self._envelope(then[0], then[1], then_body)
             _send_all(sock, (body, b".\r\n", ahead))
+            sent = True
             code, msg = read()
         except (OSError, smtplib.SMTPException) as exc:
             self.close(quit=False)
-            return Outcome("dropped", f"connection lost: {exc or type(exc).__name__}")
+            why = str(exc) or type(exc).__name__
+            if sent:
+                return Outcome(
+                    "dropped", f"connection lost before the server confirmed ({why})", True
+                )
+            return Outcome("dropped", f"connection lost: {why}")
         if ahead and then is not None:
             self.opened = (then[0], then[1])
             self._ahead = (then[2], then_body)

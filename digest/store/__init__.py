@@ -11,14 +11,14 @@ package. Each concern is its own module: ``_schema`` (the tables), ``_papers``,
 
 from __future__ import annotations
 
-from ._deliveries import Deliveries, DeliveryWriter
+from ._deliveries import Claimed, Deliveries, DeliveryWriter, Holder
 from ._editions import Editions
 from ._feeds import Feeds, FeedStateView
 from ._runs import Runs, Suppressions
 from ._subscribers import SubscriberFiles
 from ._votes import DOWN, UP, Votes
 
-__all__ = ["DOWN", "UP", "DeliveryWriter", "FeedStateView", "Store"]
+__all__ = ["DOWN", "UP", "Claimed", "DeliveryWriter", "FeedStateView", "Holder", "Store"]
 
 
 class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles):

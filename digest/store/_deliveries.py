@@ -8,10 +8,12 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import and_, bindparam, case, func, or_
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import select
 
 from ..models import Delivery
@@ -87,16 +89,6 @@ class Deliveries(Base):
         """The logged status of each of ``emails`` for ``edition`` (absent when none)."""
         with self.delivery_writer() as w:
             return w.statuses(edition, emails)
-
-    def claim_deliveries(self, items: Sequence[tuple[str, date, str]], now: datetime) -> None:
-        with self.delivery_writer() as w:
-            w.claim(items, now)
-
-    def finish_deliveries(
-        self, items: Sequence[tuple[str, date, str, str, Sequence[str]]], now: datetime
-    ) -> None:
-        with self.delivery_writer() as w:
-            w.finish(items, now)
 
     def sent_since(self, since: datetime) -> list[datetime]:
         """When each message marked sent at or after ``since`` was sent (rate limits)."""
@@ -188,40 +180,93 @@ class Deliveries(Base):
         return value
 
 
-class DeliveryWriter:
-    """Batched delivery-log statements on one connection, each call one transaction.
+SENDING = "sending"
+# What a claim may take: a row nobody is sending. "failed" too: a refusal may not repeat
+# (a full mailbox), so a rerun tries again, unless too many outcomes were unknown.
+CLAIMABLE = ("pending", "deferred", "failed")
 
-    ``claim`` marks (email, edition, message_id) rows "sending"; ``finish`` writes final
-    states and, for "sent" rows, records the papers as sent to that subscriber in the
-    same transaction. Calls from several threads are serialized. ``direct``: write
-    outcomes through sqlite3 itself when the database is SQLite (the fast path).
+
+class Holder(NamedTuple):
+    """A delivery row as a claim sees it."""
+
+    status: str
+    claimed_by: str
+    unknown: int  # tries whose outcome is unknown
+
+
+class Claimed(NamedTuple):
+    """A row a claim took. ``status`` "sending": it is the claimant's to try; "failed": it
+    was given up instead (``reply`` says why)."""
+
+    status: str
+    attempts: int
+    unknown: int
+    reply: str
+
+
+# (email, edition, claim, status, reply, papers sent, attempts, outcomes unknown)
+Finished = tuple[str, date, str, str, str, Sequence[str], int, int]
+# (email, edition, claim, attempts counting the try about to start, outcomes unknown)
+Try = tuple[str, date, str, int, int]
+Key = tuple[str, date]
+
+
+class DeliveryWriter:
+    """The delivery log's statements for a send run, on one connection, each call one
+    transaction; calls from several threads are serialized.
+
+    Who sends what is settled in the database: ``claim`` takes rows for one claimant with
+    conditional statements, so of any number of runs (processes, machines) claiming a
+    message at once exactly one gets it, and every later statement on the row names the
+    claim (``claimed_by``): a run whose claim was taken over changes nothing. A claim
+    holds until ``lease_until``, which its run renews while it lives; a row left
+    "sending" by a run that is gone (its lease expired, or named in ``dead``) is taken
+    back. ``commit`` writes final states (recording, for "sent" rows, the papers sent to
+    that subscriber in the same transaction) and logs tries before they start, so a try
+    whose outcome never got logged is known for what it is.
+
+    ``direct``: write outcomes through sqlite3 itself when the database is SQLite (the
+    fast path).
     """
 
     def __init__(self, engine: Engine, *, direct: bool = True) -> None:
         self.conn = engine.connect()
         self.lock = threading.Lock()
         t = _DELIVERY
-        self._update_claim = (
-            t.update()
-            .where(t.c.email == bindparam("e_"), t.c.edition == bindparam("d_"))
-            .values(
-                status="sending",
-                message_id=bindparam("m"),
-                attempts=t.c.attempts + 1,
-                updated_at=bindparam("at"),
-            )
+        mine = (
+            t.c.email == bindparam("e_"),
+            t.c.edition == bindparam("d_"),
+            t.c.claimed_by == bindparam("b_"),
         )
         self._update_final = (
             t.update()
-            .where(t.c.email == bindparam("e_"), t.c.edition == bindparam("d_"))
+            .where(*mine)
             .values(
                 status=bindparam("s"),
                 reply=bindparam("r"),
                 papers=bindparam("n"),
+                attempts=bindparam("a"),
+                unknown_outcomes=bindparam("u"),
+                in_flight=False,
                 updated_at=bindparam("at"),
             )
         )
+        self._update_try = (
+            t.update()
+            .where(*mine, t.c.status == SENDING)
+            .values(
+                attempts=bindparam("a"),
+                unknown_outcomes=bindparam("u"),
+                in_flight=True,
+                lease_until=bindparam("until"),
+                updated_at=bindparam("at"),
+            )
+        )
+        self._renew = (
+            t.update().where(*mine, t.c.status == SENDING).values(lease_until=bindparam("until"))
+        )
         self._insert_papers = _insert_ignore(engine, _SENT_PAPER)
+        self._insert_claims = _insert_new(engine, _DELIVERY)
         self._sqlite: Any = None
         if direct and engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
             self._sqlite = self.conn.connection.dbapi_connection
@@ -237,96 +282,241 @@ class DeliveryWriter:
             self.conn.close()
 
     def statuses(self, edition: date, emails: Sequence[str]) -> dict[str, str]:
+        return {e: h.status for e, h in self.holders(edition, emails).items()}
+
+    def holders(self, edition: date, emails: Sequence[str]) -> dict[str, Holder]:
+        """The row of each of ``emails`` for ``edition`` (absent when there is none)."""
         t = _DELIVERY
-        out: dict[str, str] = {}
+        out: dict[str, Holder] = {}
         with self.lock, self._transaction():
             for chunk in chunks(list(emails), 500):
-                q = select(t.c.email, t.c.status).where(
+                q = select(t.c.email, t.c.status, t.c.claimed_by, t.c.unknown_outcomes).where(
                     t.c.edition == edition, t.c.email.in_(chunk)
                 )
-                out.update({e: st for e, st in self.conn.execute(q)})
+                out.update({e: Holder(st, by, u) for e, st, by, u in self.conn.execute(q)})
         return out
 
-    def claim(self, items: Sequence[tuple[str, date, str]], now: datetime) -> None:
-        if not items:
-            return
-        t = _DELIVERY
-        at = utc(now)
-        with self.lock, self._transaction():
-            existing: set[tuple[str, date]] = set()
-            for edition in {d for _, d, _ in items}:
-                emails = [e for e, d, _ in items if d == edition]
-                for chunk in chunks(emails, 500):
-                    q = select(t.c.email).where(t.c.edition == edition, t.c.email.in_(chunk))
-                    existing.update((e, edition) for (e,) in self.conn.execute(q))
-            old = [{"e_": e, "d_": d, "m": m, "at": at} for e, d, m in items if (e, d) in existing]
-            new = [
-                {
-                    "email": e,
-                    "edition": d,
-                    "status": "sending",
-                    "message_id": m,
-                    "attempts": 1,
-                    "papers": 0,
-                    "reply": "",
-                    "updated_at": at,
-                }
-                for e, d, m in items
-                if (e, d) not in existing
-            ]
-            if old:
-                self.conn.execute(self._update_claim, old)
-            if new:
-                self.conn.execute(t.insert(), new)
+    def claim(
+        self,
+        items: Sequence[tuple[str, date, str]],
+        by: str,
+        now: datetime,
+        until: datetime,
+        *,
+        dead: Collection[str] = (),
+        limit: int,
+        gave_up: str,
+    ) -> dict[Key, Claimed]:
+        """Take the rows of ``items`` (email, edition, Message-ID) that nobody holds, for
+        the claim ``by`` (a text no other claim ever uses), until ``until``; returns the
+        rows taken. Nobody holds a row that does not exist yet, is pending, deferred or
+        failed, or is "sending" for a claim that lapsed (``lease_until`` before ``now``)
+        or is in ``dead``. Rows with ``limit`` outcomes unknown are never taken; a lapsed
+        row whose try was in flight counts one more, and when that makes ``limit`` it is
+        marked failed with the reply ``gave_up`` (and returned so).
 
-    def finish(
-        self, items: Sequence[tuple[str, date, str, str, Sequence[str]]], now: datetime
-    ) -> None:
+        Every statement is conditional on what the row holds when it runs, in one
+        transaction: SQLite serializes it whole, PostgreSQL locks each row it changes and
+        checks the conditions again on the latest version, and an INSERT of a row another
+        transaction made does nothing. Rows are taken in (edition, email) order so that
+        two claims meet in the same order (no deadlock); a deadlock or serialization
+        failure the database reports anyway is retried.
+        """
         if not items:
-            return
-        at = utc(now)
+            return {}
+        by_edition: dict[date, list[tuple[str, str]]] = {}
+        for email, edition, mid in items:
+            by_edition.setdefault(edition, []).append((email, mid))
+        for attempt in range(_RETRIES):
+            try:
+                with self.lock, self._transaction():
+                    return self._claim(by_edition, by, now, until, dead, limit, gave_up)
+            except DBAPIError as exc:
+                if attempt + 1 == _RETRIES or not _retryable(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _claim(
+        self,
+        by_edition: dict[date, list[tuple[str, str]]],
+        by: str,
+        now: datetime,
+        until: datetime,
+        dead: Collection[str],
+        limit: int,
+        gave_up: str,
+    ) -> dict[Key, Claimed]:
+        t = _DELIVERY
+        at, lease = utc(now), utc(until)
+        # No IN lists here: a statement run with executemany cannot expand them.
+        lapsed = and_(
+            t.c.status == SENDING,
+            or_(
+                t.c.lease_until.is_(None),
+                t.c.lease_until < at,
+                *(t.c.claimed_by == d for d in sorted(dead)),
+            ),
+        )
+        in_flight = and_(t.c.status == SENDING, t.c.in_flight.is_(True))
+        take = (
+            t.update()
+            .where(
+                t.c.email == bindparam("e_"),
+                t.c.edition == bindparam("d_"),
+                t.c.unknown_outcomes < limit,
+                or_(*(t.c.status == s for s in CLAIMABLE), lapsed),
+            )
+            .values(
+                status=SENDING,
+                message_id=bindparam("m"),
+                claimed_by=by,
+                lease_until=lease,
+                in_flight=False,
+                unknown_outcomes=t.c.unknown_outcomes + case((in_flight, 1), else_=0),
+                updated_at=at,
+            )
+        )
+        out: dict[Key, Claimed] = {}
+        for edition in sorted(by_edition):
+            rows = sorted(by_edition[edition])
+            for i in range(0, len(rows), 500):
+                chunk = rows[i : i + 500]
+                emails = [e for e, _ in chunk]
+                # A lapsed try whose outcome is unknown once too often: given up.
+                self.conn.execute(
+                    t.update()
+                    .where(
+                        t.c.edition == edition,
+                        t.c.email.in_(emails),
+                        lapsed,
+                        t.c.in_flight.is_(True),
+                        t.c.unknown_outcomes + 1 >= limit,
+                    )
+                    .values(
+                        status="failed",
+                        reply=gave_up[:1000],
+                        in_flight=False,
+                        unknown_outcomes=t.c.unknown_outcomes + 1,
+                        claimed_by=by,
+                        updated_at=at,
+                    )
+                )
+                self.conn.execute(take, [{"e_": e, "d_": edition, "m": m} for e, m in chunk])
+                self._insert_claims(
+                    self.conn,
+                    [
+                        {
+                            "email": e,
+                            "edition": edition,
+                            "status": SENDING,
+                            "message_id": m,
+                            "attempts": 0,
+                            "papers": 0,
+                            "reply": "",
+                            "updated_at": at,
+                            "claimed_by": by,
+                            "lease_until": lease,
+                            "in_flight": False,
+                            "unknown_outcomes": 0,
+                        }
+                        for e, m in chunk
+                    ],
+                )
+                q = core_select(
+                    t.c.email, t.c.status, t.c.attempts, t.c.unknown_outcomes, t.c.reply
+                ).where(t.c.edition == edition, t.c.email.in_(emails), t.c.claimed_by == by)
+                for e, st, a, u, r in self.conn.execute(q):
+                    out[(e, edition)] = Claimed(st, a, u, r)
+        return out
+
+    def renew(self, items: Sequence[tuple[str, date, str]], until: datetime) -> int:
+        """Extend the lease of these claimed rows (email, edition, claim) still "sending";
+        returns how many were."""
+        if not items:
+            return 0
+        rows = [{"e_": e, "d_": d, "b_": b, "until": utc(until)} for e, d, b in items]
+        with self.lock, self._transaction():
+            return int(self.conn.execute(self._renew, rows).rowcount)
+
+    def commit(
+        self, finished: Sequence[Finished], tries: Sequence[Try], now: datetime, until: datetime
+    ) -> tuple[int, set[Key]]:
+        """Write final states and log tries about to start, in one transaction. Returns how
+        many final states were written (a row whose claim was taken over is not changed)
+        and the tries refused (the claim is no longer theirs: do not send)."""
+        if not finished and not tries:
+            return 0, set()
+        at, lease = utc(now), utc(until)
         if self._sqlite is not None:
             with self.lock:
-                self._finish_sqlite(self._sqlite, items, at)
-            return
+                return self._commit_sqlite(self._sqlite, finished, tries, at, lease)
         rows = [
-            {"e_": e, "d_": d, "s": st, "r": r[:1000], "n": len(p), "at": at}
-            for e, d, st, r, p in items
+            {"e_": e, "d_": d, "b_": b, "s": st, "r": r[:1000], "n": len(p), "a": a, "u": u}
+            for e, d, b, st, r, p, a, u in finished
         ]
         papers = [
             {"email": e, "paper_id": pid, "edition": d}
-            for e, d, st, _, p in items
+            for e, d, _, st, _, p, _, _ in finished
             if st == "sent"
             for pid in dict.fromkeys(p)
         ]
+        for row in rows:
+            row["at"] = at
+        refused: set[Key] = set()
         with self.lock, self._transaction():
-            self.conn.execute(self._update_final, rows)
+            done = int(self.conn.execute(self._update_final, rows).rowcount) if rows else 0
+            for e, d, b, a, u in tries:
+                values = {"e_": e, "d_": d, "b_": b, "a": a, "u": u, "until": lease, "at": at}
+                if self.conn.execute(self._update_try, values).rowcount != 1:
+                    refused.add((e, d))
             if papers:
                 self._insert_papers(self.conn, papers)
+        return done, refused
 
     @staticmethod
-    def _finish_sqlite(
-        raw: Any, items: Sequence[tuple[str, date, str, str, Sequence[str]]], at: datetime | None
-    ) -> None:
-        """``finish`` straight through sqlite3: a third of SQLAlchemy's cost per message,
+    def _commit_sqlite(
+        raw: Any,
+        finished: Sequence[Finished],
+        tries: Sequence[Try],
+        at: datetime | None,
+        until: datetime | None,
+    ) -> tuple[int, set[Key]]:
+        """``commit`` straight through sqlite3: a third of SQLAlchemy's cost per message,
         which matters when every message is its own transaction. Values are stored in
         the same text formats SQLAlchemy uses for SQLite."""
-        stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f") if at is not None else None
-        rows = [(st, r[:1000], len(p), stamp, e, d.isoformat()) for e, d, st, r, p in items]
+        stamp = _stamp(at)
+        rows = [
+            (st, r[:1000], len(p), a, u, stamp, e, d.isoformat(), b)
+            for e, d, b, st, r, p, a, u in finished
+        ]
         papers: list[str] = []  # (email, paper, edition) values, flat
-        for e, d, st, _, p in items:
+        for e, d, _, st, _, p, _, _ in finished:
             if st == "sent":
                 day = d.isoformat()
                 for pid in dict.fromkeys(p):
                     papers += (e, pid, day)
+        refused: set[Key] = set()
+        done = 0
         try:
             if not raw.in_transaction:
                 raw.execute("BEGIN")
-            raw.executemany(
-                "UPDATE delivery SET status = ?, reply = ?, papers = ?, updated_at = ? "
-                "WHERE email = ? AND edition = ?",
-                rows,
-            )
+            if rows:
+                done = raw.executemany(
+                    "UPDATE delivery SET status = ?, reply = ?, papers = ?, attempts = ?, "
+                    "unknown_outcomes = ?, in_flight = 0, updated_at = ? "
+                    "WHERE email = ? AND edition = ? AND claimed_by = ?",
+                    rows,
+                ).rowcount
+            lease = _stamp(until)
+            for e, d, b, a, u in tries:
+                cur = raw.execute(
+                    "UPDATE delivery SET attempts = ?, unknown_outcomes = ?, in_flight = 1, "
+                    "lease_until = ?, updated_at = ? "
+                    "WHERE email = ? AND edition = ? AND claimed_by = ? AND status = 'sending'",
+                    (a, u, lease, stamp, e, d.isoformat(), b),
+                )
+                if cur.rowcount != 1:
+                    refused.add((e, d))
             step = 3 * _ROWS_PER_INSERT
             for i in range(0, len(papers), step):
                 chunk = papers[i : i + step]
@@ -335,6 +525,7 @@ class DeliveryWriter:
         except BaseException:
             raw.rollback()
             raise
+        return done, refused
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -344,6 +535,19 @@ class DeliveryWriter:
             self.conn.rollback()
             raise
         self.conn.commit()
+
+
+_RETRIES = 3  # a claim the database aborted (deadlock, serialization failure) is retried
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure (PostgreSQL's SQLSTATE 40P01, 40001)."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in ("40P01", "40001")
+
+
+def _stamp(at: datetime | None) -> str | None:
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f") if at is not None else None
 
 
 Rows = list[dict[str, Any]]
@@ -378,6 +582,31 @@ def _insert_ignore(engine: Engine, table: Any) -> Callable[[Connection, Rows], N
     def portable(conn: Connection, rows: Rows) -> None:
         conn.execute(delete, [{"e_": r["email"], "p_": r["paper_id"]} for r in rows])
         conn.execute(table.insert(), rows)
+
+    return portable
+
+
+def _insert_new(engine: Engine, table: Any) -> Callable[[Connection, Rows], None]:
+    """Insert rows whose key is not taken yet; a row another transaction inserted (even one
+    not committed yet: the database waits for it) is left as it is."""
+    if engine.dialect.name in ("sqlite", "postgresql"):
+        import importlib
+
+        dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}")
+        stmt = dialect.insert(table).on_conflict_do_nothing()
+
+        def upsert(conn: Connection, rows: Rows) -> None:
+            conn.execute(stmt, rows)
+
+        return upsert
+
+    def portable(conn: Connection, rows: Rows) -> None:
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    conn.execute(table.insert(), row)
+            except IntegrityError:
+                pass
 
     return portable
 

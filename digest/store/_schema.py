@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
 
 
@@ -63,10 +65,16 @@ class DeliveryRow(SQLModel, table=True):
     edition: date = Field(index=True)
     status: str = "pending"
     message_id: str = ""
-    attempts: int = 0
+    attempts: int = 0  # tries, each logged before it starts
     papers: int = 0
     reply: str = ""
     updated_at: datetime
+    # While "sending": the claim of the run sending it (see ``DeliveryWriter.claim``), held
+    # until ``lease_until`` and renewed while that run lives.
+    claimed_by: str = ""
+    lease_until: datetime | None = None
+    in_flight: bool = False  # a try has started and its outcome is not logged yet
+    unknown_outcomes: int = 0  # tries the server may have taken without saying so
 
 
 class SentPaper(SQLModel, table=True):
@@ -114,3 +122,32 @@ class SubscriberFileRow(SQLModel, table=True):
     # so that when a second file claims an address, the one already known keeps it.
     email: str = Field(primary_key=True)  # lower-cased
     file: str = Field(index=True)  # read a batch of files at a time, by name range
+
+
+# Columns added to a table after databases were made with it: (table, column). A database
+# made before gets them, with their defaults, when a store opens it.
+_ADDED = (
+    ("delivery", "claimed_by"),
+    ("delivery", "lease_until"),
+    ("delivery", "in_flight"),
+    ("delivery", "unknown_outcomes"),
+)
+_DEFAULTS = {"claimed_by": "''", "in_flight": "false", "unknown_outcomes": "0"}
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Give a database made before these columns existed the ones it lacks (``_ADDED``)."""
+    tables = {t: SQLModel.metadata.tables[t] for t, _ in _ADDED}
+    present = {t: {c["name"] for c in inspect(engine).get_columns(t)} for t in tables}
+    missing = [(t, c) for t, c in _ADDED if c not in present[t]]
+    for table, name in missing:
+        column = tables[table].c[name]
+        kind = column.type.compile(dialect=engine.dialect)
+        default = _DEFAULTS.get(name)
+        clause = f" NOT NULL DEFAULT {default}" if default is not None else ""
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{clause}"))
+        except (OperationalError, ProgrammingError):  # another process added it meanwhile
+            if name not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise

@@ -1,0 +1,203 @@
+"""Exactly once, whoever sends: claims in the delivery log.
+
+Two `digest run` processes with their own configs (so their own run locks) on one database,
+started at the same moment, against one SMTP server: each subscriber gets the edition once.
+Then the claim itself, on a real database file: a claim held by a live run is never taken,
+one left by a run that is gone is taken back (at once on this machine, after its lease
+elsewhere), and a message whose tries keep ending with an unknown outcome is given up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.store import Store
+from tests.conftest import FEEDS, write_config, write_subscriber
+from tests.smtpserver import SmtpServer
+
+EDITION = "2026-06-12"
+EDITION_DATE = date(2026, 6, 12)
+NOW = datetime(2026, 6, 12, 7, 30, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+TOPICS = [
+    "large language models, reasoning and instruction tuning",
+    "robot manipulation, embodied agents and visual navigation",
+    "speech recognition, text to speech and audio generation",
+    "image and video diffusion models for generation and editing",
+]
+
+
+def project(folder: Path, port: int, database: Path, subscribers: int, connections: int) -> Path:
+    cfg = write_config(
+        folder,
+        f'database = "sqlite:///{database}"\n',
+        smtp=(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+            f"connections = {connections}\nretries = 1\nretry_backoff = 0.1\ntimeout = 10\n"
+        ),
+        feeds=[("huggingface", str(FEEDS / "hf-daily-papers-2026-06-12.json"))],
+    )
+    for i in range(subscribers):
+        write_subscriber(
+            folder / "subscribers",
+            f"reader-{i:02d}",
+            f'email = "reader{i:02d}@example.net"\nname = "Reader {i}"\n'
+            f'interests = "{TOPICS[i % len(TOPICS)]}"\nmax_papers = 3\nmin_score = 0\n',
+        )
+    return cfg
+
+
+def digest(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("connections", [1, 3])
+def test_two_processes_on_one_database_send_each_message_once(
+    tmp_path: Path, connections: int
+) -> None:
+    n = 20
+    database = tmp_path / "shared.db"
+    expected = {f"reader{i:02d}@example.net" for i in range(n)}
+    # A slow server (each message stored, then its reply 50 ms later): both runs are
+    # sending while the other is.
+    with SmtpServer(delay=0.05, pipelining=True) as srv:
+        configs = [project(tmp_path / name, srv.port, database, n, connections) for name in "ab"]
+        # The papers and the edition exist before the runs start: what is tested here is
+        # who sends what, not two fetches into one database at once.
+        fetched = digest("fetch", "--config", str(configs[0]), cwd=tmp_path)
+        out = fetched.communicate(timeout=120)[0]
+        assert fetched.returncode == 0, out
+        store = Store(f"sqlite:///{database}")
+        try:
+            assert store.edition_papers(EDITION_DATE, datetime.now(UTC))
+        finally:
+            store.close()
+
+        runs = [
+            digest("run", "--config", str(c), "--edition", EDITION, "--no-fetch", cwd=c.parent)
+            for c in configs
+        ]
+        outputs = [p.communicate(timeout=180)[0] for p in runs]
+        codes = [p.returncode for p in runs]
+        counts = Counter(r for _, rcpts, _ in srv.messages for r in rcpts)
+
+    assert codes == [0, 0], outputs
+    assert counts == dict.fromkeys(expected, 1), outputs  # each subscriber exactly once
+    sent = [int(re.search(r"(\d+) sent", out).group(1)) for out in outputs]  # type: ignore[union-attr]
+    assert sum(sent) == n, outputs
+    store = Store(f"sqlite:///{database}")
+    try:
+        rows = store.deliveries(EDITION_DATE)
+    finally:
+        store.close()
+    assert {d.email for d in rows} == expected
+    assert {d.status for d in rows} == {"sent"}
+
+
+# -- the claim, on a database file --------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+ITEMS = [(f"r{i}@example.org", EDITION_DATE, f"<{i}@x>") for i in range(4)]
+KEYS = {(e, d) for e, d, _ in ITEMS}
+LIMIT = {"limit": 3, "gave_up": "outcome unknown"}
+
+
+def test_a_claim_takes_each_row_once(store: Store) -> None:
+    with store.delivery_writer() as first, store.delivery_writer() as second:
+        assert set(first.claim(ITEMS[:3], "one#1", NOW, LATER, **LIMIT)) == {
+            (e, d) for e, d, _ in ITEMS[:3]
+        }
+        # Another claimant gets only the row nobody holds.
+        assert set(second.claim(ITEMS, "two#1", NOW, LATER, **LIMIT)) == {ITEMS[3][:2]}
+        # Rows sent are never taken again, by anyone, even once the claim has lapsed.
+        done = [(e, d, "one#1", "sent", "250 ok", (), 1, 0) for e, d, _ in ITEMS[:3]]
+        assert first.commit(done, [], NOW, LATER) == (3, set())
+        much_later = NOW + timedelta(days=1)
+        assert second.claim(ITEMS[:3], "two#2", much_later, much_later, **LIMIT) == {}
+
+
+def test_a_lapsed_claim_is_taken_back_and_its_try_counts_as_unknown(store: Store) -> None:
+    email = ITEMS[0][0]
+    with store.delivery_writer() as w:
+        assert set(w.claim(ITEMS, "gone#1", NOW, LATER, **LIMIT)) == KEYS
+        # One try was in flight when that run stopped answering.
+        assert w.commit([], [(email, EDITION_DATE, "gone#1", 1, 0)], NOW, LATER) == (0, set())
+        # Before its lease ends, nobody else gets them ...
+        assert w.claim(ITEMS, "next#1", LATER - timedelta(seconds=1), LATER, **LIMIT) == {}
+        # ... after it, they are taken back; the try in flight counts as unknown.
+        after = LATER + timedelta(seconds=1)
+        taken = w.claim(ITEMS, "next#2", after, after + timedelta(minutes=5), **LIMIT)
+        assert set(taken) == KEYS
+        assert taken[(email, EDITION_DATE)][1:3] == (1, 1)  # attempts, unknown
+        assert taken[(ITEMS[1][0], EDITION_DATE)][1:3] == (0, 0)
+        # A claim named dead (its run is known to have ended) is taken back at once.
+        assert w.claim(ITEMS, "third#1", after, after, **LIMIT) == {}
+        assert set(w.claim(ITEMS, "third#2", after, after, dead={"next#2"}, **LIMIT)) == KEYS
+
+
+def test_a_message_whose_tries_end_unknown_too_often_is_given_up(store: Store) -> None:
+    email, key = ITEMS[0][0], ITEMS[0][:2]
+    with store.delivery_writer() as w:
+        for run in range(3):  # each run starts a try and dies before its outcome is logged
+            at = NOW + timedelta(hours=run)
+            taken = w.claim(ITEMS[:1], f"run{run}#1", at, at, dead={f"run{run - 1}#1"}, **LIMIT)
+            assert taken[key] == ("sending", run, run, "")
+            assert w.commit([], [(email, EDITION_DATE, f"run{run}#1", run + 1, run)], at, at) == (
+                0,
+                set(),
+            )
+        at = NOW + timedelta(days=1)
+        taken = w.claim(ITEMS[:1], "last#1", at, at, dead={"run2#1"}, **LIMIT)
+        assert taken[key] == ("failed", 3, 3, "outcome unknown")
+        # ... and it is never taken again.
+        assert w.claim(ITEMS[:1], "after#1", at + timedelta(days=1), at, **LIMIT) == {}
+    row = store.delivery(email, EDITION_DATE)
+    assert row is not None and (row.status, row.reply) == ("failed", "outcome unknown")
+
+
+def test_a_claim_of_a_process_on_this_machine_lapses_when_it_ends(tmp_path: Path) -> None:
+    """A real process: alive, its claims hold; gone, they are taken back without waiting
+    for the lease (the crash tests rely on this)."""
+    from digest.delivery._claims import Claimant, gone, machine, start_time
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = start_time(proc.pid)
+        assert started  # this machine has /proc (Linux)
+        token = f"host:{machine()}:{proc.pid}:{started}:1#1"
+        assert not gone(token)
+        assert gone(f"host:{machine()}:{proc.pid}:{int(started) + 1}:1#1")  # pid reused
+        assert not gone(f"host:0123456789ab:{proc.pid}:{started}:1#1")  # another machine
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert gone(token)
+    # In this process: a run's claims hold while it is open, and lapse once it is closed.
+    run = Claimant()
+    mine = run.token()
+    assert not gone(mine)
+    run.close()
+    assert gone(mine)
