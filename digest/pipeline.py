@@ -66,6 +66,9 @@ class RunSummary:
     candidates: int = 0
     picks: Tally[Pick] = field(default_factory=Tally)
     nothing: Tally[str] = field(default_factory=Tally)  # nothing above threshold
+    # edition -> subscribers due for it while it has no candidate papers at all: nothing
+    # was sent to them and the edition stays open for the next run
+    no_papers: dict[date, int] = field(default_factory=dict)
     skipped: Tally[tuple[str, str]] = field(default_factory=Tally)  # (email, why)
     profile_errors: Tally[str] = field(default_factory=Tally)
     delivery: DeliverySummary | None = None
@@ -100,6 +103,7 @@ class RunSummary:
             "new_papers": self.fetch.new if self.fetch else 0,
             "profile_errors": self.profile_errors,
             "nothing": self.nothing.total,
+            "no_papers": sum(self.no_papers.values()),
             "sent": d.sent.total,
             "already_sent": d.already_sent.total,
             "elsewhere": d.elsewhere.total,
@@ -225,15 +229,18 @@ def _digests(
             roster.count(key),
         )
         if not papers:
-            _explain_empty(store, edition)
-        picker = None
-        if papers:
-            with timed("prepare"):  # index and embed the papers, compile their cards
-                ranker = ranker or Ranker(cfg.ranking)
-                picker = Picker(ranker, store, edition, papers, at)
-                renderer = renderer or Renderer(cfg)
-                renderer.begin_edition(papers)
-            gc.freeze()  # the edition's index, embeddings and cards: here for the run
+            # Nothing to rank: nobody is sent anything (not even an "empty" note), and the
+            # edition's window stays open (the store keeps no cut-off for it), so the first
+            # run that has papers for it sends it. Not a threshold matter: nobody's is met.
+            summary.no_papers[edition] = summary.no_papers.get(edition, 0) + roster.count(key)
+            _explain_empty(store, edition, roster.count(key), summary.fetch)
+            continue
+        with timed("prepare"):  # index and embed the papers, compile their cards
+            ranker = ranker or Ranker(cfg.ranking)
+            picker = Picker(ranker, store, edition, papers, at)
+            renderer = renderer or Renderer(cfg)
+            renderer.begin_edition(papers)
+        gc.freeze()  # the edition's index, embeddings and cards: here for the run
         for batch in roster.members(key):
             if _stopping(stop, summary):
                 return
@@ -277,13 +284,9 @@ def _digests(
                 yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
 
 
-def _pick(
-    picker: Picker | None, batch: list[Profile], summary: RunSummary
-) -> list[list[Scored] | None]:
+def _pick(picker: Picker, batch: list[Profile], summary: RunSummary) -> list[list[Scored] | None]:
     """Each profile's picks (None for a profile that failed), ranked as one batch; when
     the batch fails, one at a time, so one bad profile costs only its own digest."""
-    if picker is None:
-        return [[] for _ in batch]
     try:
         with timed("rank", len(batch)):
             ranked: list[list[Scored] | None] = list(picker.pick_many(batch))
@@ -329,17 +332,29 @@ def _stopping(stop: threading.Event | None, summary: RunSummary) -> bool:
     return True
 
 
-def _explain_empty(store: Store, edition: date) -> None:
+def _explain_empty(store: Store, edition: date, due: int, fetched: FetchSummary | None) -> None:
     later = [day for day, _ in store.editions() if day > edition]
     if later:
         log.info(
-            "edition %s is empty: it was first run after edition %s, which already carried "
-            "its papers",
+            "edition %s has no papers: it was first run after edition %s, which already "
+            "carried them; nothing to send to its %d subscriber(s)",
             edition,
             later[0],
+            due,
         )
-    else:
-        log.info("edition %s: no paper first seen since the previous edition", edition)
+        return
+    why = "no paper first seen since the previous edition"
+    if fetched is not None and fetched.errors and not (fetched.ok or fetched.not_modified):
+        why += f" (every feed failed: {len(fetched.errors)})"
+    elif fetched is not None and fetched.errors:
+        why += f" ({len(fetched.errors)} feed(s) failed)"
+    log.info(
+        "edition %s: %s; nothing sent, the edition stays open: its %d subscriber(s) get it "
+        "from the first run that has papers for it",
+        edition,
+        why,
+        due,
+    )
 
 
 def _counts(counts: dict[str, int]) -> str:

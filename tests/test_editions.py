@@ -19,7 +19,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
+from digest.cli._commands import print_run_summary
 from digest.config import load
 from digest.errors import LockedError
 from digest.pipeline import RunSummary, run, run_lock
@@ -202,7 +205,8 @@ def test_a_missed_days_papers_arrive_once_in_the_next_edition(
     # already sent in the 14th and sends nothing either.
     assert p.run(at(14, 9), edition=date(2026, 6, 14)).delivery is None
     backfill = p.run(at(14, 10), edition=date(2026, 6, 13))
-    assert backfill.candidates == 0 and backfill.nothing == ["ada@example.org"]
+    assert backfill.candidates == 0 and backfill.no_papers == {date(2026, 6, 13): 1}
+    assert backfill.nothing == []  # no candidates: not a threshold matter
     assert sorted(p.delivered()) == [("2026-06-12", "ada"), ("2026-06-14", "ada")]
 
 
@@ -246,6 +250,91 @@ def test_nothing_above_threshold_sends_a_note_when_configured(
     p.run(at(12, 7))
     assert p.subjects() == {("2026-06-12", "picky"): "Nothing new for you on Fri 12 Jun 2026"}
     assert p.run(at(12, 8)).due == 0  # and only once
+
+
+# ---------------------------------------------------------------- a bad morning
+
+
+class Switch:
+    """A feed on a real HTTP server that answers 500 until it is switched on."""
+
+    def __init__(self, server: HTTPServer, entries: list[dict[str, Any]]) -> None:
+        self.up = False
+        self.entries = entries
+        server.expect_request("/hf").respond_with_handler(self.handle)
+        self.url = server.url_for("/hf")
+
+    def handle(self, _: Request) -> Response:
+        if not self.up:
+            return Response("down for maintenance", status=500)
+        return Response(json.dumps(self.entries), content_type="application/json")
+
+
+@pytest.mark.parametrize("empty_digest", ["skip", "note"])
+@pytest.mark.parametrize("second_run", ["run", "run --edition"])
+def test_a_run_with_every_feed_down_does_not_use_up_the_edition(
+    httpserver: HTTPServer,
+    tmp_path: Path,
+    papers: list[Any],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    empty_digest: str,
+    second_run: str,
+) -> None:
+    feed = Switch(httpserver, papers[:20])
+    p = Project(tmp_path)
+    p.config = write_config(
+        tmp_path,
+        f'empty_digest = "{empty_digest}"\n[http]\nretries = 0\n',
+        feeds=[("huggingface", feed.url)],
+    )
+    p.subscriber("ada", "ada@example.org")
+    today = date(2026, 12, 6)
+    with caplog.at_level(logging.INFO, logger="digest"):
+        down = p.run(at(6, 7, month=12))
+    print_run_summary(load(p.config), down)
+    out = capsys.readouterr().out
+    assert down.fetch is not None and [n for n, _ in down.fetch.errors] == ["huggingface"]
+    assert not down.ok  # exit 1: a feed failed
+    assert down.candidates == 0 and down.no_papers == {today: 1} and down.nothing == []
+    assert p.delivered() == {}  # not even an "empty" note
+    assert "threshold" not in out and "nothing above" not in caplog.text
+    assert "1 subscriber(s) not sent edition 2026-12-06: no candidate papers yet" in out
+    assert "every feed failed" in caplog.text and "the edition stays open" in caplog.text
+
+    feed.up = True  # two hours later the feed is back
+    kw = {"edition": today} if second_run == "run --edition" else {}
+    back = p.run(at(6, 9, month=12), **kw)
+    assert back.ok and back.candidates == 20 and back.no_papers == {}
+    got = p.delivered()
+    assert list(got) == [("2026-12-06", "ada")]
+    assert got[("2026-12-06", "ada")] and got[("2026-12-06", "ada")] <= {
+        entry_id(e) for e in papers[:20]
+    }
+    # The next day brings only what is new since.
+    feed.entries = papers[15:30]
+    tomorrow = p.run(at(7, 7, month=12))
+    assert tomorrow.candidates == 10
+    assert got[("2026-12-06", "ada")].isdisjoint(p.delivered()[("2026-12-07", "ada")])
+
+
+def test_a_day_with_nothing_new_sends_nothing_and_keeps_the_edition_open(
+    tmp_path: Path, papers: list[Any]
+) -> None:
+    """Feeds up but nothing new at 07:00: no edition is closed; papers arriving at 10:00
+    go out in that same day's edition, to whoever has not had it."""
+    p = Project(tmp_path, 'empty_digest = "note"')
+    p.subscriber("ada", "ada@example.org")
+    p.publish(papers[:10])
+    p.run(at(12, 7))
+    quiet = p.run(at(13, 7))  # the feed still lists yesterday's papers
+    assert quiet.candidates == 0 and quiet.no_papers == {date(2026, 6, 13): 1}
+    p.publish(papers[:20])
+    later = p.run(at(13, 10))
+    assert later.candidates == 10
+    got = p.delivered()
+    assert sorted(got) == [("2026-06-12", "ada"), ("2026-06-13", "ada")]
+    assert got[("2026-06-13", "ada")] <= {entry_id(e) for e in papers[10:20]}
 
 
 # ---------------------------------------------------------------- per-subscriber time
@@ -304,6 +393,9 @@ def test_the_night_clocks_go_back_sends_once(tmp_path: Path, papers: list[Any]) 
     sent_at = []
     when = datetime(2026, 10, 24, 12, tzinfo=paris).astimezone(UTC)
     while when < datetime(2026, 10, 26, 12, tzinfo=paris):
+        local = when.astimezone(paris)
+        if local.hour == 0:  # new papers every day at midnight
+            p.publish(papers[(local.day - 23) * 10 : (local.day - 22) * 10])
         if getattr(p.run(when).delivery, "sent", []):
             sent_at.append(when.astimezone(paris).strftime("%d %H:%M %Z"))
         when += timedelta(hours=1)

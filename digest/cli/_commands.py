@@ -56,6 +56,11 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
         for name, reason in f.errors:
             echo(f"  feed failed: {name}: {reason}")
     echo(f"edition {summary.edition}: {summary.candidates} candidate papers")
+    for edition, n in sorted(summary.no_papers.items()):
+        echo(
+            f"  {n} subscriber(s) not sent edition {edition}: no candidate papers yet; "
+            "the first run that has some sends it"
+        )
     for p in summary.picks[:50]:
         echo(f"  {p.email}: {p.count} papers, top: {p.top[:70]}")
     if summary.picks.total > 50:  # the summary's lists keep a sample; .total counts all

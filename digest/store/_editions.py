@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 from ..models import Paper
 from ._base import EPOCH, utc
 from ._papers import Papers
-from ._schema import EditionRow
+from ._schema import EditionRow, PaperRow
 
 
 class Editions(Papers):
@@ -22,36 +22,32 @@ class Editions(Papers):
         up to its own, so a missed day's papers land in the next edition once. With
         ``create=False`` (previews), a new edition's window is computed but not stored.
 
-        A window never changes once made. So an edition first asked for after a later one
-        exists (a backfill of a skipped day, or a subscriber far west of the others) is
-        empty: its papers already went out in that later edition.
+        A window is stored only when it holds papers, and never changes once stored. So a
+        run with no new papers (every feed down, or nothing new yet) leaves the edition
+        open: the next run computes it again up to its own time, and sends it if papers
+        came in meanwhile. An edition first asked for after a later one exists (a backfill
+        of a skipped day, or a subscriber far west of the others) is empty: its papers
+        already went out in that later edition.
         """
         with self.session() as s:
             row = s.get(EditionRow, edition)
+            prev = _edition_before(s, edition)
+            after = utc(prev.cutoff) if prev else None
             if row is None:
                 later = s.exec(
                     select(EditionRow)
                     .where(EditionRow.edition > edition)
                     .order_by(EditionRow.edition)  # type: ignore[arg-type]
                 ).first()
-                if later is None:
-                    cutoff: datetime | None = now
-                else:
-                    before = _edition_before(s, edition)
-                    cutoff = utc(before.cutoff) if before else EPOCH
+                cutoff: datetime | None = now if later is None else (after or EPOCH)
                 assert cutoff is not None
-                row = EditionRow(edition=edition, cutoff=cutoff, created=now)
-                if create:
-                    s.add(row)
+                if create and _any_paper_between(s, after, cutoff):
+                    s.add(EditionRow(edition=edition, cutoff=cutoff, created=now))
                     s.commit()
-            prev = s.exec(
-                select(EditionRow)
-                .where(EditionRow.edition < edition)
-                .order_by(EditionRow.edition.desc())  # type: ignore[attr-defined]
-            ).first()
-            cutoff = utc(row.cutoff)
+            else:
+                cutoff = utc(row.cutoff)
             assert cutoff is not None
-            return (utc(prev.cutoff) if prev else None), cutoff
+            return after, cutoff
 
     def editions(self) -> list[tuple[date, datetime]]:
         with self.session() as s:
@@ -70,6 +66,13 @@ class Editions(Papers):
         _, until = self.edition_window(edition, now, create=create)
         older = [cutoff for day, cutoff in self.editions() if day <= edition - timedelta(days=7)]
         return self.papers_seen_between(older[-1] if older else None, until)
+
+
+def _any_paper_between(s: Session, after: datetime | None, until: datetime) -> bool:
+    q = select(PaperRow.id).where(PaperRow.first_seen <= until)
+    if after is not None:
+        q = q.where(PaperRow.first_seen > after)
+    return s.exec(q.limit(1)).first() is not None
 
 
 def _edition_before(s: Session, edition: date) -> EditionRow | None:
