@@ -83,15 +83,20 @@ class Project:
             assert body is not None
             text = body.get_content()
             ids = set(re.findall(r"arxiv\.org/abs/(\d{4}\.\d{4,5})", text))
-            out[(path.parent.name, path.stem)] = ids
+            out[(path.parent.name, _subscriber(path))] = ids
         return out
 
     def subjects(self) -> dict[tuple[str, str], str]:
         out = {}
         for path in sorted(self.outbox.rglob("*.eml")):
             msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            out[(path.parent.name, path.stem)] = str(msg["Subject"])
+            out[(path.parent.name, _subscriber(path))] = str(msg["Subject"])
         return out
+
+
+def _subscriber(path: Path) -> str:
+    """The subscriber file stem an outbox file is named after (``<stem>.<hash>.eml``)."""
+    return path.name.split(".")[0]
 
 
 def at(day: int, hour: int, minute: int = 0, month: int = 6) -> datetime:

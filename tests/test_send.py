@@ -332,11 +332,54 @@ def test_outbox_writes_one_eml_per_subscriber_and_rerun_sends_nothing(
     assert sorted(summary.sent) == ["r0@example.net", "r1@example.net", "r2@example.net"]
     assert summary.ok
     files = sorted((tmp_path / "outbox" / "2026-06-12").glob("*.eml"))
-    assert [f.name for f in files] == ["reader-0.eml", "reader-1.eml", "reader-2.eml"]
+    assert [f.name.split(".")[0] for f in files] == ["reader-0", "reader-1", "reader-2"]
     assert parse(files[0].read_bytes())["To"] == "r0@example.net"
     assert store.sent_paper_ids("r1@example.net") == {"2606.00001"}
     again = deliver(cfg, store, iter(items), now=clock)
     assert again.sent == [] and sorted(again.already_sent) == summary.sent
+
+
+def test_outbox_names_never_collide(tmp_path: Path, store: Store) -> None:
+    """File names that make the same safe name (a space and "_", "ë" and "_", case) still
+    give one file per subscriber: each sent entry is a file of its own."""
+    cfg = make_config(tmp_path)
+    stems = ["a b", "a_b", "zoë", "zo_", "Reader", "reader"]
+    items = [
+        Outgoing(
+            Profile(email=f"r{i}@example.net", path=tmp_path / f"{stem}.toml"),
+            EDITION,
+            rendered(),
+        )
+        for i, stem in enumerate(stems)
+    ]
+    summary = deliver(cfg, store, iter(items), now=clock)
+    assert summary.sent.total == len(stems)
+    files = sorted((tmp_path / "outbox" / "2026-06-12").iterdir())
+    assert len(files) == len(stems)  # was 3 files for 5 "sent"
+    assert len({f.name.lower() for f in files}) == len(stems)  # case-insensitive too
+    assert sorted(parse(f.read_bytes())["To"] for f in files) == sorted(summary.sent)
+    assert all(re.fullmatch(r"[A-Za-z0-9._@-]+\.eml", f.name) for f in files)
+
+
+def test_an_outbox_write_that_fails_leaves_no_tmp_file(tmp_path: Path, store: Store) -> None:
+    """The message is written, but cannot take its place (a folder is in the way): the run
+    stops with one line, nothing is marked sent that is not there, and no .tmp is left."""
+    from digest.delivery._outbox import outbox_path
+
+    cfg = make_config(tmp_path)
+    items = outgoing(addresses(3))
+    outbox_path(cfg, items[1].profile, EDITION).mkdir(parents=True)
+    with pytest.raises(SendError, match="cannot write to the outbox"):
+        deliver(cfg, store, iter(items), now=clock)
+    folder = tmp_path / "outbox" / "2026-06-12"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        outbox_path(cfg, item.profile, EDITION).name for item in items[:2]
+    )  # the first message, the folder in the way, and no .tmp
+    assert statuses_of(store) == {
+        "reader0@example.net": "sent",
+        "reader1@example.net": "deferred",
+        "reader2@example.net": "deferred",
+    }
 
 
 def test_outbox_that_cannot_be_written_stops_with_a_clear_error(

@@ -3,6 +3,8 @@ configured (the demo, previews of a whole run, a relay that picks up files)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import threading
@@ -17,11 +19,16 @@ from ._log import DeliveryLog, Job, defer
 
 
 def eml_name(profile: Profile) -> str:
-    """A safe file name for a subscriber's .eml in the outbox: the subscriber file's name,
-    or the whole address for a profile that did not come from a file."""
+    """A safe file name for a subscriber's .eml in the outbox: the subscriber file's name
+    (or the address, for a profile that did not come from a file) in safe characters, then
+    a hash of the address. Safe characters alone would give ``a b.toml`` and ``a_b.toml``
+    (or ``zoë`` and ``zo_``) one name; the hash is the delivery log's key, the address, so
+    two subscribers never share a file (64 bits: one chance in 10^9 at 100,000 of them),
+    whatever the case rules of the file system."""
     name = profile.path.stem if profile.path is not None else profile.email
-    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._") or "subscriber"
-    return f"{stem}.eml"
+    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._")[:80] or "subscriber"
+    tag = hashlib.sha256(profile.email.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{stem}.{tag}.eml"
 
 
 def outbox_path(cfg: Config, profile: Profile, edition: date) -> Path:
@@ -45,10 +52,7 @@ class Outbox:
                 path = outbox_path(self.cfg, job.item.profile, job.item.edition)
                 job.tries += 1
                 try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}.tmp")
-                    tmp.write_bytes(job.data)
-                    os.replace(tmp, path)
+                    _write(path, job.data)
                 except OSError as exc:
                     error = SendError(
                         f"{path}: cannot write to the outbox ({exc.strerror}); check `outbox` "
@@ -58,3 +62,27 @@ class Outbox:
                     raise error from exc
                 self.dlog.record(job, "sent", f"written to {path}")
         return []
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` whole or not at all: written to a temporary file beside it,
+    flushed to disk, then renamed over it (and the rename flushed too, so a file marked
+    sent survives a power cut). A write that fails leaves no temporary file behind; one a
+    crash cuts short is overwritten by the run that sends the message again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
