@@ -75,13 +75,23 @@ class RunSummary:
     editions: list[date] = field(default_factory=list)  # the editions that went out this run
     due: int = 0  # subscribers due now and not yet sent their edition
     stopped: bool = False  # asked to stop (SIGTERM) before everything due went out
+    taken: int = 0  # subscribers of the roster ranked (and sent, or skipped) so far
     skipped_by: dict[str, int] = field(default_factory=dict)  # why -> how many
+
+    @property
+    def left(self) -> int:
+        """Subscribers due that a stop left for the next run: never reached, or reached
+        but not sent (not counting those deferred, which are listed)."""
+        if not self.stopped:
+            return 0
+        stopped = self.delivery.stopped.total if self.delivery is not None else 0
+        return max(self.due - self.taken, 0) + stopped
 
     @property
     def ok(self) -> bool:
         feeds_ok = self.fetch is None or not self.fetch.errors
         delivery_ok = self.delivery is None or self.delivery.ok
-        return feeds_ok and delivery_ok and not self.profile_errors
+        return feeds_ok and delivery_ok and not self.profile_errors and not self.left
 
     def skip(self, email: str, why: str) -> None:
         self.skipped.append((email, why))
@@ -116,6 +126,7 @@ class RunSummary:
             "due": self.due,
             "skipped": self.skipped_counts(),
             "stopped": self.stopped,
+            "left": self.left,
             "ok": self.ok,
         }
 
@@ -248,6 +259,7 @@ def _digests(
             for profile, picks in zip(batch, chosen, strict=True):
                 if _stopping(stop, summary):
                     return
+                summary.taken += 1
                 if picks is None:
                     continue
                 unsub = signed_url(base, tokens, profile.email) if tokens else ""

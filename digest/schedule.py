@@ -127,7 +127,7 @@ def summary_line(summary: Any) -> str:
     if d["profile_errors"]:
         parts.append(f"{len(d['profile_errors'])} subscriber error(s)")
     if d.get("stopped"):
-        parts.append("stopped early")
+        parts.append(f"stopped early, {d.get('left', 0)} left for the next run")
     return ", ".join(parts)
 
 

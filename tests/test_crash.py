@@ -68,7 +68,7 @@ class Runs:
         self.cfg = cfg
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": "crash-test-secret"}
         n = len(self.procs)
         with (
@@ -85,6 +85,7 @@ class Runs:
                     str(self.cfg),
                     "--edition",
                     EDITION,
+                    *extra,
                 ],
                 cwd=self.cfg.parent,
                 env=env,
@@ -173,3 +174,31 @@ def test_killed_runs_then_a_rerun_deliver_each_edition_once_per_id(
         store.close()
     assert {d.email for d in rows} == expected
     assert {d.status for d in rows} == {"sent"}
+
+
+def test_a_run_stopped_by_sigterm_exits_1_and_says_how_many_are_left(
+    tmp_path: Path, runs: Callable[[Path], Runs]
+) -> None:
+    """SIGTERM mid-send (cron's -q): the run finishes the message in flight, says how many
+    subscribers are left for the next run, and exits 1; the next run sends those."""
+    n = 20
+    expected = {f"reader{i:02d}@example.net" for i in range(n)}
+    with SmtpServer(delay=0.2) as srv:
+        run = runs(make_project(tmp_path, srv.port, n, 1))
+        proc = run.start("-q")
+        deadline = time.monotonic() + 120
+        while len(srv.messages) < 3:
+            assert proc.poll() is None, run.output(proc)
+            assert time.monotonic() < deadline, run.output(proc)
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert run.finish(proc) == 1, run.output(proc)  # was 0
+        sent = len(srv.messages)
+        out = (tmp_path / "run0.out").read_text()
+        assert f"delivery via 127.0.0.1:{srv.port}: {sent} sent" in out
+        assert f"stopped before the end: {n - sent} subscriber(s) left for the next run" in out
+        srv.delay = 0.0
+        again = run.start("-q")
+        assert run.finish(again) == 0, run.output(again)
+        counts = Counter(r for _, rcpts, _ in srv.messages for r in rcpts)
+    assert counts == dict.fromkeys(expected, 1)

@@ -94,6 +94,8 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
             echo(f"  failed: {email}: {reason}")
         if d.deferred.more or d.failed.more:
             echo(f"  ... and {d.deferred.more + d.failed.more} more (digest status lists them)")
+    if summary.left:
+        echo(f"stopped before the end: {summary.left} subscriber(s) left for the next run")
     went_out = d is not None and (d.sent or d.deferred or d.failed)
     already = skipped.get("already sent this edition", 0)
     if already and not went_out and not summary.picks:
