@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,12 +26,42 @@ class Sender(Strict):
     reply_to: str = ""
 
 
+# The name of an environment variable holding a secret: capital letters, digits and "_",
+# as environment variables are named. A secret pasted there by mistake rarely looks like
+# that, and the value is never repeated in an error (``validation.describe``).
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def env_name(value: str) -> str:
+    if value and not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the NAME of an environment variable, in capital letters, digits and _ "
+            "(e.g. DIGEST_SMTP_PASSWORD), never the secret itself (the value is not shown "
+            "here); put the secret in that variable"
+        )
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: localhost, 127.0.0.0/8 or ::1."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class Smtp(Strict):
     host: str = ""
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     user: str = ""
     password_env: str = "DIGEST_SMTP_PASSWORD"
+    # security = "none" with a user sends the password in clear text: refused, unless the
+    # relay is on this machine or this says the network path is trusted.
+    insecure_cleartext_auth: bool = False
     ca_file: str = ""
     timeout: float = Field(default=30.0, gt=0)
     connections: int = Field(default=1, ge=1, le=64)
@@ -43,12 +75,23 @@ class Smtp(Strict):
     @field_validator("password_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if value and not value.replace("_", "").isalnum():
+        return env_name(value)
+
+    @model_validator(mode="after")
+    def _no_cleartext_password(self) -> Smtp:
+        if (
+            self.security == "none"
+            and self.user
+            and self.host
+            and not is_loopback(self.host)
+            and not self.insecure_cleartext_auth
+        ):
             raise ValueError(
-                "must be the NAME of an environment variable (e.g. DIGEST_SMTP_PASSWORD), "
-                "never the password itself"
+                f'security = "none" with user set would send the password in clear text to '
+                f'{self.host}; use security = "starttls" (port 587) or "ssl" (port 465), or, '
+                "only if the network to that host is trusted, set insecure_cleartext_auth = true"
             )
-        return value
+        return self
 
 
 class Http(Strict):
@@ -88,6 +131,11 @@ class Unsubscribe(Strict):
     secret_env: str = "DIGEST_UNSUBSCRIBE_SECRET"
     list_id: str = ""
 
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        return env_name(value)
+
 
 class Web(Strict):
     """``digest serve``: the subscribers' pages (subscribe, preferences, votes, unsubscribe)."""
@@ -104,6 +152,11 @@ class Web(Strict):
     address_per_day: int = Field(default=3, ge=1)  # confirmation mails to one address
     search_results: int = Field(default=20, ge=1, le=100)
     proxy_ips: str = ""  # a reverse proxy's address: its X-Forwarded-For is believed
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        return env_name(value)
 
     @field_validator("base_url")
     @classmethod

@@ -136,10 +136,19 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
         return f"{key}: unknown key; {hint}"
     if kind == "missing":
         return f"{key}: missing value; add it (see the annotated example config.toml)"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     given = err.get("input")
     shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+    if _may_be_secret(loc):
+        shown = ""  # a secret pasted in the wrong place must not reach a log
     return f"{key}: {msg}{shown}"
+
+
+def _may_be_secret(loc: tuple[int | str, ...]) -> bool:
+    """Whether the value at ``loc`` may be a secret: a key naming one (``password_env``,
+    ``secret_env``, anything with "password" or "secret" in its name)."""
+    name = str(loc[-1]).lower() if loc else ""
+    return name.endswith("_env") or "password" in name or "secret" in name
 
 
 def load_model(path: Path, data: dict[str, Any], model: type[M], error: type[DigestError]) -> M:

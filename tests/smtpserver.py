@@ -19,6 +19,7 @@ Fault modes (all optional, combinable):
   pipelining=True        advertise PIPELINING (RFC 2920)
   starttls_advertised    False: a plain server that does not offer STARTTLS at all
   reject_sender=True     MAIL FROM is answered "550 5.7.1 sender not allowed"
+  host="10.1.2.3"        listen on another address of this machine (default 127.0.0.1)
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
     """aiosmtpd 1.4 cannot start on port 0: find a free port first."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -199,9 +200,10 @@ class SmtpServer:
         starttls_advertised: bool = True,
         reject_sender: bool = False,
         port: int | None = None,
+        host: str = HOST,
     ) -> None:
-        self.host = HOST
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.temp_fail = {k.lower(): v for k, v in (temp_fail or {}).items()}
         self.reject = {r.lower() for r in reject}
         self.drop_after = drop_after

@@ -7,6 +7,7 @@ PIPELINING (RFC 2920), which halves the round trips per message.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import re
@@ -16,7 +17,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import Config
+from ..config import Config, is_loopback
 from ..errors import AuthError, SendError
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,16 @@ class SmtpConnection:
         hint = f"check [smtp] user and {c.password_env}"
         if not smtp.has_extn("auth"):
             raise AuthError(f"{self.where}: server does not offer AUTH; {hint} and [smtp] security")
+        if c.security == "none" and not is_loopback(c.host):
+            log.warning(
+                "%s: sending the password in clear text ([smtp] insecure_cleartext_auth = true)",
+                self.where,
+            )
         try:
-            smtp.login(c.user, self.password)
+            if (c.user + self.password).isascii():
+                smtp.login(c.user, self.password)
+            else:  # smtplib encodes credentials as ASCII: PLAIN in UTF-8 (RFC 4616) instead
+                self._login_utf8(smtp)
         except smtplib.SMTPAuthenticationError as exc:
             raise AuthError(
                 f"{self.where}: authentication failed "
@@ -191,6 +200,23 @@ class SmtpConnection:
             ) from exc
         except smtplib.SMTPException as exc:
             raise AuthError(f"{self.where}: authentication failed ({exc}); {hint}") from exc
+
+    def _login_utf8(self, smtp: smtplib.SMTP) -> None:
+        """AUTH PLAIN with the user and password in UTF-8 (a password read from the
+        environment that is not UTF-8 goes as the bytes it was)."""
+        c = self.cfg.smtp
+        offered = (smtp.esmtp_features.get("auth") or "").upper().split()
+        if "PLAIN" not in offered:
+            raise AuthError(
+                f"{self.where}: [smtp] user or the password in {c.password_env} is not plain "
+                "ASCII, which needs AUTH PLAIN, and the server offers only "
+                f"{', '.join(offered) or 'no method'}; use an ASCII password"
+            )
+        secret = self.password.encode("utf-8", "surrogateescape")
+        token = base64.b64encode(b"\0" + c.user.encode("utf-8") + b"\0" + secret)
+        code, reply = smtp.docmd("AUTH", "PLAIN " + token.decode("ascii"))
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     # -- sending --------------------------------------------------------------
     def send(
