@@ -254,6 +254,11 @@ class Config(Strict):
     def _tz(cls, value: str) -> str:
         return check_timezone(value)
 
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return check_database(value)
+
     @model_validator(mode="after")
     def _unique_feeds(self) -> Config:
         names = [f.name for f in self.feeds]
@@ -275,6 +280,9 @@ class Config(Strict):
             rest = self.database[len(prefix) :]
             if rest and rest != ":memory:":
                 return prefix + str(self.resolve(rest))
+        scheme, sep, rest = self.database.partition("://")
+        if scheme in ("postgres", "postgresql"):  # the driver we ship: psycopg 3
+            return f"postgresql+psycopg{sep}{rest}"
         return self.database
 
     @property
@@ -351,6 +359,22 @@ class Config(Strict):
         if "://" in url:
             return url
         return str(self.resolve(url))
+
+
+_DATABASES = ("sqlite", "postgres", "postgresql", "postgresql+psycopg")
+
+
+def check_database(value: str) -> str:
+    """A SQLite or PostgreSQL URL, with no password in it (PGPASSWORD or ~/.pgpass hold it)."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in _DATABASES:
+        raise ValueError('must be "sqlite:///path/to/digest.db" or "postgresql://user@host/dbname"')
+    if scheme != "sqlite" and ":" in rest.partition("/")[0].rpartition("@")[0]:
+        raise ValueError(
+            "holds a password: leave it out of the file and set PGPASSWORD in the "
+            "environment (or use ~/.pgpass)"
+        )
+    return value
 
 
 def check_timezone(value: str) -> str:

@@ -37,3 +37,14 @@ class AuthError(SendError):
 
 class LockedError(DigestError):
     """Another run holds the lock."""
+
+
+class DatabaseError(DigestError):
+    """The database cannot be reached or used."""
+
+
+class SchemaError(DatabaseError):
+    """The database's schema is not the one this release works with (``digest db upgrade``).
+    Nothing is fetched or sent."""
+
+    exit_code = 2

@@ -146,8 +146,11 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
 
 def _may_be_secret(loc: tuple[int | str, ...]) -> bool:
     """Whether the value at ``loc`` may be a secret: a key naming one (``password_env``,
-    ``secret_env``, anything with "password" or "secret" in its name)."""
+    ``secret_env``, anything with "password" or "secret" in its name), or ``database``
+    (a URL may hold a password)."""
     name = str(loc[-1]).lower() if loc else ""
+    if loc == ("database",):
+        return True
     return name.endswith("_env") or "password" in name or "secret" in name
 
 

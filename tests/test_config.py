@@ -37,6 +37,8 @@ def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
         ('timezone = "Mars/Olympus"', "unknown timezone"),
         ("[[feeds]]\nname = 'a'", "feeds[0].url: missing value"),
         ("database = ", "invalid TOML"),
+        ('database = "mysql://digest@db/digest"', "database: "),
+        ('database = "digest.db"', 'must be "sqlite:///'),
     ],
 )
 def test_bad_config_names_file_key_and_fix(tmp_path: Path, body: str, expected: str) -> None:
@@ -81,3 +83,13 @@ def test_bad_schedule_cron_is_caught_on_load(tmp_path: Path) -> None:
     path = write_config(tmp_path, '[schedule]\ncron = "every morning"\n')
     with pytest.raises(ConfigError, match=r"schedule.cron: .*not a cron expression"):
         config.load(path)
+
+
+def test_postgres_urls_use_psycopg_and_never_hold_a_password(tmp_path: Path) -> None:
+    for given in ("postgresql://digest@db.example.org/digest", "postgres://digest@db/digest"):
+        cfg = config.load(write_config(tmp_path, f'database = "{given}"'))
+        assert cfg.database_url.startswith("postgresql+psycopg://digest@")
+    given = "postgresql+psycopg://digest:hunter2@db.example.org:5432/digest"
+    with pytest.raises(ConfigError, match=r"holds a password.*PGPASSWORD") as info:
+        config.load(write_config(tmp_path, f'database = "{given}"'))
+    assert "hunter2" not in str(info.value)

@@ -1,22 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from digest.models import Paper
-from digest.store import Store
+from digest.store import Store, upgrade_schema
 
 T0 = datetime(2026, 6, 12, 7, 0, tzinfo=UTC)
 
 
-def make_store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'digest.db'}")
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    yield s
+    s.close()
 
 
-def test_same_paper_from_two_sources_is_one_record(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_same_paper_from_two_sources_is_one_record(store: Store) -> None:
     hf = Paper(
         id="2406.00001",
         title="A",
@@ -49,8 +52,7 @@ def test_same_paper_from_two_sources_is_one_record(tmp_path: Path) -> None:
     assert store.count_papers() == 1
 
 
-def test_editions_hold_papers_first_seen_since_previous_cutoff(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_editions_hold_papers_first_seen_since_previous_cutoff(store: Store) -> None:
     store.upsert_papers([Paper(id="1", title="day one")], T0)
     d1 = date(2026, 6, 12)
     after, until = store.edition_window(d1, T0 + timedelta(minutes=5))
@@ -67,8 +69,7 @@ def test_editions_hold_papers_first_seen_since_previous_cutoff(tmp_path: Path) -
     assert [e for e, _ in store.editions()] == [d1, date(2026, 6, 14)]
 
 
-def test_delivery_log_and_sent_papers(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_delivery_log_and_sent_papers(store: Store) -> None:
     ed = date(2026, 6, 12)
     store.set_delivery(
         "a@example.org", ed, "sending", T0, message_id="<m1@example.org>", attempt=True
@@ -82,8 +83,7 @@ def test_delivery_log_and_sent_papers(tmp_path: Path) -> None:
     assert store.sent_paper_ids("b@example.org") == set()
 
 
-def test_feed_health(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_feed_health(store: Store) -> None:
     store.record_feed("hf", "https://x", T0, error="HTTP 500")
     store.record_feed("hf", "https://x", T0, error="HTTP 500")
     st = store.feed_state("hf")
@@ -106,17 +106,13 @@ def _finish_many(store: Store, emails: list[str], edition: date, papers: list[st
         assert w.commit(done, [], now, later) == (len(emails), set())
 
 
-def test_sent_papers_of_many_messages_in_one_commit(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
-    try:
-        emails = [f"r{i:02d}@example.org" for i in range(40)]
-        papers = [f"2501.{i:05d}" for i in range(10)]
-        _finish_many(store, emails, date(2026, 11, 26), papers + papers[:3])  # repeats once
-        got = store.sent_papers_of(emails, other_than=date(2026, 11, 27))
-        assert got == {e: set(papers) for e in emails}
-        assert store.subscriber_stats()["r07@example.org"] == (date(2026, 11, 26), 1, 10)
-    finally:
-        store.close()
+def test_sent_papers_of_many_messages_in_one_commit(store: Store) -> None:
+    emails = [f"r{i:02d}@example.org" for i in range(40)]
+    papers = [f"2501.{i:05d}" for i in range(10)]
+    _finish_many(store, emails, date(2026, 11, 26), papers + papers[:3])  # repeats once
+    got = store.sent_papers_of(emails, other_than=date(2026, 11, 27))
+    assert got == {e: set(papers) for e in emails}
+    assert store.subscriber_stats()["r07@example.org"] == (date(2026, 11, 26), 1, 10)
 
 
 def test_a_database_made_before_keeps_its_sent_paper_table(tmp_path: Path) -> None:
@@ -130,6 +126,7 @@ def test_a_database_made_before_keeps_its_sent_paper_table(tmp_path: Path) -> No
             "edition DATE NOT NULL, PRIMARY KEY (email, paper_id))"
         )
         db.execute("INSERT INTO sent_paper VALUES ('a@example.org', 'old.1', '2026-11-01')")
+    upgrade_schema(f"sqlite:///{path}")  # made before migrations: brought up to date first
     store = Store(f"sqlite:///{path}")
     try:
         _finish_many(store, ["a@example.org"], date(2026, 11, 26), ["new.1", "new.2"])
@@ -161,6 +158,7 @@ def test_a_delivery_log_made_before_claims_gets_their_columns(tmp_path: Path) ->
             "'sent', '<b>', 1, 3, '250 ok', '2026-11-26 07:00:00.000000')"
         )
     edition = date(2026, 11, 26)
+    upgrade_schema(f"sqlite:///{path}")  # made before migrations: brought up to date first
     for _ in range(2):  # and again: the columns are there now
         store = Store(f"sqlite:///{path}")
         store.close()
@@ -178,8 +176,7 @@ def test_a_delivery_log_made_before_claims_gets_their_columns(tmp_path: Path) ->
         store.close()
 
 
-def test_votes_latest_wins_cleared_and_forgotten(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
+def test_votes_latest_wins_cleared_and_forgotten(store: Store) -> None:
     store.set_vote("Ada@Example.org", "2406.00001", 1, T0, source="web")
     store.set_vote("ada@example.org", "2406.00002", -1, T0 + timedelta(minutes=1))
     store.set_vote("ada@example.org", "2406.00001", -1, T0 + timedelta(minutes=2))  # changed

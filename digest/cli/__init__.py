@@ -1,6 +1,7 @@
 """The ``digest`` command line: one group, the commands of an edition (``_commands``: run,
-fetch, rank, preview, check, feeds) and of operations (``_admin``: schedule, subscribe,
-unsubscribe, subscribers, status), with what they share in ``_common`` (options, logging,
+fetch, rank, preview, check, feeds), of operations (``_admin``: schedule, subscribe,
+unsubscribe, subscribers, status) and of the database's schema (``_db``: db status, db
+upgrade, db revision), with what they share in ``_common`` (options, logging,
 one-line errors, exit codes: 0 all good, 1 something failed, 2 bad config or usage)."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import _admin, _commands
+from . import _admin, _commands, _db
 from ._common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
@@ -32,5 +33,6 @@ for _command in (
     _admin.unsubscribe,
     _admin.subscribers,
     _admin.status,
+    _db.db,
 ):
     main.add_command(_command)

@@ -1,12 +1,14 @@
 """The database: papers, editions, feed health, the delivery log, runs and suppressions.
 
-One ``Store`` per process and database URL (SQLite by default, any SQLAlchemy database);
-tables are created on first use. Every part of the project reads and writes the database
-through it and gets the values of ``digest.models`` back: table rows never leave this
-package. Each concern is its own module: ``_schema`` (the tables), ``_papers``,
-``_editions``, ``_feeds``, ``_deliveries`` (the delivery log and its batched writer) and
-``_runs`` (runs and suppressions), ``_votes`` (each subscriber's votes on papers) and
-``_subscribers`` (the subscriber file each address comes from).
+One ``Store`` per process and database URL (SQLite by default, or PostgreSQL); a new
+database gets its tables on first use, and one whose schema is behind this release's is
+refused until ``upgrade_schema`` (``digest db upgrade``) brings it up to date (``_migrate``,
+with the Alembic revisions in ``_migrations``). Every part of the project reads and
+writes the database through it and gets the values of ``digest.models`` back: table rows
+never leave this package. Each concern is its own module: ``_schema`` (the tables),
+``_papers``, ``_editions``, ``_feeds``, ``_deliveries`` (the delivery log and its batched
+writer), ``_runs`` (runs and suppressions), ``_votes`` (each subscriber's votes on papers)
+and ``_subscribers`` (the subscriber file each address comes from).
 """
 
 from __future__ import annotations
@@ -14,12 +16,28 @@ from __future__ import annotations
 from ._deliveries import Claimed, Deliveries, DeliveryWriter, Holder
 from ._editions import Editions
 from ._feeds import Feeds, FeedStateView
+from ._migrate import SchemaStatus, Upgrade, new_revision, schema_status
+from ._migrate import upgrade as upgrade_schema
 from ._runs import Runs, Suppressions
 from ._subscribers import SubscriberFiles
 from ._votes import DOWN, UP, Votes
 
-__all__ = ["DOWN", "UP", "Claimed", "DeliveryWriter", "FeedStateView", "Holder", "Store"]
+__all__ = [
+    "DOWN",
+    "UP",
+    "Claimed",
+    "DeliveryWriter",
+    "FeedStateView",
+    "Holder",
+    "SchemaStatus",
+    "Store",
+    "Upgrade",
+    "new_revision",
+    "schema_status",
+    "upgrade_schema",
+]
 
 
 class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles):
-    """All database access. Create with a SQLAlchemy URL; tables are created on first use."""
+    """All database access. Create with a SQLAlchemy URL; a new database's tables are
+    created on first use, an out-of-date schema raises ``SchemaError``."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session
 
-from . import _schema  # the tables, registered on SQLModel.metadata
+from . import _migrate
+from ._engine import make_engine
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -27,27 +26,19 @@ def chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[i : i + size]
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
 class Base:
-    """An engine on a SQLAlchemy URL, with the tables created on first use."""
+    """An engine on a SQLAlchemy URL (SQLite or PostgreSQL). A new database gets its tables
+    on first use; one whose schema is not this release's is refused (``SchemaError``: run
+    ``digest db upgrade``); see ``_migrate``."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        connect_args = (
-            {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
-        )
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine)
-        _schema.add_missing_columns(self.engine)
+        self.engine: Engine = make_engine(url)
+        try:
+            _migrate.ensure(self.engine, url)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)

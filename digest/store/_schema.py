@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint, inspect, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -122,32 +120,3 @@ class SubscriberFileRow(SQLModel, table=True):
     # so that when a second file claims an address, the one already known keeps it.
     email: str = Field(primary_key=True)  # lower-cased
     file: str = Field(index=True)  # read a batch of files at a time, by name range
-
-
-# Columns added to a table after databases were made with it: (table, column). A database
-# made before gets them, with their defaults, when a store opens it.
-_ADDED = (
-    ("delivery", "claimed_by"),
-    ("delivery", "lease_until"),
-    ("delivery", "in_flight"),
-    ("delivery", "unknown_outcomes"),
-)
-_DEFAULTS = {"claimed_by": "''", "in_flight": "false", "unknown_outcomes": "0"}
-
-
-def add_missing_columns(engine: Engine) -> None:
-    """Give a database made before these columns existed the ones it lacks (``_ADDED``)."""
-    tables = {t: SQLModel.metadata.tables[t] for t, _ in _ADDED}
-    present = {t: {c["name"] for c in inspect(engine).get_columns(t)} for t in tables}
-    missing = [(t, c) for t, c in _ADDED if c not in present[t]]
-    for table, name in missing:
-        column = tables[table].c[name]
-        kind = column.type.compile(dialect=engine.dialect)
-        default = _DEFAULTS.get(name)
-        clause = f" NOT NULL DEFAULT {default}" if default is not None else ""
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{clause}"))
-        except (OperationalError, ProgrammingError):  # another process added it meanwhile
-            if name not in {c["name"] for c in inspect(engine).get_columns(table)}:
-                raise

@@ -1,0 +1,61 @@
+"""Engines: one per database URL, set up for SQLite or PostgreSQL, and their errors in words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import create_engine
+
+from ..errors import DatabaseError
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``. SQLite: WAL and a 30 s busy timeout. PostgreSQL: every
+    session in UTC, so the naive timestamps the tables hold are UTC whatever the server's
+    own time zone is; connections are checked before use (a restarted server or a
+    dropped idle connection costs a reconnect, not a failed run)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(
+            url,
+            connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
+            pool_pre_ping=True,
+        )
+    return create_engine(url)
+
+
+def shown(url: str) -> str:
+    """``url`` fit for a message: any password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: say so as it is
+        return url
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """A failure to reach or read the database, as one line naming it (password masked)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise DatabaseError(
+            f"database {shown(url)}: {type(exc).__name__}: {first[0] if first else exc}; "
+            "check `database` in the config and that the server is running"
+        ) from exc
