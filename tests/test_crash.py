@@ -37,10 +37,16 @@ TOPICS = [
 pytestmark = pytest.mark.slow
 
 
-def make_project(tmp_path: Path, port: int, subscribers: int, connections: int) -> Path:
+def make_project(
+    tmp_path: Path,
+    port: int,
+    subscribers: int,
+    connections: int,
+    database: str = "sqlite:///digest.db",
+) -> Path:
     cfg = write_config(
         tmp_path,
-        'database = "sqlite:///digest.db"\n',
+        f'database = "{database}"\n',
         smtp=(
             f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
             f"connections = {connections}\nmax_per_connection = 5\n"
@@ -136,14 +142,30 @@ def runs(tmp_path: Path) -> Iterator[Callable[[Path], Runs]]:
         r.close()
 
 
-@pytest.mark.parametrize(("connections", "kills"), [(1, (1, 6, 7)), (3, (4, 11))])
+def database_url(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> str:
+    if kind == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return f"sqlite:///{tmp_path / 'digest.db'}"
+
+
+@pytest.mark.parametrize(
+    ("connections", "kills", "database"),
+    [(1, (1, 6, 7), "sqlite"), (3, (4, 11), "sqlite"), (3, (4, 11), "postgresql")],
+)
 def test_killed_runs_then_a_rerun_deliver_each_edition_once_per_id(
-    tmp_path: Path, runs: Callable[[Path], Runs], connections: int, kills: tuple[int, ...]
+    tmp_path: Path,
+    runs: Callable[[Path], Runs],
+    request: pytest.FixtureRequest,
+    connections: int,
+    kills: tuple[int, ...],
+    database: str,
 ) -> None:
     n = 14
     expected = {f"reader{i:02d}@example.net" for i in range(n)}
+    url = database_url(request, database, tmp_path)
     with SmtpServer(delay=0.25) as srv:
-        run = runs(make_project(tmp_path, srv.port, n, connections))
+        run = runs(make_project(tmp_path, srv.port, n, connections, url))
         for received in kills:
             run.kill_after(srv, received)
         srv.delay = 0.0
@@ -167,7 +189,7 @@ def test_killed_runs_then_a_rerun_deliver_each_edition_once_per_id(
         assert run.finish(again) == 0, run.output(again)
         assert len(srv.messages) == before  # a further run sends nothing
 
-    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    store = Store(url)
     try:
         rows = store.deliveries(EDITION_DATE)
     finally:

@@ -12,7 +12,9 @@ import email.policy
 import json
 import logging
 import re
+import textwrap
 import threading
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ from digest.config import load
 from digest.errors import LockedError
 from digest.pipeline import RunSummary, run, run_lock
 
-from .conftest import FEEDS, write_config, write_subscriber
+from .conftest import DATABASES, FEEDS, write_config, write_subscriber
+from .pgserver import PgServer
 
 HF_FILES = (
     "hf-daily-papers-2026-06-12.json",
@@ -49,12 +52,20 @@ def entry_id(entry: dict[str, Any]) -> str:
 
 
 class Project:
-    """A config under tmp_path whose one feed is a local file we rewrite each "day"."""
+    """A config under tmp_path whose one feed is a local file we rewrite each "day"; its
+    database is ``database(root)``, set for each test (SQLite, then PostgreSQL)."""
+
+    @staticmethod
+    def database(root: Path) -> str:
+        return ""
 
     def __init__(self, root: Path, body: str = "") -> None:
         self.root = root
         self.feed = root / "feed.json"
         self.publish([])
+        url = self.database(root)
+        if url:
+            body = f'database = "{url}"\n' + textwrap.dedent(body)
         self.config = write_config(root, body, feeds=[("huggingface", str(self.feed))])
         self.subscribers = root / "subscribers"
         self.outbox = root / "outbox"
@@ -106,6 +117,27 @@ def at(day: int, hour: int, minute: int = 0, month: int = 6) -> datetime:
 @pytest.fixture
 def papers() -> list[dict[str, Any]]:
     return hf_entries()
+
+
+@pytest.fixture(autouse=True, params=DATABASES)
+def _database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every edition test runs on SQLite (a file in each project's folder) and on
+    PostgreSQL (a database of its own for each project of the test)."""
+    made: list[str] = []
+
+    def database(root: Path) -> str:
+        if request.param == "sqlite":
+            return ""
+        if not made:
+            made.append(request.getfixturevalue("pg_url"))
+        else:
+            server: PgServer = request.getfixturevalue("pg_server")
+            name = f"editions_{uuid.uuid4().hex[:12]}"
+            made.append(server.create_database(name))  # new: the store makes its tables
+            request.addfinalizer(lambda: server.drop_database(name))
+        return made[-1]
+
+    monkeypatch.setattr(Project, "database", staticmethod(database))
 
 
 # ---------------------------------------------------------------- cron mode

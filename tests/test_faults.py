@@ -3,12 +3,12 @@ lost replies and slow answers, against a real SMTP server on loopback."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from digest.delivery import deliver, message_id
 from digest.delivery._claims import UNKNOWN_LIMIT
@@ -24,8 +24,9 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+def store(db_url: str) -> Iterator[Store]:
+    """The delivery log, on SQLite and on PostgreSQL."""
+    s = Store(db_url)
     yield s
     s.close()
 
@@ -203,10 +204,10 @@ def test_authentication_required_but_not_configured(tmp_path: Path, store: Store
     assert "sent" not in set(statuses(store).values())
 
 
-def attempts(tmp_path: Path) -> dict[str, tuple[str, int, int]]:
-    """email -> (status, attempts, outcomes unknown), read from the database file."""
-    with sqlite3.connect(tmp_path / "digest.db") as db:
-        rows = db.execute("SELECT email, status, attempts, unknown_outcomes FROM delivery")
+def attempts(store: Store) -> dict[str, tuple[str, int, int]]:
+    """email -> (status, attempts, outcomes unknown), read from the database."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT email, status, attempts, unknown_outcomes FROM delivery"))
         return {e: (st, a, u) for e, st, a, u in rows}
 
 
@@ -230,7 +231,7 @@ def test_a_relay_that_drops_before_every_reply_gets_each_message_a_bounded_numbe
     assert sorted(e for e, _ in first.failed) == emails
     assert all(why.startswith("outcome unknown") for _, why in first.failed)
     assert second.sent == [] and second.failed == [] and sorted(second.given_up) == emails
-    assert attempts(tmp_path) == dict.fromkeys(emails, ("failed", 3, 3))
+    assert attempts(store) == dict.fromkeys(emails, ("failed", 3, 3))
 
 
 def test_a_run_that_resumes_a_message_with_unknown_outcomes_counts_them(
@@ -242,14 +243,14 @@ def test_a_run_that_resumes_a_message_with_unknown_outcomes_counts_them(
         cfg = make_config(tmp_path, srv, retries=0)  # one reconnect round: two tries a run
         first = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
         assert [e for e, _ in first.deferred] == addresses(1)
-        assert attempts(tmp_path) == {addresses(1)[0]: ("deferred", 1, 1)}
+        assert attempts(store) == {addresses(1)[0]: ("deferred", 1, 1)}
         second = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
         assert [e for e, _ in second.deferred] == addresses(1)
-        assert attempts(tmp_path) == {addresses(1)[0]: ("deferred", 2, 2)}
+        assert attempts(store) == {addresses(1)[0]: ("deferred", 2, 2)}
         third = deliver(cfg, store, outgoing(addresses(1)), now=clock, sleep=lambda _s: None)
         assert [e for e, _ in third.failed] == addresses(1)
         assert len(srv.messages) == UNKNOWN_LIMIT
-    assert attempts(tmp_path) == {addresses(1)[0]: ("failed", 3, 3)}
+    assert attempts(store) == {addresses(1)[0]: ("failed", 3, 3)}
 
 
 def test_attempts_count_every_try(tmp_path: Path, store: Store) -> None:
@@ -258,7 +259,7 @@ def test_attempts_count_every_try(tmp_path: Path, store: Store) -> None:
         summary = deliver(cfg, store, outgoing(addresses(2)), now=clock, sleep=lambda _s: None)
         assert sorted(summary.sent) == addresses(2)
     # reader0: its first reply was lost (one unknown), then sent; reader1: 451 twice.
-    assert attempts(tmp_path) == {
+    assert attempts(store) == {
         "reader0@example.net": ("sent", 2, 1),
         "reader1@example.net": ("sent", 3, 0),
     }

@@ -357,7 +357,7 @@ def test_a_refused_recipient_sent_ahead_fails_alone_and_an_abandoned_one_is_not_
 
 
 def test_envelopes_sent_ahead_against_a_real_server_with_faults(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """aiosmtpd, pipelining, one connection: a refused recipient in the middle."""
     monkeypatch.setenv("DIGEST_UNSUBSCRIBE_SECRET", "s3cret-for-tests-only")
@@ -365,7 +365,7 @@ def test_envelopes_sent_ahead_against_a_real_server_with_faults(
 
     emails = addresses(12)
     with SmtpServer(reject={emails[5]}, pipelining=True) as srv:
-        store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+        store = Store(db_url)
         try:
             from digest.delivery import deliver
 
@@ -410,8 +410,8 @@ def test_the_address_check_agrees_with_email_validator(address: str) -> None:
     assert got == expected
 
 
-def test_papers_sent_to_many_subscribers_in_one_query(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+def test_papers_sent_to_many_subscribers_in_one_query(db_url: str) -> None:
+    store = Store(db_url)
     try:
         for email, edition, papers in [
             ("a@example.org", EDITION - timedelta(days=1), ["p1", "p2"]),

@@ -104,8 +104,9 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+def store(db_url: str) -> Iterator[Store]:
+    """The delivery log, on SQLite and on PostgreSQL."""
+    s = Store(db_url)
     yield s
     s.close()
 
