@@ -109,11 +109,17 @@ class QpEncoder:
         for part in parts:
             form = shared(part)
             if form is None:
-                if "\n" not in part:
+                end = part.find("\n")
+                if end < 0 or end == len(part) - 1:  # no line end, or one at the end
                     if "\r" in part:
                         return self.encode("".join(parts))
-                    if part:
-                        pending.append(part)
+                    if end < 0:
+                        if part:
+                            pending.append(part)
+                        continue
+                    pending.append(part[:-1])  # a line of a text part, often seen once
+                    out.append(line("".join(pending)))
+                    pending = []
                     continue
                 form = forms.again(part)
                 if form is None:

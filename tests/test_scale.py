@@ -147,6 +147,7 @@ def test_a_run_in_batches_of_one_opens_editions_in_date_order(
 
 
 PIECES = ["a", " ", "\t", ".", "=", "é", "€", "\n", "x" * 80, "x" * 300, "😀", ".\n.", "\r"]
+PIECES += ["\x00", "=" * 70, " " * 70, "y" * 73 + "=", "ab\ncd", "line\n"]
 
 
 def test_parts_encode_to_what_the_whole_text_encodes_to() -> None:

@@ -127,10 +127,11 @@ class Composer:
         return lines
 
     def _subject(self, subject: str) -> str:
-        """The folded Subject header; subscribers of one edition mostly share theirs."""
+        """The folded Subject header; subscribers of one edition mostly share theirs (the
+        top paper's title and the count: thousands of subjects in a run)."""
         folded = self._subjects.get(subject)
         if folded is None:
-            if len(self._subjects) >= 1000:
+            if len(self._subjects) >= 16_384:
                 self._subjects.clear()
             folded = self._subjects[subject] = fold_header("Subject", subject)
         return folded

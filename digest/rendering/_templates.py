@@ -121,7 +121,7 @@ class Templates:
         if not subject:
             raise RenderError(f"template {SUBJECT}: gives an empty subject; make it say something")
         if key is not None:
-            if len(self._subjects) >= 4096:
+            if len(self._subjects) >= 16_384:  # a top paper and a count: 10,000s a run
                 self._subjects.clear()
             self._subjects[key] = subject
         return subject
