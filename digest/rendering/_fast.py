@@ -40,6 +40,7 @@ import markupsafe
 from ..models import Paper, Scored
 from ._cards import Card, reasons_line
 from ._pieces import (
+    CardForm,
     Escape,
     Memo,
     Pattern,
@@ -48,6 +49,7 @@ from ._pieces import (
     _Unsupported,
     escape_attr,
     escape_text,
+    quick_line,
     same_text,
 )
 from ._templates import (
@@ -66,7 +68,7 @@ from ._templates import (
     mjml_to_html,
     render_template,
 )
-from ._textfmt import squeeze
+from ._textfmt import Wrapper, squeeze
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +248,15 @@ class FastPath:
         hvals: dict[Any, str | list[str]] = dict(fields)
         tvals: dict[Any, str | list[str]] = dict(fields)
         bare = iter(plain)
+        wrapper = self.r.wrapper
+        line = quick_line if self.quick else _long_line
         for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
-            if why:
+            form = tw.card
+            if why and form is not None:  # the usual card: one reasons line in each part
+                h0, esc, h1, t0, start, t1 = form
+                hvals[i] = [h0, esc(why), h1]
+                tvals[i] = [t0, line(wrapper, start + why) + "\n", t1]
+            elif why:
                 rv = {"reasons": why}
                 hp: list[str] = []
                 hw.parts(rv, hp)
@@ -262,10 +271,11 @@ class FastPath:
         html = "".join(html_parts)
         text_parts: list[str] = []
         text_sk.parts(tvals, text_parts)
-        raw = "".join(text_parts)
-        text = squeeze(raw)
-        if text != raw:  # blank lines squeezed across parts: the parts no longer add up
-            text_parts = [text]
+        text = "".join(text_parts)
+        if text[:1] == "\n" or text[-1:] != "\n" or text[-2:] == "\n\n" or _BLANKS.search(text):
+            raw, text = text, squeeze(text)
+            if text != raw:  # blank lines squeezed across parts: the parts no longer add up
+                text_parts = [text]
         return Output(html, text, tuple(html_parts), tuple(text_parts))
 
     def render_empty(self, fields: dict[str, str]) -> tuple[str, str]:
@@ -474,10 +484,9 @@ class FastPath:
                     for key, _ in pattern.holes:
                         if key != "reasons":
                             raise _Unsupported(f"{what} uses the per-subscriber value {key!r}")
-                self.cards[(paper, level)] = (
-                    html_card,
-                    TextPattern(text_card, wrapper, self.quick),
-                )
+                text_pattern = TextPattern(text_card, wrapper, self.quick)
+                text_pattern.card = _card_form(html_card, text_pattern)
+                self.cards[(paper, level)] = (html_card, text_pattern)
 
     def _card_htmls(self, cards: list[Card], context: dict[str, Any]) -> list[str]:
         """Each card's compiled HTML. Cards alike in which fields are empty and which links
@@ -639,6 +648,25 @@ def _escaped(values: dict[str, str]) -> Callable[[re.Match[str]], str]:
         return str(markupsafe.escape(values[m.group()]))
 
     return sub
+
+
+def _long_line(wrapper: Wrapper, line: str) -> str:
+    return wrapper.line(line)
+
+
+def _card_form(html: Pattern, text: TextPattern) -> CardForm | None:
+    """The usual card, ready for its reasons: its HTML with one hole (the reasons) and
+    its text a block of lines, the line "  Why: <reasons>", another block."""
+    items = text.items
+    if html.one is None or html.one[0] != "reasons" or len(items) != 3:
+        return None
+    first, why, last = items
+    if not (isinstance(first, str) and isinstance(last, str) and isinstance(why, tuple)):
+        return None
+    lits, keys, order = why
+    if keys != ("reasons",) or order != (True, False):
+        return None
+    return html.lits[0], html.one[1], html.lits[1], first, lits[0], last
 
 
 def _element_tag(html: str) -> str:

@@ -151,6 +151,11 @@ class Pattern:
             out.append(lits[i])
 
 
+# A card ready for its reasons: HTML before them, their escape, HTML after; text lines
+# before, the reasons line's start ("  Why: "), text lines after.
+CardForm = tuple[str, Escape, str, str, str, str]
+
+
 class TextPattern:
     """A plain-text :class:`Pattern` finished ahead of time except the lines that hold values.
 
@@ -158,10 +163,12 @@ class TextPattern:
     card slots (cards arrive as finished whole lines).
     """
 
-    __slots__ = ("items", "quick", "wrapper")
+    __slots__ = ("card", "items", "quick", "wrapper")
 
     def __init__(self, pattern: Pattern, wrapper: Wrapper, quick: bool | None = None) -> None:
         self.wrapper = wrapper
+        # a card's parts ready for its reasons line (``_fast._card_form``), when usual
+        self.card: CardForm | None = None
         self.quick = _quick_agrees(wrapper) if quick is None else quick
         items: list[Any] = []  # str: finished lines; tuple: a line with holes; int: card slot
         line: list[Any] = [""]
