@@ -144,7 +144,8 @@ class Renderer:
             "count_label": count,
             "title": title,
             "preheader": shorten(f"{count} today: {titles}", 140) if titles else count,
-            "interests": shorten(clean_text(profile.interests), 160),
+            # each subscriber's own: cleaned without a place in clean_text's cache
+            "interests": shorten(clean_text.__wrapped__(profile.interests), 160),
             "unsubscribe_url": safe_url(unsubscribe_url, allow_mailto=True),
             "manage_url": safe_url(manage_url, allow_mailto=True),
         }
