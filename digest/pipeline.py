@@ -14,12 +14,13 @@ a weekly digest ranks the papers of the editions of the last seven days.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from filelock import FileLock, Timeout
 
@@ -27,9 +28,11 @@ from . import timing
 from .clock import Clock, utcnow
 from .config import Config
 from .delivery import (
+    Claimant,
     DeliverySummary,
     Outgoing,
     deliver,
+    gone,
     signed_url,
     unsubscribe_base,
 )
@@ -76,6 +79,7 @@ class RunSummary:
     due: int = 0  # subscribers due now and not yet sent their edition
     stopped: bool = False  # asked to stop (SIGTERM) before everything due went out
     taken: int = 0  # subscribers of the roster ranked (and sent, or skipped) so far
+    elsewhere: int = 0  # subscribers of the roster another run sharing the edition took
     skipped_by: dict[str, int] = field(default_factory=dict)  # why -> how many
 
     @property
@@ -85,7 +89,7 @@ class RunSummary:
         if not self.stopped:
             return 0
         stopped = self.delivery.stopped.total if self.delivery is not None else 0
-        return max(self.due - self.taken, 0) + stopped
+        return max(self.due - self.taken - self.elsewhere, 0) + stopped
 
     @property
     def ok(self) -> bool:
@@ -117,6 +121,7 @@ class RunSummary:
             "sent": d.sent.total,
             "already_sent": d.already_sent.total,
             "elsewhere": d.elsewhere.total,
+            "shared": self.elsewhere,
             "given_up": d.given_up.total,
             "deferred": d.deferred,
             "failed": d.failed,
@@ -193,10 +198,16 @@ def run(
                         summary.fetch = fetch_all(cfg, store, now, sleep=sleep, stop=stop)
                 if not _stopping(stop, summary):
                     # 3. rank and 4. render each due subscriber's digest, lazily ...
-                    digests = _digests(cfg, store, roster, now, summary, stop)
+                    share = _Share(store, now, summary)
+                    digests = _digests(cfg, store, roster, now, summary, stop, share)
                     # 5. ... as delivery sends them. Each subscriber is in the roster once
                     # (one file per address, one edition each): no record of who came.
-                    summary.delivery = deliver(cfg, store, digests, now=now, stop=stop, unique=True)
+                    try:
+                        summary.delivery = deliver(
+                            cfg, store, digests, now=now, stop=stop, unique=True
+                        )
+                    finally:
+                        share.close()
                     if stop is not None and stop.is_set():
                         summary.stopped = True
                     _stopping(stop, summary)  # deliver() may have stopped before asking for more
@@ -214,9 +225,11 @@ def _digests(
     now: Clock,
     summary: RunSummary,
     stop: threading.Event | None,
+    share: _Share | None = None,
 ) -> Iterator[Outgoing]:
     """Rank and render each due subscriber's digest, one edition (or week) at a time, a
-    batch of subscribers at a time."""
+    batch of subscribers at a time: those of each batch this run takes (``_Share``), then
+    those that a run sharing the edition took and left when it died."""
     base = unsubscribe_base(cfg)
     tokens = cfg.link_tokens() if base else None
     candidates: set[str] = set()
@@ -252,7 +265,18 @@ def _digests(
             renderer = renderer or Renderer(cfg)
             renderer.begin_edition(papers)
         gc.freeze()  # the edition's index, embeddings and cards: here for the run
-        for batch in roster.members(key):
+        batches = roster.members(key)
+        if share is not None:
+            # Claimed in parts small enough for every run to get some (a twentieth of
+            # the group, 10 to 100 subscribers); ranked five parts at a time in a large
+            # group (batches of 500), one at a time in a small one.
+            part = max(10, min(100, roster.count(key) // 20))
+            rank_batch = 500 if part == 100 else part
+            batches = itertools.chain(
+                share.take(edition, roster.members(key, part), rank_batch=rank_batch),
+                share.take(edition, roster.members(key, part), leftovers=True),
+            )
+        for batch in batches:
             if _stopping(stop, summary):
                 return
             chosen = _pick(picker, batch, summary)
@@ -294,6 +318,68 @@ def _digests(
                     summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
                     continue
                 yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
+
+
+class _Share:
+    """This run's part of the subscribers due: any number of runs (``digest run --workers
+    N``, or on several machines) may share an edition, each ranking, rendering and sending
+    the batches it takes in the database (``Store.claim_due``). The delivery log's claim
+    still decides, per message, who sends it; this only keeps the runs from doing the same
+    work twice."""
+
+    LEASE = timedelta(minutes=15)  # then another run may take what this one has not sent
+
+    def __init__(self, store: Store, now: Clock, summary: RunSummary) -> None:
+        self.store = store
+        self.now = now
+        self.summary = summary
+        self.claimant = Claimant()
+
+    def take(
+        self,
+        edition: date,
+        batches: Iterable[list[Profile]],
+        *,
+        leftovers: bool = False,
+        rank_batch: int = 1,
+    ) -> Iterator[list[Profile]]:
+        """Of each batch, the subscribers this run now holds. With ``leftovers`` (a second
+        pass), only those another run took and left: its process is gone (this machine)
+        or its claim lapsed; and of those, the ones not sent meanwhile. What it holds is
+        handed on in batches of at least ``rank_batch`` (ranked together)."""
+        mine: list[Profile] = []
+        for batch in batches:
+            emails = [p.email for p in batch]
+            at = self.now()
+            with timed("share", 0):
+                held = self.store.claim_due(
+                    edition,
+                    emails,
+                    self.claimant.owner,
+                    at,
+                    at + self.LEASE,
+                    gone=gone,
+                    again=not leftovers,
+                )
+                if leftovers and held:
+                    sent = self.store.delivery_statuses(edition, sorted(held))
+                    held -= {e for e, st in sent.items() if st == "sent"}
+            if not leftovers:
+                self.summary.elsewhere += len(batch) - len(held)
+            elif held:
+                self.summary.elsewhere -= len(held)
+                log.info(
+                    "edition %s: %d subscriber(s) left by a run that ended", edition, len(held)
+                )
+            mine.extend(p for p in batch if p.email in held)
+            if len(mine) >= rank_batch:
+                yield mine
+                mine = []
+        if mine:
+            yield mine
+
+    def close(self) -> None:
+        self.claimant.close()
 
 
 def _pick(picker: Picker, batch: list[Profile], summary: RunSummary) -> list[list[Scored] | None]:

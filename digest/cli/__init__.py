@@ -1,8 +1,9 @@
 """The ``digest`` command line: one group, the commands of an edition (``_commands``: run,
 fetch, rank, preview, check, feeds), of operations (``_admin``: schedule, subscribe,
 unsubscribe, subscribers, status) and of the database's schema (``_db``: db status, db
-upgrade, db revision), with what they share in ``_common`` (options, logging,
-one-line errors, exit codes: 0 all good, 1 something failed, 2 bad config or usage)."""
+upgrade, db revision); ``_workers`` runs ``digest run --workers N``; what they share is
+in ``_common`` (options, logging, one-line errors, exit codes: 0 all good, 1 something
+failed, 2 bad config or usage)."""
 
 from __future__ import annotations
 

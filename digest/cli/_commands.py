@@ -7,6 +7,7 @@ feeds`` start without loading the ranking model's libraries.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import webbrowser
@@ -30,7 +31,16 @@ from ._common import EXIT_OK, EXIT_PARTIAL, common, parse_edition
 )
 @click.option("--no-fetch", is_flag=True, help="Use stored papers only; do not fetch feeds.")
 @click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run to finish.")
-def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Processes sharing the edition (one per core; others may run on other machines).",
+)
+@click.option("--worker", type=int, default=0, hidden=True, help="Internal: one of N workers.")
+def run(
+    cfg: Config, edition: date | None, no_fetch: bool, wait: float, workers: int, worker: int
+) -> None:
     """Fetch, rank, render and send one edition."""
     from ..pipeline import run as run_edition
     from ..pipeline import run_lock
@@ -39,10 +49,42 @@ def run(cfg: Config, edition: date | None, no_fetch: bool, wait: float) -> None:
     check_config(cfg)
     stop = threading.Event()
     stop_on_signals(stop)  # Ctrl-C / SIGTERM: finish the message in flight, keep the rest
-    with run_lock(cfg, wait=wait):
-        summary = run_edition(cfg, edition=edition, fetch=not no_fetch, stop=stop)
+    if worker:  # started by --workers: the parent holds the lock and fetched the feeds
+        from ._workers import share_rates
+
+        summary = run_edition(share_rates(cfg, worker), edition=edition, fetch=False, stop=stop)
+    elif workers > 1:
+        from ._workers import run_workers
+
+        with run_lock(cfg, wait=wait):
+            if not no_fetch:
+                _fetch_before_workers(cfg)
+            level = logging.getLogger("digest").getEffectiveLevel()
+            flags = ["-q"] if level > logging.INFO else ["-v"] if level < logging.INFO else []
+            sys.exit(run_workers(cfg, workers, edition, stop, flags))
+    else:
+        with run_lock(cfg, wait=wait):
+            summary = run_edition(cfg, edition=edition, fetch=not no_fetch, stop=stop)
     print_run_summary(cfg, summary)
     sys.exit(EXIT_OK if summary.ok else EXIT_PARTIAL)
+
+
+def _fetch_before_workers(cfg: Config) -> None:
+    from ..clock import utcnow
+    from ..sources import fetch_all
+    from ..store import Store
+
+    store = Store(cfg.database_url)
+    try:
+        f = fetch_all(cfg, store, utcnow)
+    finally:
+        store.close()
+    click.echo(
+        f"feeds: {len(f.ok)} fetched, {len(f.not_modified)} unchanged, {len(f.errors)} failed; "
+        f"{f.new} new papers"
+    )
+    for name, reason in f.errors:
+        click.echo(f"  feed failed: {name}: {reason}")
 
 
 def print_run_summary(cfg: Config, summary: Any) -> None:

@@ -16,6 +16,7 @@ import logging
 
 from ..config import Config
 from ..errors import ConfigError
+from ._claims import Claimant, gone
 from ._deliver import deliver
 from ._headers import (
     check_unsubscribe_token,
@@ -32,6 +33,7 @@ from ._smtp import tls_context
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Claimant",
     "Composer",
     "DeliverySummary",
     "Outgoing",
@@ -39,6 +41,7 @@ __all__ = [
     "check_config",
     "check_unsubscribe_token",
     "deliver",
+    "gone",
     "message_id",
     "signed_url",
     "unsubscribe_base",

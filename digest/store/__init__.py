@@ -8,12 +8,14 @@ writes the database through it and gets the values of ``digest.models`` back: ta
 never leave this package. Each concern is its own module: ``_schema`` (the tables),
 ``_papers``, ``_editions``, ``_feeds``, ``_deliveries`` (the delivery log and its batched
 writer), ``_runs`` (runs and suppressions), ``_votes`` (each subscriber's votes on papers)
-and ``_subscribers`` (the subscriber file each address comes from).
+``_subscribers`` (the subscriber file each address comes from) and ``_dueclaims`` (how
+the runs sharing an edition divide its subscribers).
 """
 
 from __future__ import annotations
 
 from ._deliveries import Claimed, Deliveries, DeliveryWriter, Holder
+from ._dueclaims import DueClaims
 from ._editions import Editions
 from ._feeds import Feeds, FeedStateView
 from ._migrate import SchemaStatus, Upgrade, new_revision, schema_status
@@ -38,6 +40,6 @@ __all__ = [
 ]
 
 
-class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles):
+class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles, DueClaims):
     """All database access. Create with a SQLAlchemy URL; a new database's tables are
     created on first use, an out-of-date schema raises ``SchemaError``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from ..models import Paper
@@ -43,7 +44,13 @@ class Editions(Papers):
                 assert cutoff is not None
                 if create and _any_paper_between(s, after, cutoff):
                     s.add(EditionRow(edition=edition, cutoff=cutoff, created=now))
-                    s.commit()
+                    try:
+                        s.commit()
+                    except IntegrityError:  # a run sharing the edition made it first: its
+                        s.rollback()  # window is the edition's, for every run
+                        made = s.get(EditionRow, edition)
+                        assert made is not None
+                        cutoff = utc(made.cutoff)
             else:
                 cutoff = utc(row.cutoff)
             assert cutoff is not None

@@ -120,3 +120,15 @@ class SubscriberFileRow(SQLModel, table=True):
     # so that when a second file claims an address, the one already known keeps it.
     email: str = Field(primary_key=True)  # lower-cased
     file: str = Field(index=True)  # read a batch of files at a time, by name range
+
+
+class DueClaimRow(SQLModel, table=True):
+    __tablename__ = "due_claim"
+    # Which run ranks, renders and sends a due subscriber's edition: the runs sharing an
+    # edition (``digest run --workers N``, or runs on several machines) each take batches
+    # of the subscribers due, so that each digest is made once. It only divides the work:
+    # the delivery log's claim still decides, per message, who sends it.
+    edition: date = Field(primary_key=True)
+    email: str = Field(primary_key=True)
+    owner: str  # the run (as delivery claims name it: host, machine, process, start)
+    until: datetime  # after this, another run may take it (its run may be gone)

@@ -1,0 +1,89 @@
+"""Due claims: the runs sharing an edition divide its due subscribers between them, a batch
+at a time, through the database (``due_claim``; no coordinator, no broker).
+
+A run takes the subscribers of a batch that no run holds: a new row each (an INSERT that
+does nothing where another run made the row), and, on PostgreSQL, the rows whose run is
+gone or whose claim lapsed with ``SELECT ... FOR UPDATE SKIP LOCKED``, so two runs taking
+the same batch at the same moment never wait for each other. SQLite runs each claim as
+one serialized transaction. A run ranks, renders and sends only what it took; what a run
+that died had taken is taken by another once its owner is known to be gone (same machine)
+or its claim has lapsed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+
+from ._base import Base, chunks, utc
+from ._schema import DueClaimRow
+
+_TABLE: Any = DueClaimRow.__table__  # type: ignore[attr-defined]
+
+
+class DueClaims(Base):
+    def claim_due(
+        self,
+        edition: date,
+        emails: Sequence[str],
+        owner: str,
+        now: datetime,
+        until: datetime,
+        *,
+        gone: Callable[[str], bool] = lambda _owner: False,
+        again: bool = True,
+    ) -> set[str]:
+        """The addresses of ``emails`` this run (``owner``) now holds for ``edition``, until
+        ``until``: those no run held, those of a run that ``gone`` says has ended or whose
+        claim lapsed before ``now``, and (``again``) those it held already."""
+        t = _TABLE
+        at, lease = utc(now), utc(until)
+        wanted = list(dict.fromkeys(emails))
+        won: set[str] = set()
+        dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{self.engine.dialect.name}")
+        insert = (
+            dialect.insert(t)
+            .values(edition=bindparam("d"), email=bindparam("e"), owner=owner, until=lease)
+            .on_conflict_do_nothing()
+            .returning(t.c.email)
+        )
+        if again:  # a second pass over the same batch: no new row to make
+            with self.engine.begin() as conn:
+                for part in chunks(wanted, 500):
+                    rows = [{"d": edition, "e": e} for e in part]
+                    won.update(r for (r,) in conn.execute(insert, rows))
+        rest = [e for e in wanted if e not in won]
+        if not rest:
+            return won
+        # Rows already there: this run's own (``again``), or another's that may be free.
+        with self.engine.begin() as conn:
+            for part in chunks(rest, 500):
+                owners = conn.execute(
+                    select(t.c.owner)
+                    .distinct()
+                    .where(t.c.edition == edition, t.c.email.in_(part), t.c.owner != owner)
+                ).scalars()
+                dead = sorted(o for o in owners if gone(o))
+                free_of_others = (t.c.until < at) | t.c.owner.in_(dead)
+                takeable = (
+                    t.c.edition == edition,
+                    t.c.email.in_(part),
+                    (t.c.owner == owner) | free_of_others
+                    if again
+                    else (t.c.owner != owner) & free_of_others,
+                )
+                # Rows another run is taking right now are skipped, not waited for
+                # (PostgreSQL; SQLite has one writer at a time and no row locks).
+                free = select(t.c.email).where(*takeable).with_for_update(skip_locked=True)
+                taken = conn.execute(
+                    t.update()
+                    .where(t.c.edition == edition, t.c.email.in_(free))
+                    .values(owner=owner, until=lease)
+                    .returning(t.c.email)
+                )
+                won.update(e for (e,) in taken)
+        return won
