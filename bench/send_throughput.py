@@ -18,10 +18,19 @@ The claims are the ratios (ours / smtp-source, ours / naive): both sides run sec
 on the same cores, so a busy machine moves them together. Each connection count asked for
 (default 1 and 4) runs ``--repeat`` times, each on a fresh copy of the same project.
 
+Many senders (``--workers 1,2``, ``--database postgres``, ``--dkim off,on``): `digest run
+--workers N` on a project whose database is SQLite or a PostgreSQL server of the benchmark's
+own (durable: fsync on), nothing pinned (the workers, the sink and the server share the
+cores); for each DKIM setting, digests/s at each worker count and its ratio to one worker,
+peak RSS of the largest process (a worker), the database's size, and smtp-source's
+ceiling at as many connections in all.
+
 Run: .venv/bin/python bench/send_throughput.py [--subscribers 10000] [--papers 1000]
      [--connections 1,4] [--repeat 1] [--workload realistic|taxonomy] [--naive 200]
      [--profile FILE] [--py-spy FILE] [--rss-every S] [--keep]
-Needs postfix's smtp-sink and smtp-source (Debian/Ubuntu: apt-get install postfix).
+     [--database sqlite|postgres] [--workers 1,2] [--dkim off,on]
+Needs postfix's smtp-sink and smtp-source (Debian/Ubuntu: apt-get install postfix), and
+for --database postgres PostgreSQL's server binaries (apt-get install postgresql).
 """
 
 from __future__ import annotations
@@ -71,7 +80,7 @@ def cores() -> tuple[int, int]:
 
 
 def pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity"):
+    if core >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
 
 
@@ -317,6 +326,209 @@ def measure(
             shutil.rmtree(base, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- many senders
+
+
+def dkim_key(folder: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = folder / "dkim.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def runs_sent(url: str, since: datetime) -> int:
+    """Messages sent by the runs that started after ``since`` (one per worker)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT summary, started FROM run")).all()
+    finally:
+        engine.dispose()
+    return sum(json.loads(summary)["sent"] for summary, _ in rows)
+
+
+def database_size(url: str, path: Path) -> tuple[int, int]:
+    """(the whole database, the delivery log: delivery + sent_paper + due_claim), bytes."""
+    if url.startswith("sqlite"):
+        size = sum(f.stat().st_size for f in path.parent.glob(path.name + "*"))
+        with sqlite3.connect(path) as db:
+            try:
+                log = sum(
+                    db.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?", (t,)).fetchone()[0]
+                    or 0
+                    for t in ("delivery", "sent_paper", "due_claim")
+                )
+            except sqlite3.OperationalError:
+                log = 0
+        return size, log
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+            log = conn.execute(
+                text(
+                    "SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY["
+                    "'delivery', 'sent_paper', 'due_claim']::regclass[]) AS c"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+    return int(size or 0), int(log or 0)
+
+
+def measure_workers(
+    args: argparse.Namespace, project: Path, workers: int, dkim: bool, pg: Any, n: int
+) -> dict[str, Any]:
+    """One fresh copy of the project on a fresh database, `digest run --workers N`, then
+    smtp-source at as many connections in all, as many messages of the same size."""
+    from digest.store import Store
+
+    base = Path(tempfile.mkdtemp(prefix="digest-bench-run-"))
+    shutil.rmtree(base)
+    shutil.copytree(project, base)
+    config = base / "config.toml"
+    port = free_port()
+    set_port(config, port)
+    text_ = config.read_text(encoding="utf-8")
+    connections = args.connections[-1]
+    text_ = text_.replace("connections = 1\n", f"connections = {connections}\n")
+    url = f"sqlite:///{base / 'digest.db'}"
+    if pg is not None:  # the same papers, first seen at the same time, in PostgreSQL
+        url = pg.create_database(f"bench_{n}")
+        src = Store(f"sqlite:///{base / 'digest.db'}")
+        dst = Store(url)
+        try:
+            for paper in src.papers_seen_between(None, datetime.now(UTC)):
+                assert paper.first_seen is not None
+                dst.upsert_papers([paper], paper.first_seen)
+        finally:
+            src.close()
+            dst.close()
+        text_ = text_.replace('database = "sqlite:///digest.db"', f'database = "{url}"')
+    if dkim:
+        key = dkim_key(base)
+        text_ = text_.replace(
+            "[unsubscribe]\n",
+            f'[dkim]\nselector = "bench"\ndomain = "example.org"\nprivate_key_file = "{key}"\n'
+            "[unsubscribe]\n",
+        )
+    config.write_text(text_, encoding="utf-8")
+    env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": SECRET}
+    env.update(dict.fromkeys(ONE_THREAD, "1"))
+    since = datetime.now(UTC)
+    try:
+        sink = start_sink(port, -1)
+        try:
+            out = base / "bench-out.json"
+            if workers > 1:
+                cmd = [sys.executable, "-m", "digest", "run", "--config", str(config)]
+                cmd += ["--no-fetch", "--workers", str(workers)]
+            else:  # the command itself, also counting the bytes sent (the message size)
+                cmd = [sys.executable, str(ROOT / "bench" / "_run_digest.py"), str(config)]
+                env["DIGEST_BENCH_OUT"] = str(out)
+            log = (base / "run.log").open("wb")
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, cwd=base, stdout=log, stderr=log)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+            log.close()
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                tail = (base / "run.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"digest run --workers {workers} exited {code}:\n{tail}")
+            sent = runs_sent(url, since)
+            if out.exists():  # one worker: the size of the messages it sent
+                figures = json.loads(out.read_text(encoding="utf-8"))
+                args.message_size = figures["bytes"] // max(figures["messages"], 1)
+            size = args.message_size
+            ceil = ceiling(port, -1, max(sent, 1), size, connections * workers)
+        finally:
+            sink.send_signal(signal.SIGTERM)
+            sink.wait(timeout=10)
+        db_size, log_size = database_size(url, base / "digest.db")
+        return {
+            "workers": workers,
+            "dkim": dkim,
+            "sent": sent,
+            "wall": wall,
+            "rate": sent / wall,
+            "maxrss_kb": usage.ru_maxrss,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "ceiling": ceil,
+            "connections": connections * workers,
+            "db_size": db_size,
+            "log_size": log_size,
+        }
+    finally:
+        if args.keep:
+            print(f"  kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def many_senders(args: argparse.Namespace, project: Path) -> None:
+    pg = None
+    if args.database == "postgres":
+        from tests.pgserver import PgServer
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the server is stopped below
+        pg = PgServer(durable=True).start()
+        print(f"PostgreSQL: a server of the benchmark's own on port {pg.port} (fsync on)")
+    try:
+        n = 0
+        results = []
+        for dkim in args.dkim:
+            for workers in args.workers:
+                for k in range(args.repeat):
+                    n += 1
+                    print(
+                        f"\n== {args.database}, {workers} worker(s), DKIM {'on' if dkim else 'off'}"
+                        f", {args.connections[-1]} connection(s) each, run {k + 1} of {args.repeat}"
+                    )
+                    r = measure_workers(args, project, workers, dkim, pg, n)
+                    results.append(r)
+                    print(
+                        f"  {r['sent']:,} digests in {r['wall']:.2f} s: {r['rate']:,.0f}/s; peak "
+                        f"RSS of the largest process {r['maxrss_kb'] / 1024:.0f} MB; database "
+                        f"{r['db_size'] / 2**20:.1f} MB (delivery log "
+                        f"{r['log_size'] / 2**20:.1f} MB); smtp-source at {r['connections']} "
+                        f"connection(s): {r['ceiling']:,.0f}/s"
+                    )
+        print(f"\n== summary, {args.database}, {args.subscribers:,} subscribers (median runs)")
+        print(
+            f"  {'DKIM':>4} {'workers':>7} {'digests/s':>10} {'vs 1':>6} {'peak RSS':>9} "
+            f"{'DB MB':>7} {'log KB/1k':>9} {'ceiling/s':>10}"
+        )
+        for dkim in args.dkim:
+            base_rate = 0.0
+            for workers in args.workers:
+                rs = [r for r in results if r["dkim"] == dkim and r["workers"] == workers]
+                r = sorted(rs, key=lambda x: x["rate"])[len(rs) // 2]
+                base_rate = base_rate or r["rate"]
+                per_k = r["log_size"] / max(r["sent"], 1) * 1000 / 1024
+                print(
+                    f"  {'on' if dkim else 'off':>4} {workers:>7} {r['rate']:>10,.0f} "
+                    f"{r['rate'] / base_rate:>5.2f}x {r['maxrss_kb'] / 1024:>6.0f} MB "
+                    f"{r['db_size'] / 2**20:>7.1f} {per_k:>9.0f} {r['ceiling']:>10,.0f}"
+                )
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
 def show_run(r: dict[str, Any], connections: int) -> None:
     print(
         f"ours: {r['sent']:,} digests sent ({r['failed']} failed, {r['deferred']} deferred; "
@@ -356,6 +568,17 @@ def main() -> int:
     ap.add_argument("--py-spy", default="", help="write py-spy's raw samples (all threads) here")
     ap.add_argument("--rss-every", type=float, default=0, help="print RSS every S seconds")
     ap.add_argument("--keep", action="store_true", help="keep the generated project")
+    ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument(
+        "--workers", type=counts, default=[1], help="`digest run --workers N`; as 1,2 for each"
+    )
+    ap.add_argument(
+        "--dkim",
+        type=lambda v: [x.strip() == "on" for x in v.split(",")],
+        default=[False],
+        help="DKIM signing: off, on, or off,on",
+    )
+    ap.add_argument("--message-size", type=int, default=60_000, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not 100 <= args.papers <= 3000:
         ap.error("--papers must be between 100 and 3000 (the bundled papers)")
@@ -381,6 +604,9 @@ def main() -> int:
             f"core {ours}, smtp-sink on core {theirs}; each run a fresh process on a fresh "
             "copy of the project"
         )
+        if args.database != "sqlite" or args.workers != [1] or args.dkim != [False]:
+            many_senders(args, config.parent)
+            return 0
         runs: dict[int, list[dict[str, Any]]] = {}
         for n in args.connections:
             for k in range(args.repeat):

@@ -3,7 +3,9 @@ address is the one reported, not the file the address has been read from all alo
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, or_, select
 
@@ -46,4 +48,17 @@ class SubscriberFiles(Base):
                 conn.execute(
                     delete(_TABLE).where(or_(_TABLE.c.email.in_(part), _TABLE.c.file.in_(files)))
                 )
-                conn.execute(insert(_TABLE), [{"email": k, "file": rows[k]} for k in part])
+                # Another run sharing the edition may write the same rows at the same
+                # time: the row it made is replaced, not a reason to fail.
+                conn.execute(_upsert(self.engine), [{"email": k, "file": rows[k]} for k in part])
+
+
+def _upsert(engine: Any) -> Any:
+    """INSERT, or on an address already there, UPDATE its file (SQLite and PostgreSQL)."""
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        return insert(_TABLE)
+    dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}")
+    stmt = dialect.insert(_TABLE)
+    return stmt.on_conflict_do_update(
+        index_elements=[_TABLE.c.email], set_={"file": stmt.excluded.file}
+    )
