@@ -28,7 +28,7 @@ ceiling at as many connections in all.
 Run: .venv/bin/python bench/send_throughput.py [--subscribers 10000] [--papers 1000]
      [--connections 1,4] [--repeat 1] [--workload realistic|taxonomy] [--naive 200]
      [--profile FILE] [--py-spy FILE] [--rss-every S] [--keep]
-     [--database sqlite|postgres] [--workers 1,2] [--dkim off,on]
+     [--database sqlite|postgres] [--workers 1,2] [--dkim off,on] [--pg-commit flush|async]
 Needs postfix's smtp-sink and smtp-source (Debian/Ubuntu: apt-get install postfix), and
 for --database postgres PostgreSQL's server binaries (apt-get install postgresql).
 """
@@ -485,8 +485,12 @@ def many_senders(args: argparse.Namespace, project: Path) -> None:
         from tests.pgserver import PgServer
 
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the server is stopped below
-        pg = PgServer(durable=True).start()
-        print(f"PostgreSQL: a server of the benchmark's own on port {pg.port} (fsync on)")
+        sync = {} if args.pg_commit == "flush" else {"synchronous_commit": "off"}
+        pg = PgServer(durable=True, settings=sync).start()
+        print(
+            f"PostgreSQL: a server of the benchmark's own on port {pg.port} (fsync on; "
+            f"synchronous_commit {'on' if args.pg_commit == 'flush' else 'off'})"
+        )
     try:
         n = 0
         results = []
@@ -577,6 +581,13 @@ def main() -> int:
         type=lambda v: [x.strip() == "on" for x in v.split(",")],
         default=[False],
         help="DKIM signing: off, on, or off,on",
+    )
+    ap.add_argument(
+        "--pg-commit",
+        choices=("flush", "async"),
+        default="flush",
+        help="PostgreSQL: each commit waits for its WAL flush (flush), or not (async: "
+        "synchronous_commit = off, a server crash may lose the last half second of commits)",
     )
     ap.add_argument("--message-size", type=int, default=60_000, help=argparse.SUPPRESS)
     args = ap.parse_args()
