@@ -7,6 +7,7 @@ import email.policy
 import itertools
 import quopri
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -25,7 +26,9 @@ from digest.delivery import (
     Outgoing,
     build_message,
     check_config,
+    check_relay,
     check_unsubscribe_token,
+    config_notes,
     deliver,
     message_id,
     unsubscribe_url,
@@ -305,10 +308,13 @@ def test_without_https_url_no_one_click_header(
     cfg = make_config(tmp_path, unsubscribe=Unsubscribe(mailto="leave@example.org"))
     msg = parse(build_message(cfg, Profile(email="a@example.org"), EDITION, rendered(), now=NOW))
     assert "one-click" not in caplog.text  # the outbox: nobody's inbox to protect
+    assert config_notes(cfg) == []
     with SmtpServer() as srv:
         smtp_cfg = make_config(tmp_path, srv, unsubscribe=Unsubscribe(mailto="leave@example.org"))
         build_message(smtp_cfg, Profile(email="a@example.org"), EDITION, rendered(), now=NOW)
-    assert "require one-click unsubscribe (RFC 8058)" in caplog.text
+    assert caplog.text == ""  # said by `digest check` (and logged once by a run), not per message
+    (note,) = config_notes(smtp_cfg)
+    assert "require one-click unsubscribe (RFC 8058)" in note
     assert msg["List-Unsubscribe"] == "<mailto:leave@example.org?subject=unsubscribe>"
     assert msg["List-Unsubscribe-Post"] is None  # RFC 8058 needs an https URI
 
@@ -467,9 +473,104 @@ def test_untrusted_certificate_stops_the_run_and_never_downgrades(
 def test_starttls_required_but_not_offered(tmp_path: Path, store: Store) -> None:
     with SmtpServer(starttls_advertised=False) as srv:
         cfg = make_config(tmp_path, srv, security="starttls")
-        with pytest.raises(SendError, match="does not offer STARTTLS"):
+        with pytest.raises(SendError, match="does not offer STARTTLS") as err:
             deliver(cfg, store, iter(outgoing(addresses(2))), now=clock)
         assert srv.messages == []
+    # both ways out are named: TLS on another port, or plain text to a relay of one's own
+    assert 'security = "ssl" (port 465)' in str(err.value)
+    assert 'security = "none" for a relay on this machine or your own network' in str(err.value)
+
+
+# -- a peer that is not an SMTP server, and `digest check --smtp` ----------------------------
+
+
+@pytest.fixture
+def silent_peer(httpserver: Any) -> int:
+    """A web server: it accepts the connection and waits for a request, greeting no one."""
+    return int(httpserver.port)
+
+
+@pytest.fixture
+def chatty_peer() -> Iterator[int]:
+    """A server that greets every connection in another protocol (an SSH banner)."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            seen.append(1)
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+                conn.recv(1024)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(sock.getsockname()[1])
+    sock.close()
+    thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("peer", ["silent_peer", "chatty_peer"])
+def test_a_peer_that_is_not_smtp_stops_the_run_at_once(
+    tmp_path: Path, store: Store, peer: str, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue(peer)
+    cfg = make_config(
+        tmp_path,
+        host="127.0.0.1",
+        port=port,
+        security="none",
+        timeout=0.3,
+        retries=3,
+        retry_backoff=30.0,  # a retry would show as a 30 s wait
+    )
+    started = time.monotonic()
+    with pytest.raises(SendError) as err:
+        deliver(cfg, store, iter(outgoing(addresses(2))), now=clock)
+    assert time.monotonic() - started < 10  # no retries (2 min 16 s before)
+    message = str(err.value)
+    assert f"127.0.0.1:{port}" in message and "[smtp] host and port" in message
+    if peer == "silent_peer":
+        assert "no SMTP greeting within 0.3 s" in message
+    else:
+        assert "does not speak SMTP (it said '…2.0-OpenSSH_9.2p1 Debian-2')" in message
+    assert {d.status for d in store.deliveries(EDITION)} == {"deferred"}
+
+
+@pytest.mark.parametrize("tls", [None, "starttls", "ssl"])
+def test_check_relay_logs_in_and_sends_nothing(
+    tmp_path: Path, tls: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = ("digest", "right horse battery") if tls else None
+    with SmtpServer(tls=tls, auth=auth) as srv:
+        cfg = make_config(tmp_path, srv, user="digest" if tls else "")
+        verdict = check_relay(cfg, "right horse battery" if tls else "")
+        assert srv.messages == [] and srv.connections == 1
+        assert srv.logins == ([("digest", True)] if tls else [])
+    assert verdict.startswith(f"localhost:{srv.port}: OK: ")
+    assert verdict.endswith("sender digest@example.org accepted; nothing was sent")
+    if tls:
+        assert f"{tls.upper()} (TLSv1." in verdict and "logged in as digest" in verdict
+    else:
+        assert 'no TLS (security = "none")' in verdict and "no login" in verdict
+
+
+def test_check_relay_names_what_failed(tmp_path: Path) -> None:
+    with SmtpServer(tls="starttls", auth=("digest", "right")) as srv:
+        with pytest.raises(AuthError, match="authentication failed"):
+            check_relay(make_config(tmp_path, srv, user="digest"), "wrong")
+        with pytest.raises(AuthError, match="requires authentication"):
+            check_relay(make_config(tmp_path, srv), "")  # no login: MAIL FROM is refused
+        assert srv.messages == []
+    with (
+        SmtpServer(reject_sender=True) as srv,
+        pytest.raises(SendError, match="refused our sender"),
+    ):
+        check_relay(make_config(tmp_path, srv), "")
 
 
 def test_auth_failure_stops_at_once_and_nothing_is_marked_sent(

@@ -15,11 +15,15 @@ from __future__ import annotations
 import logging
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, SendError
 from ._claims import Claimant, gone
 from ._deliver import deliver
+from ._dkim import dkim_configured
 from ._headers import (
+    ascii_address,
     check_unsubscribe_token,
+    clean,
+    domain_of,
     message_id,
     signed_url,
     unsubscribe_base,
@@ -28,7 +32,7 @@ from ._headers import (
 )
 from ._log import DeliverySummary, Outgoing
 from ._mime import Composer, build_message
-from ._smtp import tls_context
+from ._smtp import check_relay, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,9 @@ __all__ = [
     "Outgoing",
     "build_message",
     "check_config",
+    "check_relay",
     "check_unsubscribe_token",
+    "config_notes",
     "deliver",
     "gone",
     "message_id",
@@ -67,3 +73,25 @@ def check_config(cfg: Config, *, strict: bool = False) -> None:
         cfg.smtp_password()
         if cfg.smtp.security != "none":
             tls_context(cfg)
+
+
+def config_notes(cfg: Config) -> list[str]:
+    """What is allowed but unwise in the sending part of the config, one line each (``digest
+    check`` lists them; a run logs them once)."""
+    notes = []
+    if cfg.smtp.host and not unsubscribe_base(cfg):
+        notes.append(
+            "[unsubscribe] url is not set: messages carry only a mailto: unsubscribe link; "
+            "Gmail and Yahoo require one-click unsubscribe (RFC 8058) from bulk senders"
+        )
+    d = clean(cfg.dkim.domain).lower() if dkim_configured(cfg) else ""
+    try:
+        domain = domain_of(ascii_address(cfg.sender.address))
+    except SendError:  # check_config says what is wrong with it
+        domain = d
+    if d and not (domain == d or domain.endswith("." + d)):
+        notes.append(
+            f"[dkim] domain {d} is not the From domain {domain} (or a parent of it): the "
+            "signature will not align for DMARC"
+        )
+    return notes

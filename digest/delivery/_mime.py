@@ -70,19 +70,6 @@ class Composer:
         self.qp = QpEncoder()
         self._subjects: dict[str, str] = {}
         self._last_date: tuple[tuple[float, Any] | None, str] = (None, "")  # by the second
-        if cfg.smtp.host and not self.url_base:
-            log.warning(
-                "[unsubscribe] url is not set: messages carry only a mailto: unsubscribe "
-                "link; Gmail and Yahoo require one-click unsubscribe (RFC 8058) from bulk senders"
-            )
-        d = self.dkim.domain if self.dkim else ""
-        if d and not (self.domain == d or self.domain.endswith("." + d)):
-            log.warning(
-                "[dkim] domain %s is not the From domain %s (or a parent of it): the "
-                "signature will not align for DMARC",
-                d,
-                self.domain,
-            )
 
     def _list_id(self) -> str:
         raw = clean(self.cfg.unsubscribe.list_id)

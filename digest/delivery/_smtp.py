@@ -39,6 +39,30 @@ class TemporaryServerError(SendError):
     """The server cannot take mail right now (refused connection, 421 greeting, timeout)."""
 
 
+class _Smtp(smtplib.SMTP):
+    """smtplib's client, telling a connection that was made but never greeted (a peer that
+    is not an SMTP server, say a web server on the port) from one that could not be made."""
+
+    connected = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self.connected = True
+        return sock
+
+
+class _SmtpSsl(smtplib.SMTP_SSL):
+    connected = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self.connected = True
+        return sock
+
+
+_PORTS = "587 for starttls, 465 for ssl, 25 for a local relay"
+
+
 def _reply(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
     return f"{code} {' '.join(text.split())}".strip()
@@ -111,14 +135,26 @@ class SmtpConnection:
         """Connect, secure and authenticate; raises AuthError, SendError or TemporaryServerError."""
         c = self.cfg.smtp
         local = c.local_hostname or None
+        smtp: _Smtp | _SmtpSsl
+        if c.security == "ssl":
+            smtp = _SmtpSsl(local_hostname=local, timeout=c.timeout, context=self.context)
+        else:
+            smtp = _Smtp(local_hostname=local, timeout=c.timeout)
+        smtp._host = c.host  # type: ignore[union-attr]  # TLS checks the certificate for it
         try:
-            if c.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    c.host, c.port, local_hostname=local, timeout=c.timeout, context=self.context
-                )
-            else:
-                smtp = smtplib.SMTP(c.host, c.port, local_hostname=local, timeout=c.timeout)
             try:
+                try:
+                    code, msg = smtp.connect(c.host, c.port)
+                except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                    # smtplib words a timeout while reading the greeting as a disconnection
+                    if smtp.connected and isinstance(exc.__context__ or exc, TimeoutError):
+                        raise SendError(
+                            f"{self.where}: connected, but no SMTP greeting within "
+                            f"{c.timeout:g} s: not an SMTP server, or not on this port; check "
+                            f"[smtp] host and port ({_PORTS})"
+                        ) from exc
+                    raise
+                self._greeting(code, msg)
                 self._secure(smtp)
                 self._login(smtp)
             except BaseException:
@@ -155,6 +191,20 @@ class SmtpConnection:
         self.size_ext = smtp.has_extn("size")
         log.debug("connected to %s (pipelining=%s)", self.where, self.pipelining)
 
+    def _greeting(self, code: int, msg: bytes) -> None:
+        """The server's first words: 220 goes on, 4xx/5xx refuse the session (for now),
+        and anything else is not SMTP at all: stop rather than retry."""
+        if code == 220:
+            return
+        if 400 <= code < 600:
+            raise smtplib.SMTPConnectError(code, msg)
+        # smtplib keeps a reply line from its fifth character: the first four are gone
+        said = msg.decode("utf-8", "replace").splitlines()[0][:60] if msg else ""
+        raise SendError(
+            f"{self.where}: the server there does not speak SMTP (it said '…{said}'); check "
+            f"[smtp] host and port ({_PORTS})"
+        )
+
     def _secure(self, smtp: smtplib.SMTP) -> None:
         code, msg = smtp.ehlo()
         if not 200 <= code < 300:
@@ -166,8 +216,9 @@ class SmtpConnection:
         if not smtp.has_extn("starttls"):
             raise SendError(
                 f"{self.where}: server does not offer STARTTLS, and [smtp] security = "
-                '"starttls" never falls back to plain text; use security = "ssl" (port 465) '
-                "or fix the server"
+                '"starttls" never falls back to plain text; use security = "ssl" (port 465), '
+                'or security = "none" for a relay on this machine or your own network (mail '
+                "to it is then unencrypted), or turn on STARTTLS in the server"
             )
         code, msg = smtp.starttls(context=self.context)
         if code != 220:
@@ -405,8 +456,28 @@ class Replies:
                 return code, b"\n".join(lines)
 
 
-def probe(cfg: Config, password: str) -> None:
-    """Open and close one connection (for ``digest check --smtp``-style checks)."""
+def check_relay(cfg: Config, password: str) -> str:
+    """Connect to ``[smtp] host`` as a run would (EHLO, STARTTLS or TLS, AUTH), offer the
+    sender with MAIL FROM, then RSET and QUIT: nothing is sent. Returns what was found, in
+    one line; raises AuthError, SendError or TemporaryServerError as a run would."""
     conn = SmtpConnection(cfg, password)
     conn.open()
+    smtp = conn.smtp
+    assert smtp is not None
+    c = cfg.smtp
+    sock = smtp.sock
+    tls = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+    parts = [f"{c.security.upper()} ({tls})" if tls else 'no TLS (security = "none")']
+    parts.append(f"logged in as {c.user}" if c.user else "no login ([smtp] user is empty)")
+    try:
+        code, msg = smtp.mail(cfg.sender.address)
+        if 200 <= code < 300:
+            smtp.rset()
+    except (OSError, smtplib.SMTPException) as exc:
+        conn.close(quit=False)
+        raise TemporaryServerError(f"{conn.where}: connection lost ({exc})") from exc
     conn.close()
+    if not 200 <= code < 300:
+        conn._refused_for_all(code, msg)
+    parts.append(f"sender {cfg.sender.address} accepted")
+    return f"{conn.where}: OK: {', '.join(parts)}; nothing was sent"
