@@ -13,6 +13,12 @@ class ConfigError(DigestError):
     exit_code = 2
 
 
+class UsageError(DigestError):
+    """A command was given something it cannot use (an invalid address, a missing option)."""
+
+    exit_code = 2
+
+
 class ProfileError(DigestError):
     """A subscriber file is malformed or invalid."""
 
@@ -48,3 +54,8 @@ class SchemaError(DatabaseError):
     Nothing is fetched or sent."""
 
     exit_code = 2
+
+
+# ``extra=`` for a log record of a failure that a run's report (``digest run``, ``digest
+# fetch``) lists too: the command line then shows it once, in the report.
+IN_SUMMARY = {"in_summary": True}

@@ -36,13 +36,13 @@ from .delivery import (
     signed_url,
     unsubscribe_base,
 )
-from .errors import DigestError, LockedError, ProfileError
+from .errors import IN_SUMMARY, ConfigError, DigestError, LockedError, ProfileError
 from .models import Digest, Profile, Scored
 from .ranking import Picker, Ranker
 from .rendering import Renderer
 from .sources import FetchSummary, fetch_all
 from .store import Store
-from .subscribers import Roster, edition_for, iter_profiles, plan
+from .subscribers import Roster, edition_for, iter_profiles, plan, subscribers_missing
 from .tally import Tally
 from .timing import timed
 
@@ -81,6 +81,7 @@ class RunSummary:
     taken: int = 0  # subscribers of the roster ranked (and sent, or skipped) so far
     elsewhere: int = 0  # subscribers of the roster another run sharing the edition took
     skipped_by: dict[str, int] = field(default_factory=dict)  # why -> how many
+    waiting: Tally[tuple[str, str]] = field(default_factory=lambda: Tally(cap=20))  # when due
 
     @property
     def left(self) -> int:
@@ -97,12 +98,19 @@ class RunSummary:
         delivery_ok = self.delivery is None or self.delivery.ok
         return feeds_ok and delivery_ok and not self.profile_errors and not self.left
 
-    def skip(self, email: str, why: str) -> None:
+    def skip(self, email: str, why: str, when: Callable[[], str] | None = None) -> None:
+        """``email`` is not sent this run, for reason ``why``; ``when`` says when they are
+        due (asked only for the few subscribers the report lists)."""
         self.skipped.append((email, why))
         self.skipped_by[why] = self.skipped_by.get(why, 0) + 1
+        if when is not None:
+            if len(self.waiting) < self.waiting.cap:
+                self.waiting.append((email, when()))
+            else:
+                self.waiting.total += 1  # counted, not kept: no need to work out when
 
     def profile_error(self, error: ProfileError) -> None:
-        log.error("%s", error)
+        log.error("%s", error, extra=IN_SUMMARY)
         self.profile_errors.append(str(error))
 
     def skipped_counts(self) -> dict[str, int]:
@@ -175,6 +183,8 @@ def run(
     so memory does not grow with the subscriber list.
     """
     timing.reset()
+    if not cfg.subscribers_path.is_dir():  # bad config: exit 2, nothing fetched or sent
+        raise ConfigError(subscribers_missing(cfg))
     start = now()
     store = Store(cfg.database_url)
     try:
@@ -314,7 +324,7 @@ def _digests(
                                 Pick(profile.email, len(picks), picks[0].paper.title)
                             )
                 except DigestError as exc:
-                    log.error("%s: %s", profile.path or profile.email, exc)
+                    log.error("%s: %s", profile.path or profile.email, exc, extra=IN_SUMMARY)
                     summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
                     continue
                 yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
@@ -399,7 +409,7 @@ def _pick(picker: Picker, batch: list[Profile], summary: RunSummary) -> list[lis
             with timed("rank"):
                 out.append(picker.pick(profile))
         except DigestError as exc:
-            log.error("%s: %s", profile.path or profile.email, exc)
+            log.error("%s: %s", profile.path or profile.email, exc, extra=IN_SUMMARY)
             summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
             out.append(None)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,9 +18,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Base for file schemas: unknown keys are errors, values are not coerced loosely."""
+    """Base for file schemas: unknown keys are errors, and a value must be of its key's
+    type as TOML writes it (``port = "2526"`` is text, not a number: refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
 
 
 def read_toml(path: Path, error: type[DigestError]) -> dict[str, Any]:
@@ -138,6 +140,10 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
         return f"{key}: missing value; add it (see the annotated example config.toml)"
     msg = err["msg"].removeprefix("Value error, ")
     given = err.get("input")
+    if kind in _TYPES and not _may_be_secret(loc):
+        return f"{key}: must be {_TYPES[kind]} (got {given!r}){_type_fix(loc, kind, given)}"
+    if kind in _TYPES:
+        return f"{key}: must be {_TYPES[kind]}"
     shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
     if _may_be_secret(loc):
         shown = ""  # a secret pasted in the wrong place must not reach a log
@@ -152,6 +158,32 @@ def _may_be_secret(loc: tuple[int | str, ...]) -> bool:
     if loc == ("database",):
         return True
     return name.endswith("_env") or "password" in name or "secret" in name
+
+
+_TYPES = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text in double quotes",
+}
+
+
+def _type_fix(loc: tuple[int | str, ...], kind: str, given: object) -> str:
+    """How to write the value as its type: a number in quotes without them, and so on."""
+    name = next((str(x) for x in reversed(loc) if isinstance(x, str)), "key")
+    if isinstance(given, str) and kind != "string_type":
+        text = given.strip()
+        fits = {
+            "int_type": re.fullmatch(r"[+-]?\d[\d_]*", text),
+            "float_type": re.fullmatch(r"[+-]?\d[\d_]*(\.\d+)?([eE][+-]?\d+)?", text),
+            "bool_type": text in ("true", "false"),
+        }[kind]
+        if fits:
+            return f"; write it without quotes: {name} = {text}"
+    if kind == "string_type" and isinstance(given, int | float | bool):
+        shown = str(given).lower() if isinstance(given, bool) else str(given)
+        return f'; write it in quotes: {name} = "{shown}"'
+    return ""
 
 
 def load_model(path: Path, data: dict[str, Any], model: type[M], error: type[DigestError]) -> M:

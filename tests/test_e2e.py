@@ -87,8 +87,12 @@ def test_run_end_to_end(tmp_path: Path, site: HTTPServer) -> None:
         first = run_cli("run", "--config", str(cfg), cwd=tmp_path)
         # The broken feed is reported by name and makes the exit code 1; the rest went out.
         assert first.returncode == 1, first.stderr
-        assert "broken" in first.stdout and "500" in first.stdout
         assert "3 sent" in first.stdout
+        # ... once: the report's problem line on stderr, no log line repeating it, no INFO
+        said = [ln for ln in (first.stdout + first.stderr).splitlines() if "broken" in ln]
+        assert len(said) == 1 and "500" in said[0], said
+        assert said[0] in first.stderr.splitlines()
+        assert " INFO " not in first.stderr
 
         by_rcpt = {}
         for _sender, rcpts, raw in smtp.messages:

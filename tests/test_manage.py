@@ -152,9 +152,11 @@ def test_subscribe_refuses_a_duplicate_and_a_bad_address(project: Path) -> None:
     assert "Ben@Example.org is already subscribed" in dup.output
     assert "ben-vision-robotics.toml" in dup.output
     bad = cli("subscribe", "not-an-address", "--interests", "x", "--config", str(project))
-    assert bad.exit_code == 1 and "invalid email address" in bad.output
+    assert bad.exit_code == 2 and "invalid email address" in bad.output  # usage errors: 2
+    lab = cli("subscribe", "bob@lab", "--interests", "x", "--config", str(project))
+    assert lab.exit_code == 2 and "'bob@lab'" in lab.output
     empty = cli("subscribe", "new@example.org", "--config", str(project))
-    assert empty.exit_code == 1 and "needs --interests" in empty.output
+    assert empty.exit_code == 2 and "needs --interests" in empty.output
     badtz = cli(
         "subscribe",
         "tz@example.org",
@@ -165,7 +167,7 @@ def test_subscribe_refuses_a_duplicate_and_a_bad_address(project: Path) -> None:
         "--config",
         str(project),
     )
-    assert badtz.exit_code == 1 and "unknown timezone 'Mars/Base'" in badtz.output
+    assert badtz.exit_code == 2 and "unknown timezone 'Mars/Base'" in badtz.output
     assert "tz.toml" in badtz.output  # named by the file it would have been
     assert sorted(p.name for p in (project.parent / "subscribers").iterdir()) == before
 
@@ -183,8 +185,17 @@ def test_a_suppression_without_a_file_is_recorded_and_cleared_by_subscribing(
 ) -> None:
     cfg = load(project)
     store = store_of(project)
-    assert unsubscribe(cfg, store, "stranger@example.org", now=NOW, reason="complaint") is None
+    with pytest.raises(ProfileError, match=r"stranger@example\.org: unknown address"):
+        unsubscribe(cfg, store, "stranger@example.org", now=NOW, reason="complaint")
+    assert store.suppressions() == {}  # a typo records nothing
+    forced = unsubscribe(
+        cfg, store, "stranger@example.org", now=NOW, reason="complaint", unknown_ok=True
+    )
+    assert forced is None
     assert store.suppressions()["stranger@example.org"][1] == "complaint"
+    # an address the database knows (digests went to it) needs no --force once its file is gone
+    store.remember_subscriber_files([("gone@example.org", "gone.toml")])
+    assert unsubscribe(cfg, store, "gone@example.org", now=NOW) is None
     subscribe(cfg, store, "stranger@example.org", now=NOW, interests="databases")
     assert "stranger@example.org" not in store.suppressions()
     store.close()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import ProfileError
+from digest.errors import ProfileError, UsageError
 from digest.models import Keyword
 from digest.store import Store
 from digest.subscribers import _files as files
@@ -134,5 +134,15 @@ def test_find_profile_by_name_path_or_email(tmp_path: Path) -> None:
     assert find_profile(tmp_path, "zed").email == "z@example.org"
     assert find_profile(tmp_path, str(path)).email == "z@example.org"
     assert find_profile(tmp_path, "Z@example.org").slug == "zed"
-    with pytest.raises(ProfileError, match="no subscriber 'nobody'"):
+    with pytest.raises(UsageError, match="no subscriber 'nobody'"):
         find_profile(tmp_path, "nobody")
+    # when one subscriber fits: the address before the "@", the file's first word, the name
+    write_subscriber(tmp_path, "chloe-speech-audio", 'email = "chloe@example.org"\ninterests = "x"')
+    write_subscriber(tmp_path, "dr-who", 'email = "x9@example.org"\nname = "Zoë"\ninterests = "x"')
+    assert find_profile(tmp_path, "chloe").slug == "chloe-speech-audio"
+    assert find_profile(tmp_path, "Chloe-Speech-Audio.toml".lower()).slug == "chloe-speech-audio"
+    assert find_profile(tmp_path, "zoe").email == "x9@example.org"
+    assert find_profile(tmp_path, "x9").slug == "dr-who"
+    write_subscriber(tmp_path, "chloe-2", 'email = "chloe@example.net"\ninterests = "x"')
+    with pytest.raises(UsageError, match="'chloe' fits 2 subscribers"):
+        find_profile(tmp_path, "chloe")

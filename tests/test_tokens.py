@@ -177,7 +177,8 @@ def test_digest_check_refuses_a_weak_secret_and_says_how_to_make_one(tmp_path: P
     assert "secrets.token_urlsafe(32)" in weak.stderr
     assert "a" * 2 not in weak.stderr.split("secret")[-1][:3]
     strong = _check(config, secrets.token_urlsafe(32))
-    assert strong.returncode == 0, strong.stderr
+    assert strong.returncode == 1, strong.stderr  # the secret is fine: nobody to send to
+    assert "no subscriber in" in strong.stderr and "DIGEST_UNSUBSCRIBE_SECRET: set" in strong.stdout
 
 
 def test_unsubscribe_url_defaults_to_the_web_app(

@@ -7,19 +7,24 @@ failed, 2 bad config or usage)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .. import __version__
 from . import _admin, _commands, _db
-from ._common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from ._common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, global_options
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
-def main() -> None:
-    """Personalized daily digests of trending research papers, by email."""
+@global_options
+def main(config_path: Path | None, verbose: int, quiet: bool) -> None:
+    """Personalized daily digests of trending research papers, by email.
+
+    --config, -v and -q go before or after the command's name."""
 
 
 for _command in (

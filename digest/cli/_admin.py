@@ -12,8 +12,9 @@ import click
 
 from ..clock import utcnow
 from ..config import Config
+from ..delivery import config_notes
 from ..store import Store
-from ._common import EXIT_OK, EXIT_PARTIAL, common
+from ._common import EXIT_OK, EXIT_PARTIAL, common, log
 
 
 def _fmt(when: datetime | None) -> str:
@@ -21,7 +22,7 @@ def _fmt(when: datetime | None) -> str:
 
 
 @click.command()
-@common
+@common(chatty=True)
 @click.option("--run-now", is_flag=True, help="Also run once right away, then on schedule.")
 @click.option("--cron-seconds", hidden=True, help="Testing: a cron field for seconds instead.")
 def schedule(cfg: Config, run_now: bool, cron_seconds: str | None) -> None:
@@ -33,6 +34,8 @@ def schedule(cfg: Config, run_now: bool, cron_seconds: str | None) -> None:
     from ..schedule import cron_trigger, serve, stop_on_signals
 
     trigger = cron_trigger(cfg.schedule, seconds=cron_seconds, where=cfg.path)  # bad: exit 2
+    for note in config_notes(cfg):  # once, when the service starts
+        log.warning("%s", note)
     stop = threading.Event()
     stop_on_signals(stop)
     serve(cfg, stop, trigger=trigger if cron_seconds else None, run_now=run_now)
@@ -93,13 +96,16 @@ def subscribe(
 @common
 @click.argument("email")
 @click.option("--reason", default="", help="Recorded with the suppression.")
-def unsubscribe(cfg: Config, email: str, reason: str) -> None:
+@click.option(
+    "--force", is_flag=True, help="Suppress an address no file has and no digest went to."
+)
+def unsubscribe(cfg: Config, email: str, reason: str, force: bool) -> None:
     """Stop sending to EMAIL: active = false in their file and a suppression in the database."""
     from ..subscribers import unsubscribe as remove
 
     store = Store(cfg.database_url)
     try:
-        path = remove(cfg, store, email, now=utcnow(), reason=reason)
+        path = remove(cfg, store, email, now=utcnow(), reason=reason, unknown_ok=force)
     finally:
         store.close()
     if path is None:
@@ -194,13 +200,14 @@ def _status(cfg: Config, store: Store, now: datetime) -> int:
         else:
             took = (finished - started).total_seconds()
             ok = d.get("ok", True)
-            problems += not ok
             echo(f"last run: {_fmt(started)} ({took:.1f} s), {'ok' if ok else 'WITH PROBLEMS'}")
             echo(f"  {_run_line(d)}")
             for name, reason in d.get("feed_errors", []):
-                echo(f"  feed failed: {name}: {reason}")
+                echo(f"  feed failed: {name}: {reason}")  # the feeds' state now: below
             for err in d.get("profile_errors", []):
-                echo(f"  subscriber failed: {err}")
+                now_ = _profile_error_now(err)
+                problems += now_ == ""
+                echo(f"  subscriber failed: {err}{now_}")
     from ..schedule import next_run
 
     nxt = next_run(cfg, now)
@@ -238,6 +245,28 @@ def _status(cfg: Config, store: Store, now: datetime) -> int:
             problems += 1
             echo(f"  {dlv.status}: {dlv.email}: {dlv.reply or '(no reply)'}")
     return problems
+
+
+def _profile_error_now(error: str) -> str:
+    """What became of a subscriber file a run reported: "" while it is still broken, else
+    a note (removed, or reads fine now)."""
+    from pathlib import Path
+
+    from ..errors import ProfileError
+    from ..subscribers import load_profile
+
+    path = Path(error.split(": ", 1)[0])
+    if path.suffix != ".toml":
+        return ""
+    if not path.exists():
+        return " (file removed since)"
+    if "is already used by" in error:
+        return ""  # reads fine alone: only the next run can tell
+    try:
+        load_profile(path)
+    except ProfileError:
+        return ""
+    return " (reads fine now)"
 
 
 def _run_line(d: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ feeds`` start without loading the ranking model's libraries.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
 import webbrowser
@@ -18,10 +17,18 @@ from typing import Any
 import click
 
 from ..config import Config
-from ..delivery import check_config
-from ..errors import DigestError
+from ..delivery import check_config, config_notes
+from ..errors import ConfigError, DigestError
 from ..models import Digest, Profile
-from ._common import EXIT_OK, EXIT_PARTIAL, common, parse_edition
+from ._common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Output,
+    common,
+    log,
+    parse_edition,
+    reported_failures,
+)
 
 
 @click.command()
@@ -39,7 +46,13 @@ from ._common import EXIT_OK, EXIT_PARTIAL, common, parse_edition
 )
 @click.option("--worker", type=int, default=0, hidden=True, help="Internal: one of N workers.")
 def run(
-    cfg: Config, edition: date | None, no_fetch: bool, wait: float, workers: int, worker: int
+    cfg: Config,
+    edition: date | None,
+    no_fetch: bool,
+    wait: float,
+    workers: int,
+    worker: int,
+    out: Output,
 ) -> None:
     """Fetch, rank, render and send one edition."""
     from ..pipeline import run as run_edition
@@ -47,6 +60,9 @@ def run(
     from ..schedule import stop_on_signals
 
     check_config(cfg)
+    for note in config_notes(cfg):  # `digest check` lists them; every run would be noise
+        log.info("note: %s", note)
+    reported_failures()
     stop = threading.Event()
     stop_on_signals(stop)  # Ctrl-C / SIGTERM: finish the message in flight, keep the rest
     if worker:  # started by --workers: the parent holds the lock and fetched the feeds
@@ -58,18 +74,17 @@ def run(
 
         with run_lock(cfg, wait=wait):
             if not no_fetch:
-                _fetch_before_workers(cfg)
-            level = logging.getLogger("digest").getEffectiveLevel()
-            flags = ["-q"] if level > logging.INFO else ["-v"] if level < logging.INFO else []
+                _fetch_before_workers(cfg, out)
+            flags = ["-q"] if out.quiet else ["-v"] * min(out.verbose, 2)
             sys.exit(run_workers(cfg, workers, edition, stop, flags))
     else:
         with run_lock(cfg, wait=wait):
             summary = run_edition(cfg, edition=edition, fetch=not no_fetch, stop=stop)
-    print_run_summary(cfg, summary)
+    print_run_summary(cfg, summary, out)
     sys.exit(EXIT_OK if summary.ok else EXIT_PARTIAL)
 
 
-def _fetch_before_workers(cfg: Config) -> None:
+def _fetch_before_workers(cfg: Config, out: Output) -> None:
     from ..clock import utcnow
     from ..sources import fetch_all
     from ..store import Store
@@ -79,69 +94,82 @@ def _fetch_before_workers(cfg: Config) -> None:
         f = fetch_all(cfg, store, utcnow)
     finally:
         store.close()
-    click.echo(
+    say = out.say if not f.errors else click.echo
+    say(
         f"feeds: {len(f.ok)} fetched, {len(f.not_modified)} unchanged, {len(f.errors)} failed; "
         f"{f.new} new papers"
     )
     for name, reason in f.errors:
-        click.echo(f"  feed failed: {name}: {reason}")
+        out.problem(f"  feed failed: {name}: {reason}")
 
 
-def print_run_summary(cfg: Config, summary: Any) -> None:
-    echo = click.echo
+def print_run_summary(cfg: Config, summary: Any, out: Output | None = None) -> None:
+    """The run's report: what went out, who was skipped and why, and every failure (on
+    stderr). With -q, nothing when all went well, and all of it when anything did not."""
+    from ..subscribers import NOT_DUE, NOT_THEIR_DAY
+
+    out = out if out is not None and summary.ok else Output()
+    say, problem = out.say, out.problem
     f = summary.fetch
     if f is not None:
-        echo(
+        say(
             f"feeds: {len(f.ok)} fetched, {len(f.not_modified)} unchanged, {len(f.errors)} failed; "
             f"{f.new} new papers"
         )
         for name, reason in f.errors:
-            echo(f"  feed failed: {name}: {reason}")
-    echo(f"edition {summary.edition}: {summary.candidates} candidate papers")
+            problem(f"  feed failed: {name}: {reason}")
+    say(f"edition {summary.edition}: {summary.candidates} candidate papers")
     for edition, n in sorted(summary.no_papers.items()):
-        echo(
+        say(
             f"  {n} subscriber(s) not sent edition {edition}: no candidate papers yet; "
             "the first run that has some sends it"
         )
     for p in summary.picks[:50]:
-        echo(f"  {p.email}: {p.count} papers, top: {p.top[:70]}")
+        say(f"  {p.email}: {p.count} papers, top: {p.top[:70]}")
     if summary.picks.total > 50:  # the summary's lists keep a sample; .total counts all
-        echo(f"  ... and {summary.picks.total - 50} more subscribers")
+        say(f"  ... and {summary.picks.total - 50} more subscribers")
     for email in summary.nothing[:20]:
-        echo(f"  {email}: nothing above their threshold today")
+        say(f"  {email}: nothing above their threshold today")
     skipped: dict[str, int] = summary.skipped_counts()
+    when = dict(summary.waiting)
     for why, n in sorted(skipped.items()):
-        echo(f"  {n} subscriber(s) skipped: {why}")
+        say(f"  {n} subscriber(s) skipped: {why}")
+        if why in (NOT_DUE, NOT_THEIR_DAY):  # who, and when they get theirs
+            shown = [e for e, w in summary.skipped if w == why and e in when][:5]
+            for email in shown:
+                say(f"    {email}: {when[email]}")
+            if n > len(shown):
+                say(f"    ... and {n - len(shown)} more (digest subscribers: when each gets it)")
     for err in summary.profile_errors:
-        echo(f"  subscriber failed: {err}")
+        problem(f"  subscriber failed: {err}")
     if summary.profile_errors.more:
-        echo(f"  ... and {summary.profile_errors.more} more subscriber files failed")
+        problem(f"  ... and {summary.profile_errors.more} more subscriber files failed")
     d = summary.delivery
     if d is not None:
         where = cfg.outbox_path if not cfg.smtp.host else f"{cfg.smtp.host}:{cfg.smtp.port}"
-        echo(
+        say(
             f"delivery via {where}: {d.sent.total} sent, {d.deferred.total} deferred, "
             f"{d.failed.total} failed"
         )
         if d.elsewhere:
-            echo(f"  {d.elsewhere.total} being sent by another run at the same time")
+            say(f"  {d.elsewhere.total} being sent by another run at the same time")
         if d.given_up:
-            echo(
+            problem(
                 f"  {d.given_up.total} not sent again: an earlier run gave up on them "
                 "(outcome unknown; digest status lists them)"
             )
         for email, reason in d.deferred:
-            echo(f"  deferred: {email}: {reason}")
+            problem(f"  deferred: {email}: {reason}")
         for email, reason in d.failed:
-            echo(f"  failed: {email}: {reason}")
+            problem(f"  failed: {email}: {reason}")
         if d.deferred.more or d.failed.more:
-            echo(f"  ... and {d.deferred.more + d.failed.more} more (digest status lists them)")
+            problem(f"  ... and {d.deferred.more + d.failed.more} more (digest status lists them)")
     if summary.left:
-        echo(f"stopped before the end: {summary.left} subscriber(s) left for the next run")
+        problem(f"stopped before the end: {summary.left} subscriber(s) left for the next run")
     went_out = d is not None and (d.sent or d.deferred or d.failed)
     already = skipped.get("already sent this edition", 0)
     if already and not went_out and not summary.picks:
-        echo(
+        say(
             f"nothing new to send: edition {summary.edition} already went to {already} "
             "subscriber(s)"
         )
@@ -151,7 +179,7 @@ def print_run_summary(cfg: Config, summary: Any) -> None:
 @common
 @click.option("--feed", "feed_url", help="Parse one feed (path or URL) without storing it.")
 @click.option("--json", "as_json", is_flag=True, help="With --feed: print the papers as JSON.")
-def fetch(cfg: Config, feed_url: str | None, as_json: bool) -> None:
+def fetch(cfg: Config, feed_url: str | None, as_json: bool, out: Output) -> None:
     """Fetch every configured feed into the database (or inspect one feed)."""
     from ..clock import utcnow
     from ..sources import fetch_all
@@ -169,18 +197,19 @@ def fetch(cfg: Config, feed_url: str | None, as_json: bool) -> None:
                 click.echo(f"{p.id}  {p.title}{up}")
             click.echo(f"{len(papers)} papers", err=True)
         return
+    reported_failures()
     store = Store(cfg.database_url)
     try:
         summary = fetch_all(cfg, store, utcnow)
     finally:
         store.close()
     for name, n in summary.ok:
-        click.echo(f"{name}: {n} papers")
+        out.say(f"{name}: {n} papers")
     for name in summary.not_modified:
-        click.echo(f"{name}: unchanged since last fetch")
+        out.say(f"{name}: unchanged since last fetch")
     for name, reason in summary.errors:
-        click.echo(f"{name}: FAILED: {reason}")
-    click.echo(f"{summary.new} new papers, {summary.updated} updated")
+        out.problem(f"{name}: FAILED: {reason}")
+    out.say(f"{summary.new} new papers, {summary.updated} updated")
     sys.exit(EXIT_PARTIAL if summary.errors else EXIT_OK)
 
 
@@ -204,20 +233,88 @@ def _fetch_one(cfg: Config, url: str) -> list[Any]:
 
 @click.command()
 @common
-def check(cfg: Config) -> None:
-    """Validate config.toml and every subscriber file."""
-    from ..subscribers import load_profiles
+@click.option(
+    "--smtp",
+    "relay",
+    is_flag=True,
+    help="Also connect to [smtp] host: TLS, login and the sender, then quit (nothing is sent).",
+)
+def check(cfg: Config, relay: bool, out: Output) -> None:
+    """Validate config.toml, the secrets it names and every subscriber file; say what was
+    checked and what was not. Exit 2 for a config problem, 1 for anything else wrong."""
+    from ..delivery import check_relay, unsubscribe_base
+    from ..subscribers import load_profiles, subscribers_missing
 
-    click.echo(
-        f"{cfg.path}: OK ({len(cfg.feeds)} feeds, "
-        f"{'SMTP ' + cfg.smtp.host if cfg.smtp.host else 'outbox ' + str(cfg.outbox_path)})"
+    check_config(cfg, strict=True)  # a config problem: exit 2, before any "OK"
+    say, problem = out.say, out.problem
+    off = sum(not f.enabled for f in cfg.feeds)
+    say(
+        f"{cfg.path}: valid; {len(cfg.feeds)} feeds"
+        + (f" ({off} disabled)" if off else "")
+        + f", database {cfg.database_url}"
     )
-    check_config(cfg, strict=True)
-    profiles, errors = load_profiles(cfg.subscribers_path)
-    click.echo(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
+    c = cfg.smtp
+    if c.host:
+        login = f"login {c.user}, password in {c.password_env}: set" if c.user else "no login"
+        say(f"sending: SMTP {c.host}:{c.port}, security {c.security}, {login}")
+    else:
+        say(f"sending: none; messages are written to {cfg.outbox_path} ([smtp] host is empty)")
+    base = unsubscribe_base(cfg)
+    say(
+        f"unsubscribe: one-click {base}, links signed with {cfg.link_secret_env}: set"
+        if base
+        else "unsubscribe: mailto only ([unsubscribe] url is empty)"
+    )
+    if cfg.dkim.selector or cfg.dkim.domain or cfg.dkim.private_key_file:
+        say(f"dkim: {cfg.dkim.selector}._domainkey.{cfg.dkim.domain}, key read and tried")
+    ok = True
+    if not cfg.subscribers_path.is_dir():
+        raise ConfigError(subscribers_missing(cfg))
+    ledger = _ledger(cfg)
+    try:
+        profiles, errors = load_profiles(cfg.subscribers_path, ledger)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    say(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
     for err in errors:
-        click.echo(f"  {err}", err=True)
-    sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+        ok = False
+        problem(f"  broken: {err}")
+    if not profiles:
+        ok = False
+        problem(
+            f"  no subscriber in {cfg.subscribers_path}: nobody gets a digest; add one with "
+            "digest subscribe EMAIL --interests TEXT"
+        )
+    for note in config_notes(cfg):
+        say(f"note: {note}")
+    unchecked = ["the feeds (digest fetch tries each)"]
+    if relay and not c.host:
+        say("smtp: nothing to connect to: [smtp] host is empty (messages go to the outbox)")
+    elif relay:
+        try:
+            say(f"smtp: {check_relay(cfg, cfg.smtp_password())}")
+        except DigestError as exc:
+            ok = False
+            problem(f"smtp: FAILED: {exc}")
+    elif c.host:
+        unchecked.insert(0, "the SMTP relay (digest check --smtp connects and logs in)")
+    say(f"not checked: {'; '.join(unchecked)}")
+    sys.exit(EXIT_OK if ok else EXIT_PARTIAL)
+
+
+def _ledger(cfg: Config) -> Any:
+    """The database, when it already exists (which file keeps an address that two files
+    give); None otherwise: ``digest check`` creates nothing."""
+    from ..store import Store
+
+    prefix = "sqlite:///"
+    url = cfg.database_url
+    if url.startswith(prefix) and not Path(url[len(prefix) :]).is_file():
+        return None
+    if not url.startswith("sqlite"):
+        return None  # checking a server database's connection is not this command's job
+    return Store(url)
 
 
 def _edition_picker(cfg: Config, feeds: tuple[str, ...], edition: date | None) -> Any:
@@ -363,9 +460,22 @@ def preview(
     if all_:
         target = _write_index(out_dir, picker.edition, written)
         click.echo(str(target))
-    if open_ and target is not None:
-        webbrowser.open(target.resolve().as_uri())
+    if open_ and target is not None and not _open_in_browser(target):
+        click.echo(
+            f"digest: --open: no web browser found here; open {target.resolve().as_uri()} "
+            "yourself (or copy the folder to a machine with one)",
+            err=True,
+        )
+        sys.exit(EXIT_PARTIAL)
     sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+def _open_in_browser(path: Path) -> bool:
+    """Whether a browser was started on ``path`` (without one, say so: not a silent no-op)."""
+    try:
+        return webbrowser.open(path.resolve().as_uri())
+    except webbrowser.Error:
+        return False
 
 
 def _write_index(out_dir: Path, edition: date, written: list[tuple[Profile, Path, int]]) -> Path:

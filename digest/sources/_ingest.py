@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..clock import Clock
 from ..config import Config, Feed
-from ..errors import DigestError
+from ..errors import IN_SUMMARY, DigestError
 from ..store import Store
 from ._common import one_line
 from ._http import Fetcher
@@ -93,6 +93,6 @@ def _failed(
     name: str, url: str, reason: str, store: Store, now: Clock, summary: FetchSummary
 ) -> None:
     """Record one feed's failure in its health record and the summary: one line."""
-    log.warning("feed %s failed: %s", name, reason)
+    log.warning("feed %s failed: %s", name, reason, extra=IN_SUMMARY)
     summary.errors.append((name, reason))
     store.record_feed(name, url, now(), error=reason)

@@ -18,6 +18,7 @@ from ._due import (
     edition_for,
     never_due,
     subscriber_edition,
+    when_due,
     why_not_due,
 )
 from ._files import (
@@ -28,6 +29,7 @@ from ._files import (
     load_profile,
     load_profiles,
     profile_files,
+    subscribers_missing,
 )
 from ._manage import Subscribed, SubscriberRow, subscribe, subscriber_rows, unsubscribe
 from ._roster import ALREADY_SENT, BATCH, UNSUBSCRIBED, Roster, plan
@@ -56,6 +58,8 @@ __all__ = [
     "subscribe",
     "subscriber_edition",
     "subscriber_rows",
+    "subscribers_missing",
     "unsubscribe",
+    "when_due",
     "why_not_due",
 ]

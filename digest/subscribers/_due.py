@@ -12,7 +12,7 @@ config's ``timezone``) and is due at every run: the schedule decides when.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..config import Config
@@ -49,6 +49,33 @@ def why_not_due(profile: Profile, now: datetime, edition: date) -> str | None:
     if local.date() < edition or local.hour < profile.send_hour:
         return NOT_DUE
     return None
+
+
+def when_due(profile: Profile, now: datetime) -> str:
+    """When a subscriber who is not due at ``now`` is due next, for people: 'at 07:00
+    Europe/Paris, in 2 h 5 min' or 'weekly on monday: at the first run on Mon 14 Dec'."""
+    zone = ZoneInfo(profile.timezone)
+    local = now.astimezone(zone)
+    for ahead in range(8):
+        day = local.date() + timedelta(days=ahead)
+        if profile.frequency == "weekly" and day.weekday() != WEEKDAYS.index(profile.weekday):
+            continue
+        if profile.send_hour is None:
+            if ahead == 0:
+                continue  # due at every run today: only a later day can be meant
+            return f"{_weekly(profile)}at the first run on {day:%a %d %b}"
+        at = datetime.combine(day, time(profile.send_hour), zone)
+        if at > local:
+            wait = int((at - local).total_seconds() // 60)
+            hours = f"{wait // 60} h {wait % 60} min" if wait >= 60 else f"{wait} min"
+            return (
+                f"{_weekly(profile)}at {at:%H:%M} {profile.timezone} on {at:%a %d %b}, in {hours}"
+            )
+    return describe_timing(profile)
+
+
+def _weekly(profile: Profile) -> str:
+    return f"weekly on {profile.weekday}: " if profile.frequency == "weekly" else ""
 
 
 def due(profile: Profile, now: datetime, edition: date) -> bool:

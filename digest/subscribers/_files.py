@@ -14,8 +14,8 @@ from typing import Any, Literal, Protocol
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator, model_validator
 
-from ..config import check_timezone
-from ..errors import ProfileError
+from ..config import Config, check_timezone
+from ..errors import ConfigError, ProfileError, UsageError
 from ..models import Keyword, Profile
 from ..validation import Strict, load_model, read_toml_fast
 
@@ -122,6 +122,15 @@ def _domain(domain: str) -> str:
         return validate_email(f"x@{domain}", check_deliverability=False).domain
     except EmailNotValidError:
         return ""
+
+
+def subscribers_missing(cfg: Config) -> str:
+    """The error for a config whose subscribers folder does not exist."""
+    folder = cfg.subscribers_path
+    return (
+        f"{cfg.path}: subscribers_dir: {folder} is not a folder; create it "
+        f"(mkdir -p {folder}) or fix subscribers_dir"
+    )
 
 
 def load_profile(path: Path) -> Profile:
@@ -354,7 +363,10 @@ def iter_profiles(
     address keeps it and the other is reported, whatever their names; otherwise the first
     by name keeps it. With ``remember``, the ledger learns each address's file."""
     if not directory.is_dir():
-        raise ProfileError(f"{directory}: subscribers folder not found; set subscribers_dir")
+        raise ConfigError(
+            f"{directory}: subscribers folder not found; create it (mkdir -p {directory}) or "
+            "fix subscribers_dir in the config"
+        )
     return _iter_profiles(directory, profile_names(directory), on_error, ledger, remember)
 
 
@@ -449,15 +461,57 @@ def load_profiles(
 
 
 def find_profile(directory: Path, name: str) -> Profile:
-    """A profile by file path, file stem or email."""
+    """A profile by file path, file name (with or without ``.toml``), email, or, when only
+    one subscriber fits: the part of the address before the "@", the first word of the
+    file name, or their name ('chloe' finds chloe-speech-audio.toml, chloe@example.org,
+    name = "Chloé")."""
     candidate = Path(name)
     if candidate.suffix == ".toml" and candidate.exists():
         return load_profile(candidate)
+    if candidate.suffix == ".toml" and (directory / candidate.name).exists():
+        return load_profile(directory / candidate.name)
     stem = directory / f"{name}.toml"
     if stem.exists():
         return load_profile(stem)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{directory}: subscribers folder not found; create it or fix subscribers_dir"
+        )
     profiles, _ = load_profiles(directory)
+    want = name.strip().lower()
     for p in profiles:
-        if p.email.lower() == name.lower():
+        if p.email.lower() == want:
             return p
-    raise ProfileError(f"no subscriber {name!r} in {directory}; give a file, its name or an email")
+    folded = _fold(want)
+    fits = [
+        p
+        for p in profiles
+        if folded
+        and folded
+        in (
+            _fold(p.email.rpartition("@")[0].lower()),
+            _fold(p.slug.split("-")[0]),
+            _fold(p.name.lower()),
+            _fold(p.name.lower().split(" ")[0]) if p.name else "",
+        )
+    ]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        raise UsageError(
+            f"{name!r} fits {len(fits)} subscribers ("
+            + ", ".join(f"{p.email} in {p.path.name if p.path else '?'}" for p in fits[:5])
+            + "); give the file name or the email"
+        )
+    raise UsageError(
+        f"no subscriber {name!r} in {directory}; give a file, its name or an email "
+        "(digest subscribers lists them)"
+    )
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents: 'Chloé' -> 'chloe'."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()

@@ -23,11 +23,11 @@ from tomlkit.items import Item
 from tomlkit.toml_document import TOMLDocument
 
 from ..config import Config
-from ..errors import ProfileError
+from ..errors import ConfigError, ProfileError, UsageError
 from ..models import Profile
 from ..store import Store
 from ._due import describe_timing
-from ._files import check_email, load_profile, load_profiles, profile_files
+from ._files import check_email, load_profile, load_profiles, profile_files, subscribers_missing
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,11 @@ def slugify(text: str) -> str:
 
 
 def normalize_email(email: str) -> str:
-    """The address as compared everywhere (lower-cased, normalized); ProfileError if invalid."""
+    """The address as compared everywhere (lower-cased, normalized); UsageError if invalid."""
     try:
         return check_email(email.strip()).lower()
     except ValueError as exc:
-        raise ProfileError(f"{email!r}: {exc}; give one address like ada@example.org") from exc
+        raise UsageError(f"{email!r}: {exc}; give one address like ada@example.org") from exc
 
 
 def find_subscriber_file(directory: Path, email: str) -> tuple[Path, TOMLDocument] | None:
@@ -107,10 +107,7 @@ def subscribe(
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     directory = cfg.subscribers_path
     if not directory.is_dir():
-        raise ProfileError(
-            f"{directory}: subscribers folder not found; create it or fix "
-            "subscribers_dir in the config"
-        )
+        raise ConfigError(subscribers_missing(cfg))
     found = find_subscriber_file(directory, key)
     if found is not None:
         path, doc = found
@@ -122,11 +119,11 @@ def subscribe(
             )
         doc["active"] = True
         _update(doc, name=name, interests=interests, keywords=keywords, settings=settings)
-        write_validated(path, tomlkit.dumps(doc))
+        _write_given(path, tomlkit.dumps(doc))
         store.unsuppress(key)
         return Subscribed(path, "resubscribed")
     if not (interests.strip() or keywords):
-        raise ProfileError(
+        raise UsageError(
             f"{email}: a new subscriber needs --interests TEXT (what they want to read about) "
             "or at least one --keyword"
         )
@@ -134,22 +131,47 @@ def subscribe(
     text = new_subscriber_text(
         check_email(email.strip()), name, interests, keywords, settings, today=now.date()
     )
-    write_validated(path, text)
+    _write_given(path, text)
     store.unsuppress(key)
     return Subscribed(path, "created")
 
 
+def _write_given(path: Path, text: str) -> None:
+    """``write_validated`` for a file made of what a command was given: a value it refuses
+    (a timezone that does not exist, say) is a usage error."""
+    try:
+        write_validated(path, text)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def unsubscribe(
-    cfg: Config, store: Store, email: str, *, now: datetime, reason: str = ""
+    cfg: Config,
+    store: Store,
+    email: str,
+    *,
+    now: datetime,
+    reason: str = "",
+    unknown_ok: bool = False,
 ) -> Path | None:
     """Suppress ``email`` in the database and set ``active = false`` in their file.
 
-    Returns the file changed, or None when no file holds the address (the suppression is
-    recorded anyway, so a file added later does not mail them either).
+    Returns the file changed, or None when no file holds the address but the database
+    knows it (it was sent digests, or suppressed before): the suppression is recorded, so
+    a file added later does not mail them either. An address neither knows is most likely
+    mistyped: ProfileError, nothing recorded, unless ``unknown_ok``.
     """
     key = normalize_email(email)
-    store.suppress(key, now, reason or "unsubscribed with digest unsubscribe")
+    if not cfg.subscribers_path.is_dir():
+        raise ConfigError(subscribers_missing(cfg))
     found = find_subscriber_file(cfg.subscribers_path, key)
+    if found is None and not unknown_ok and not _known(store, key):
+        raise ProfileError(
+            f"{email}: unknown address: no subscriber file has it and it was never sent a "
+            "digest; check the spelling (digest subscribers lists everyone), or pass --force "
+            "to suppress it anyway"
+        )
+    store.suppress(key, now, reason or "unsubscribed with digest unsubscribe")
     if found is None:
         return None
     path, doc = found
@@ -157,6 +179,13 @@ def unsubscribe(
         doc["active"] = False
         write_validated(path, tomlkit.dumps(doc))
     return path
+
+
+def _known(store: Store, key: str) -> bool:
+    """Whether the database has seen ``key``: read from a file, sent to, or suppressed."""
+    if store.subscriber_files([key]) or key in store.suppressed():
+        return True
+    return key in store.subscriber_stats()
 
 
 def subscriber_rows(cfg: Config, store: Store) -> tuple[list[SubscriberRow], list[ProfileError]]:

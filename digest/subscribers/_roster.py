@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from datetime import date, datetime
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -18,7 +19,7 @@ from ..config import Config
 from ..models import Keyword, Profile
 from ..store import Store
 from ..timing import timed
-from ._due import subscriber_edition, why_not_due
+from ._due import subscriber_edition, when_due, why_not_due
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +127,13 @@ def plan(
     profiles: Iterable[Profile],
     now: datetime,
     edition: date | None,
-    skip: Callable[[str, str], None],
+    skip: Callable[..., None],
     roster: Roster,
 ) -> Roster:
     """Who gets which edition now: active, not suppressed, due, and not yet sent it.
     ``profiles`` is consumed in batches; the subscribers due go to ``roster``, and each of
-    the others to ``skip(email, why)``."""
+    the others to ``skip(email, why)`` (and, for those not due yet, a function that says
+    when they are: ``skip(email, why, when)``)."""
     suppressed = store.suppressed()
     for batch in _batches(profiles, BATCH):
         with timed("plan", len(batch)):
@@ -144,7 +146,7 @@ def plan(
                 why = why_not_due(profile, now, ed)
                 if why is not None:
                     log.debug("%s: %s for edition %s", profile.email, why, ed)
-                    skip(profile.email, why)
+                    skip(profile.email, why, partial(when_due, profile, now))
                     continue
                 groups.setdefault((ed, profile.frequency), []).append(profile)
             for key in sorted(groups):

@@ -1,0 +1,262 @@
+"""The command line as people meet it: options before or after the command, exit codes that
+tell config and usage errors (2) from failures (1), `digest check` saying what it checked,
+-q, each failure said once, and the messages that name who and when."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from digest.cli import main
+from digest.cli._commands import print_run_summary
+from digest.config import load
+from digest.pipeline import run, run_lock
+
+from .conftest import FEEDS, write_config, write_subscriber
+from .smtpserver import SmtpServer
+
+SECRET = "cli-test-Tq8vN3xKp0LzR7mWc2YbH5sJd9Fg"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False, env=env)
+
+
+def digest(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The installed command in a process of its own (its own logging set-up)."""
+    full = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": SECRET, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    config = write_config(
+        tmp_path,
+        'database = "sqlite:///digest.db"\n',
+        feeds=[("hf", str(FEEDS / "hf-daily-papers-2026-06-12.json"))],
+    )
+    write_subscriber(
+        tmp_path / "subscribers", "ada", 'email = "ada@example.org"\ninterests = "LLMs"'
+    )
+    return config
+
+
+# ---------------------------------------------------------------- options and exit codes
+
+
+def test_config_verbose_and_quiet_go_before_or_after_the_command(project: Path) -> None:
+    for args in (
+        ("--config", str(project), "status"),
+        ("status", "--config", str(project)),
+        ("-q", "--config", str(project), "status", "-v"),
+    ):
+        out = cli(*args)
+        assert out.exit_code == 0, (args, out.output)
+        assert "last run: never" in out.output
+    missing = cli("--config", str(project.parent / "nope.toml"), "status")
+    assert missing.exit_code == 2 and "nope.toml: file not found" in missing.output
+
+
+def test_config_and_usage_errors_exit_2(project: Path) -> None:
+    text = project.read_text()
+    project.write_text(text.replace("[sender]", '[smtp]\nport = "2526"\n[sender]'))
+    port = cli("check", "--config", str(project))
+    assert port.exit_code == 2
+    assert (
+        "smtp.port: must be a whole number (got '2526'); write it without quotes: port = 2526"
+        in (port.output)
+    )
+    project.write_text('subscribers_dir = "people"\n' + text)
+    for command in ("run", "check", "subscribers", "preview --all"):
+        out = cli(*command.split(), "--config", str(project))
+        assert out.exit_code == 2, (command, out.output)
+        assert "subscribers_dir:" in out.output or "subscribers folder not found" in out.output
+        assert "mkdir -p" in out.output
+    project.write_text(text)
+    assert cli("subscribe", "bob@lab", "-k", "x", "--config", str(project)).exit_code == 2
+    assert cli("rank", "--subscriber", "nobody", "--config", str(project)).exit_code == 2
+
+
+def test_unsubscribing_an_unknown_address_says_so(project: Path) -> None:
+    typo = cli("unsubscribe", "ada@exmaple.org", "--config", str(project))
+    assert typo.exit_code == 1
+    assert "ada@exmaple.org: unknown address" in typo.output
+    assert "suppression recorded" not in typo.output
+    forced = cli("unsubscribe", "ada@exmaple.org", "--force", "--config", str(project))
+    assert forced.exit_code == 0 and "suppression recorded" in forced.output
+    known = cli("unsubscribe", "ADA@example.org", "--config", str(project))
+    assert known.exit_code == 0 and "active = false" in known.output
+
+
+# ---------------------------------------------------------------- digest check
+
+
+def test_check_says_what_it_checked_and_what_not(project: Path) -> None:
+    out = cli("check", "--config", str(project))
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith(f"{project}: valid; 1 feeds, database sqlite:///")
+    assert any(ln.startswith("sending: none; messages are written to") for ln in lines)
+    assert any(ln.endswith("subscribers: 1 subscribers OK, 0 broken") for ln in lines)
+    assert lines[-1] == "not checked: the feeds (digest fetch tries each)"
+    (project.parent / "subscribers" / "ada.toml").unlink()
+    empty = cli("check", "--config", str(project))
+    assert empty.exit_code == 1  # nobody to send to is not "all good"
+    assert "no subscriber in" in empty.output and "digest subscribe EMAIL" in empty.output
+
+
+def test_check_with_a_login_but_no_password_never_says_ok(project: Path) -> None:
+    text = project.read_text()
+    project.write_text(text + '\n[smtp]\nhost = "localhost"\nuser = "digest"\n')
+    out = cli("check", "--config", str(project), env={"DIGEST_SMTP_PASSWORD": ""})
+    assert out.exit_code == 2
+    assert "valid" not in out.output and "OK" not in out.output
+    assert "DIGEST_SMTP_PASSWORD is empty" in out.output
+
+
+@pytest.mark.parametrize("tls", [None, "starttls"])
+def test_check_smtp_logs_in_and_gives_a_one_line_verdict(project: Path, tls: str | None) -> None:
+    auth = ("digest", "right horse battery") if tls else None
+    text = project.read_text()
+    with SmtpServer(tls=tls, auth=auth) as srv:
+        login = 'user = "digest"\n' if tls else ""
+        project.write_text(
+            text + f'\n[smtp]\nhost = "localhost"\nport = {srv.port}\n'
+            f'security = "{tls or "none"}"\nca_file = "{srv.ca_file or ""}"\n{login}'
+        )
+        env = {"DIGEST_SMTP_PASSWORD": "right horse battery"}
+        plain = cli("check", "--config", str(project), env=env)
+        assert srv.connections == 0  # without --smtp, the relay is left alone ...
+        assert "not checked: the SMTP relay (digest check --smtp" in plain.output  # ... and said
+        good = cli("check", "--smtp", "--config", str(project), env=env)
+        assert good.exit_code == 0, good.output
+        (verdict,) = [ln for ln in good.output.splitlines() if ln.startswith("smtp: ")]
+        assert verdict.startswith(f"smtp: localhost:{srv.port}: OK: ")
+        assert verdict.endswith("nothing was sent")
+        if tls:
+            bad = cli(
+                "check", "--smtp", "--config", str(project), env={"DIGEST_SMTP_PASSWORD": "no"}
+            )
+            assert bad.exit_code == 1
+            assert "smtp: FAILED: " in bad.output and "authentication failed (535" in bad.output
+        assert srv.messages == []
+
+
+# ---------------------------------------------------------------- what a run prints
+
+
+def test_run_reports_each_failure_once_and_is_silent_with_q(project: Path) -> None:
+    cwd = project.parent
+    ok = digest("run", "-q", "--config", str(project), cwd=cwd)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "" and ok.stderr == ""  # cron mails nothing when all is well
+    text = project.read_text()
+    project.write_text(text + '\n[[feeds]]\nname = "gone"\nurl = "missing.json"\n')
+    (cwd / "digest.db").unlink()
+    broken = digest("run", "--config", str(project), cwd=cwd)
+    assert broken.returncode == 1
+    said = [ln for ln in (broken.stdout + broken.stderr).splitlines() if "gone" in ln]
+    assert len(said) == 1 and said[0].startswith("  feed failed: gone: "), said
+    assert "1 sent" in broken.stdout and " INFO " not in broken.stderr
+    (cwd / "digest.db").unlink()
+    quiet = digest("-q", "run", "--config", str(project), cwd=cwd)
+    assert quiet.returncode == 1  # something failed: the whole report, the problem once
+    assert quiet.stdout == broken.stdout and quiet.stderr.splitlines() == said
+
+
+def test_a_missing_unsubscribe_url_is_a_note_of_check_not_a_warning_of_every_command(
+    project: Path,
+) -> None:
+    cwd = project.parent
+    with SmtpServer() as srv:
+        project.write_text(
+            project.read_text()
+            + f'\n[smtp]\nhost = "127.0.0.1"\nport = {srv.port}\nsecurity = "none"\n'
+        )
+        check = digest("check", "--config", str(project), cwd=cwd)
+        assert check.stdout.count("note: [unsubscribe] url is not set") == 1
+        for args in (("run",), ("status",), ("subscribers",)):
+            out = digest(*args, "--config", str(project), cwd=cwd)
+            assert "[unsubscribe] url" not in out.stdout + out.stderr, args
+        assert len(srv.messages) == 1
+
+
+def test_skipped_subscribers_are_named_with_when_they_are_due(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = project.parent / "subscribers"
+    write_subscriber(
+        folder,
+        "bo",
+        'email = "bo@example.org"\ninterests = "robots"\ntimezone = "Europe/Paris"\nsend_hour = 9',
+    )
+    write_subscriber(
+        folder, "cy", 'email = "cy@example.org"\ninterests = "x"\nfrequency = "weekly"\n'
+    )
+    cfg = load(project)
+    friday_7 = datetime(2026, 6, 12, 5, 10, tzinfo=UTC)  # 07:10 in Paris
+    with run_lock(cfg):
+        summary = run(cfg, now=lambda: friday_7)
+    print_run_summary(cfg, summary)
+    out = capsys.readouterr().out
+    assert "  1 subscriber(s) skipped: not due yet (send_hour)\n" in out
+    assert "    bo@example.org: at 09:00 Europe/Paris on Fri 12 Jun, in 1 h 50 min\n" in out
+    assert "  1 subscriber(s) skipped: weekly, not their day\n" in out
+    assert "    cy@example.org: weekly on monday: at the first run on Mon 15 Jun\n" in out
+
+
+# ---------------------------------------------------------------- status and preview
+
+
+def test_status_forgets_errors_of_files_since_removed_or_fixed(project: Path) -> None:
+    folder = project.parent / "subscribers"
+    broken = write_subscriber(folder, "zz", 'email = "zz@example.org"\nmax_paper = 3\n')
+    other = write_subscriber(folder, "yy", 'email = "yy@example.org"\ninterests = 3\n')
+    cfg = load(project)
+    with run_lock(cfg):
+        run(cfg, now=lambda: datetime(2026, 6, 12, 7, tzinfo=UTC))
+    before = cli("status", "--config", str(project))
+    assert before.exit_code == 1
+    assert before.output.count("subscriber failed: ") == 2
+    broken.unlink()
+    other.write_text('email = "yy@example.org"\ninterests = "robots"\n')
+    after = cli("status", "--config", str(project))
+    assert after.exit_code == 0, after.output
+    assert f"subscriber failed: {broken}: max_paper: unknown key" in after.output
+    assert "(file removed since)" in after.output and "(reads fine now)" in after.output
+
+
+def test_preview_open_without_a_browser_says_where_the_file_is(project: Path) -> None:
+    cwd = project.parent
+    bare = {"PATH": str(Path(sys.executable).parent), "DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    out = digest(
+        "preview",
+        "ada",
+        "--feed",
+        str(FEEDS / "hf-daily-papers-2026-06-12.json"),
+        "--out",
+        "preview",
+        "--open",
+        "--config",
+        str(project),
+        cwd=cwd,
+        BROWSER="",
+        **bare,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "--open: no web browser found here; open file://" in out.stderr
+    assert (cwd / "preview" / "ada.html").is_file()
