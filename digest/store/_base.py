@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from . import _migrate
 from ._engine import make_engine
+from ._errors import sqlite_timeout
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -33,6 +34,7 @@ class Base:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.timeout = sqlite_timeout(url) if url.startswith("sqlite") else 30.0
         self.engine: Engine = make_engine(url)
         try:
             _migrate.ensure(self.engine, url)

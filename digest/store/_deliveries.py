@@ -3,7 +3,9 @@ and the batched writer the send path commits its outcomes through."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from sqlmodel import select
 
 from ..models import Delivery
 from ._base import Base, chunks, utc
+from ._errors import in_words
 from ._schema import DeliveryRow, SentPaper
 
 _DELIVERY: Any = DeliveryRow.__table__  # type: ignore[attr-defined]
@@ -83,7 +86,7 @@ class Deliveries(Base):
     # bulk delivery log (the send path: few transactions, no ORM objects) ------
     def delivery_writer(self, *, direct: bool = True) -> DeliveryWriter:
         """One connection for a whole send run; see ``DeliveryWriter``."""
-        return DeliveryWriter(self.engine, direct=direct)
+        return DeliveryWriter(self.engine, direct=direct, timeout=self.timeout)
 
     def delivery_statuses(self, edition: date, emails: Sequence[str]) -> dict[str, str]:
         """The logged status of each of ``emails`` for ``edition`` (absent when none)."""
@@ -229,7 +232,9 @@ class DeliveryWriter:
     fast path).
     """
 
-    def __init__(self, engine: Engine, *, direct: bool = True) -> None:
+    def __init__(self, engine: Engine, *, direct: bool = True, timeout: float = 30.0) -> None:
+        self.url = engine.url.render_as_string(hide_password=True)
+        self.timeout = timeout
         self.conn = engine.connect()
         self.lock = threading.Lock()
         t = _DELIVERY
@@ -449,7 +454,13 @@ class DeliveryWriter:
         at, lease = utc(now), utc(until)
         if self._sqlite is not None:
             with self.lock:
-                return self._commit_sqlite(self._sqlite, finished, tries, at, lease)
+                try:
+                    return self._commit_sqlite(self._sqlite, finished, tries, at, lease)
+                except sqlite3.Error as exc:  # what SQLAlchemy would have put in words
+                    error = in_words(exc, self.url, self.timeout)
+                    if error is None:
+                        raise
+                    raise error from exc
         rows = [
             {"e_": e, "d_": d, "b_": b, "s": st, "r": r[:1000], "n": len(p), "a": a, "u": u}
             for e, d, b, st, r, p, a, u in finished
@@ -523,7 +534,8 @@ class DeliveryWriter:
                 raw.execute(_insert_sent_papers(len(chunk) // 3), chunk)
             raw.commit()
         except BaseException:
-            raw.rollback()
+            with contextlib.suppress(sqlite3.Error):  # the disk may be failing too
+                raw.rollback()
             raise
         return done, refused
 

@@ -12,24 +12,28 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
 from ..errors import DatabaseError
+from ._errors import sqlite_timeout, words_for_errors
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``. SQLite: WAL and a 30 s busy timeout. PostgreSQL: every
-    session in UTC, so the naive timestamps the tables hold are UTC whatever the server's
-    own time zone is; connections are checked before use (a restarted server or a
-    dropped idle connection costs a reconnect, not a failed run)."""
+    """An engine for ``url``. SQLite: WAL, a 30 s wait for another process's lock
+    (``?timeout=SECONDS`` in the URL to change it), and its troubles in words
+    (``_errors``). PostgreSQL: every session in UTC, so the naive timestamps the tables
+    hold are UTC whatever the server's own time zone is; connections are checked before
+    use (a restarted server or a dropped idle connection costs a reconnect, not a failed
+    run)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        timeout = sqlite_timeout(url)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
+        words_for_errors(engine, url, timeout)
         return engine
     if url.startswith("postgresql"):
         return create_engine(
