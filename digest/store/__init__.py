@@ -7,9 +7,11 @@ with the Alembic revisions in ``_migrations``). Every part of the project reads 
 writes the database through it and gets the values of ``digest.models`` back: table rows
 never leave this package. Each concern is its own module: ``_schema`` (the tables),
 ``_papers``, ``_editions``, ``_feeds``, ``_deliveries`` (the delivery log and its batched
-writer), ``_runs`` (runs and suppressions), ``_votes`` (each subscriber's votes on papers)
-``_subscribers`` (the subscriber file each address comes from) and ``_dueclaims`` (how
-the runs sharing an edition divide its subscribers).
+writer), ``_runs`` (runs and suppressions), ``_votes`` (each subscriber's votes on papers),
+``_subscribers`` (the subscriber file each address comes from), ``_dueclaims`` (how the
+runs sharing an edition divide its subscribers) and ``_web`` (the web app's: pending
+subscriptions, rate limits, spent single-use tokens, what each digest held, erased
+addresses).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ._migrate import upgrade as upgrade_schema
 from ._runs import Runs, Suppressions
 from ._subscribers import SubscriberFiles
 from ._votes import DOWN, UP, Votes
+from ._web import Pending, SentDigest, WebData
 
 __all__ = [
     "DOWN",
@@ -31,7 +34,9 @@ __all__ = [
     "DeliveryWriter",
     "FeedStateView",
     "Holder",
+    "Pending",
     "SchemaStatus",
+    "SentDigest",
     "Store",
     "Upgrade",
     "new_revision",
@@ -40,6 +45,8 @@ __all__ = [
 ]
 
 
-class Store(Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles, DueClaims):
+class Store(
+    Editions, Feeds, Deliveries, Runs, Suppressions, Votes, SubscriberFiles, DueClaims, WebData
+):
     """All database access. Create with a SQLAlchemy URL; a new database's tables are
     created on first use, an out-of-date schema raises ``SchemaError``."""

@@ -132,3 +132,47 @@ class DueClaimRow(SQLModel, table=True):
     email: str = Field(primary_key=True)
     owner: str  # the run (as delivery claims name it: host, machine, process, start)
     until: datetime  # after this, another run may take it (its run may be gone)
+
+
+class PendingRow(SQLModel, table=True):
+    __tablename__ = "pending_subscription"
+    # A subscription waiting for its address to confirm (double opt-in): nothing is written
+    # to subscribers/ before. ``id`` is random and goes into the confirm link with its token.
+    id: str = Field(primary_key=True)
+    email: str = Field(index=True)  # lower-cased
+    data: str = "{}"  # the form, as JSON: name, interests, keywords, timing...
+    created: datetime
+    expires: datetime = Field(index=True)
+
+
+class RateRow(SQLModel, table=True):
+    __tablename__ = "rate_limit"
+    # One counter per (what, who) key, e.g. "subscribe:ip:203.0.113.9", in a fixed window.
+    key: str = Field(primary_key=True)
+    window_start: datetime
+    count: int = 0
+
+
+class UsedTokenRow(SQLModel, table=True):
+    __tablename__ = "used_token"
+    # Single-use tokens already spent, by the SHA-256 of the token (never the token).
+    digest: str = Field(primary_key=True)
+    at: datetime = Field(index=True)
+
+
+class DigestContentRow(SQLModel, table=True):
+    __tablename__ = "digest_content"
+    # What one digest held, in order, with each paper's score and reasons: "view in
+    # browser" shows it as sent, and votes are accepted on its papers.
+    email: str = Field(primary_key=True)  # lower-cased
+    edition: date = Field(primary_key=True)
+    papers: str = "[]"  # JSON: [[paper id, score, [reasons...]], ...]
+    at: datetime
+
+
+class ErasedRow(SQLModel, table=True):
+    __tablename__ = "erased"
+    # Someone who asked to be forgotten: only a keyed hash of their address stays, so a
+    # file or a sign-up naming it again is noticed and never mailed by mistake.
+    hash: str = Field(primary_key=True)
+    at: datetime
