@@ -35,6 +35,7 @@ for _command in (
     _commands.check,
     _commands.feeds,
     _admin.schedule,
+    _admin.serve,
     _admin.subscribe,
     _admin.unsubscribe,
     _admin.subscribers,

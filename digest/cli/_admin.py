@@ -13,6 +13,7 @@ import click
 from ..clock import utcnow
 from ..config import Config
 from ..delivery import config_notes
+from ..errors import ConfigError
 from ..store import Store
 from ._common import EXIT_OK, EXIT_PARTIAL, common, log
 
@@ -40,6 +41,22 @@ def schedule(cfg: Config, run_now: bool, cron_seconds: str | None) -> None:
     stop_on_signals(stop)
     serve(cfg, stop, trigger=trigger if cron_seconds else None, run_now=run_now)
     sys.exit(EXIT_OK)
+
+
+@click.command()
+@common
+@click.option("--host", help="Listen address (default: [web] host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Listen port (default: [web] port).")
+def serve(cfg: Config, host: str | None, port: int | None) -> None:
+    """Serve the subscribers' pages: sign-up, preferences, votes, unsubscribe."""
+    from ..web import serve as serve_web
+
+    if not cfg.web.base_url:
+        raise ConfigError(
+            f"{cfg.path}: [web] base_url is empty; set the public address of the pages, "
+            'e.g. base_url = "https://papers.example.org" (http://127.0.0.1:8080 to try it)'
+        )
+    serve_web(cfg, host=host, port=port)
 
 
 @click.command()

@@ -32,6 +32,7 @@ from ._headers import (
 )
 from ._log import DeliverySummary, Outgoing
 from ._mime import Composer, build_message
+from ._single import send_one
 from ._smtp import check_relay, tls_context
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ __all__ = [
     "deliver",
     "gone",
     "message_id",
+    "send_one",
     "signed_url",
     "unsubscribe_base",
     "unsubscribe_secret",

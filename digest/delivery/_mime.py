@@ -88,21 +88,31 @@ class Composer:
         return signed_url(self.url_base, self.tokens, email) if self.tokens else ""
 
     def headers(
-        self, profile: Profile, edition: date, subject: str, now: datetime, mid: str
+        self,
+        profile: Profile,
+        edition: date,
+        subject: str,
+        now: datetime,
+        mid: str,
+        *,
+        bulk: bool = True,
     ) -> list[str]:
+        """The header lines; ``bulk=False`` (a confirmation mail to someone not yet on the
+        list) leaves out List-Id and List-Unsubscribe."""
         to = ascii_address(profile.email)
         when = now if now.tzinfo else now.replace(tzinfo=UTC)
-        url = self.unsubscribe_url(to)
-        targets = [f"<{self.mailto}>"] + ([f"<{url}>"] if url else [])
         lines = [
             self.from_header,
             address_header("To", profile.name, to),
             self._subject(subject),
             self._date(when),
             f"Message-ID: {mid}",
-            self.list_id,
-            "List-Unsubscribe: " + f",{CRLF} ".join(targets),
         ]
+        url = self.unsubscribe_url(to) if bulk else ""
+        if bulk:
+            targets = [f"<{self.mailto}>"] + ([f"<{url}>"] if url else [])
+            lines.append(self.list_id)
+            lines.append("List-Unsubscribe: " + f",{CRLF} ".join(targets))
         if url:
             lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         if self.reply_to:
@@ -146,10 +156,11 @@ class Composer:
         *,
         now: datetime,
         mid: str | None = None,
+        bulk: bool = True,
     ) -> bytes:
         """The message's bytes; ``mid`` is its Message-ID when the caller has it already."""
         mid = mid or message_id(profile.email, edition, self.domain)
-        head = self.headers(profile, edition, rendered.subject, now, mid)
+        head = self.headers(profile, edition, rendered.subject, now, mid, bulk=bulk)
         boundary = "=_digest_" + hashlib.sha256(mid.encode()).hexdigest()[:24]
         head.append(f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"')
         sep = boundary.encode()

@@ -122,6 +122,24 @@ class Renderer:
         subject = self.templates.subject(fields, "", 0)
         return Rendered(subject=subject, html=html, text=text)
 
+    def render_note(
+        self,
+        html_template: str,
+        text_template: str,
+        profile: Profile,
+        subject: str,
+        extra: dict[str, str],
+    ) -> Rendered:
+        """A short message of its own templates (both parts), rendered the per-email way:
+        the confirmation mail of a web sign-up, say. ``extra`` adds template values (URLs
+        in it are kept only when http(s))."""
+        fields = self.fields(profile, date.today(), (), "", "")
+        fields["title"] = subject
+        fields["preheader"] = subject
+        fields.update({k: safe_url(v) if k.endswith("_url") else v for k, v in extra.items()})
+        html, text = self.templates.naive(fields, (), html_template, text_template)
+        return Rendered(subject=one_line(subject), html=html, text=text)
+
     # -------------------------------------------------------- pieces
 
     def fields(

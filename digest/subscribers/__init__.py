@@ -4,7 +4,8 @@ is due for which edition at a given moment.
 
 ``_files`` reads and validates a file (and its BibTeX ``liked_file``, ``_bibtex``);
 ``_manage`` adds, removes and lists subscribers (tomlkit, the suppression list in the
-store); ``_due`` says which edition each subscriber is on and whether it is due;
+store); ``_edit`` changes one subscriber's file from the web (versioned, comments kept) or
+deletes it on request; ``_due`` says which edition each subscriber is on and whether it is due;
 ``_roster`` lists a run's due subscribers by edition, out of memory.
 """
 
@@ -21,6 +22,14 @@ from ._due import (
     when_due,
     why_not_due,
 )
+from ._edit import (
+    EDITABLE,
+    ChangedOnDisk,
+    SubscriberFile,
+    delete_subscriber_file,
+    read_subscriber,
+    update_subscriber,
+)
 from ._files import (
     WEEKDAYS,
     check_email,
@@ -29,22 +38,34 @@ from ._files import (
     load_profile,
     load_profiles,
     profile_files,
+    profile_of,
     subscribers_missing,
 )
-from ._manage import Subscribed, SubscriberRow, subscribe, subscriber_rows, unsubscribe
+from ._manage import (
+    Subscribed,
+    SubscriberRow,
+    normalize_email,
+    subscribe,
+    subscriber_rows,
+    unsubscribe,
+)
 from ._roster import ALREADY_SENT, BATCH, UNSUBSCRIBED, Roster, plan
 
 __all__ = [
     "ALREADY_SENT",
     "BATCH",
+    "EDITABLE",
     "NOT_DUE",
     "NOT_THEIR_DAY",
     "UNSUBSCRIBED",
     "WEEKDAYS",
+    "ChangedOnDisk",
     "Roster",
     "Subscribed",
+    "SubscriberFile",
     "SubscriberRow",
     "check_email",
+    "delete_subscriber_file",
     "describe_timing",
     "due",
     "edition_for",
@@ -53,13 +74,17 @@ __all__ = [
     "load_profile",
     "load_profiles",
     "never_due",
+    "normalize_email",
     "plan",
     "profile_files",
+    "profile_of",
+    "read_subscriber",
     "subscribe",
     "subscriber_edition",
     "subscriber_rows",
     "subscribers_missing",
     "unsubscribe",
+    "update_subscriber",
     "when_due",
     "why_not_due",
 ]

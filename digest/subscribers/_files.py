@@ -515,3 +515,9 @@ def _fold(text: str) -> str:
 
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def profile_of(data: dict[str, Any], where: Path) -> Profile:
+    """The profile a subscriber file holding ``data`` would give (the same schema and
+    errors as ``digest check``; ``where`` names it in errors and anchors ``liked_file``)."""
+    return _checked_profile(where, data)

