@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
@@ -41,10 +42,11 @@ from .models import Digest, Profile, Scored
 from .ranking import Picker, Ranker
 from .rendering import Renderer
 from .sources import FetchSummary, fetch_all
-from .store import Store
+from .store import SentDigest, Store
 from .subscribers import Roster, edition_for, iter_profiles, plan, subscribers_missing
 from .tally import Tally
 from .timing import timed
+from .tokens import MANAGE, VIEW, Tokens
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +243,8 @@ def _digests(
     batch of subscribers at a time: those of each batch this run takes (``_Share``), then
     those that a run sharing the edition took and left when it died."""
     base = unsubscribe_base(cfg)
-    tokens = cfg.link_tokens() if base else None
+    tokens = cfg.link_tokens() if base or cfg.web.base_url else None
+    web = cfg.web.base_url if tokens else ""  # links to the web app's pages
     candidates: set[str] = set()
     ranker: Ranker | None = None
     renderer: Renderer | None = None
@@ -290,44 +293,73 @@ def _digests(
             if _stopping(stop, summary):
                 return
             chosen = _pick(picker, batch, summary)
-            for profile, picks in zip(batch, chosen, strict=True):
-                if _stopping(stop, summary):
-                    return
-                summary.taken += 1
-                if picks is None:
-                    continue
-                unsub = signed_url(base, tokens, profile.email) if tokens else ""
-                try:
-                    with timed("render"):
-                        if not picks:
-                            summary.nothing.append(profile.email)
-                            if cfg.empty_digest != "note":
-                                log.info(
-                                    "%s: nothing above min_score %.2f in %d papers; not "
-                                    'sending (empty_digest = "skip")',
-                                    profile.email,
-                                    profile.min_score,
-                                    len(papers),
+            held: list[SentDigest] = []  # what each digest holds, for the web app's pages
+            try:
+                for profile, picks in zip(batch, chosen, strict=True):
+                    if _stopping(stop, summary):
+                        return
+                    summary.taken += 1
+                    if picks is None:
+                        continue
+                    unsub = signed_url(base, tokens, profile.email) if base and tokens else ""
+                    manage = view = ""
+                    if web and tokens:
+                        manage = web_link(web, "/preferences", tokens, MANAGE, profile.email)
+                        if picks:
+                            view = web_link(web, "/view", tokens, VIEW, profile.email, edition)
+                            held.append(SentDigest(profile.email, edition, _held(picks)))
+                    try:
+                        with timed("render"):
+                            if not picks:
+                                summary.nothing.append(profile.email)
+                                if cfg.empty_digest != "note":
+                                    log.info(
+                                        "%s: nothing above min_score %.2f in %d papers; not "
+                                        'sending (empty_digest = "skip")',
+                                        profile.email,
+                                        profile.min_score,
+                                        len(papers),
+                                    )
+                                    continue
+                                if renderer is None:
+                                    renderer = Renderer(cfg)
+                                rendered = renderer.render_empty(
+                                    profile, edition, unsubscribe_url=unsub, manage_url=manage
                                 )
-                                continue
-                            if renderer is None:
-                                renderer = Renderer(cfg)
-                            rendered = renderer.render_empty(
-                                profile, edition, unsubscribe_url=unsub
-                            )
-                        else:
-                            assert renderer is not None
-                            rendered = renderer.render(
-                                Digest(profile, edition, tuple(picks)), unsubscribe_url=unsub
-                            )
-                            summary.picks.append(
-                                Pick(profile.email, len(picks), picks[0].paper.title)
-                            )
-                except DigestError as exc:
-                    log.error("%s: %s", profile.path or profile.email, exc, extra=IN_SUMMARY)
-                    summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
-                    continue
-                yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
+                            else:
+                                assert renderer is not None
+                                rendered = renderer.render(
+                                    Digest(profile, edition, tuple(picks)),
+                                    unsubscribe_url=unsub,
+                                    manage_url=manage,
+                                    view_url=view,
+                                )
+                                summary.picks.append(
+                                    Pick(profile.email, len(picks), picks[0].paper.title)
+                                )
+                    except DigestError as exc:
+                        log.error("%s: %s", profile.path or profile.email, exc, extra=IN_SUMMARY)
+                        summary.profile_errors.append(f"{profile.path or profile.email}: {exc}")
+                        continue
+                    yield Outgoing(profile, edition, rendered, tuple(s.paper.id for s in picks))
+            finally:
+                if held:
+                    with timed("record"):
+                        store.record_digests(held, at)
+
+
+def web_link(
+    web: str, path: str, tokens: Tokens, purpose: str, email: str, edition: date | None = None
+) -> str:
+    """A signed link to one of the web app's pages for ``email`` (and ``edition``)."""
+    scope = edition.isoformat() if edition else ""
+    token = tokens.make(purpose, email, scope=scope)
+    query = f"e={quote(email, safe='@')}" + (f"&ed={scope}" if scope else "")
+    return f"{web}{path}?{query}&token={token}"
+
+
+def _held(picks: list[Scored]) -> tuple[tuple[str, float, tuple[str, ...]], ...]:
+    return tuple((s.paper.id, float(s.score), tuple(s.reasons)) for s in picks)
 
 
 class _Share:

@@ -195,3 +195,22 @@ def test_card_shapes_with_custom_card_templates_equal_the_long_way(
     source = render_template(fp.html_cards_env, DIGEST_HTML, context)
     full = fp._between(compile_mjml(source, DIGEST_HTML), len(cards), True)
     assert fp._card_htmls(cards, context) == full
+
+
+@pytest.mark.parametrize("n", [1, 4, 10])
+def test_web_links_in_the_footer_equal_the_per_email_path_byte_for_byte(n: int) -> None:
+    papers = load_papers()
+    fast, naive = Renderer(make_cfg()), Renderer(make_cfg(), fast=False)
+    fast.begin_edition(papers)
+    base = "https://papers.example.org"
+    for who in ("Ada", "Zoë <b>&amp;"):
+        d = digest_of(papers[:n], profile(name=who))
+        links = {
+            "unsubscribe_url": f"{base}/unsubscribe?e=a@example.org&token=T1",
+            "manage_url": f"{base}/preferences?e=a@example.org&token=T2",
+            "view_url": f"{base}/view?e=a@example.org&ed=2026-06-12&token=T3",
+        }
+        a, b = fast.render(d, **links), naive.render(d, **links)
+        assert a.html == b.html and a.text == b.text
+        assert links["view_url"] in a.text and "View this digest in your browser" in a.text
+        assert links["view_url"].replace("&", "&amp;") in a.html

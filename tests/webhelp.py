@@ -67,19 +67,23 @@ class Site:
         assert part is not None
         return str(part.get_content())  # type: ignore[attr-defined]
 
-    def link(self, path: str, text: str | None = None) -> str:
+    def link(self, path: str, text: str | None = None, base: str = BASE) -> str:
         """The first link to ``path`` on the web app in a mail's text part."""
         text = text if text is not None else self.last_text()
-        found = re.search(re.escape(BASE + path) + r"\?\S+", text)
+        found = re.search(re.escape(base + path) + r"\?\S+", text)
         assert found, text
         return found.group(0)
 
 
-def make_site(root: Path, smtp: SmtpServer, web: str = "") -> Site:
+def make_site(
+    root: Path, smtp: SmtpServer, web: str = "", *, base: str = BASE, edition: bool = True
+) -> Site:
+    """The project; ``edition=False`` stores the papers without making an edition of
+    them (so the first ``digest run`` makes today's)."""
     config = write_config(
         root,
         f'database = "sqlite:///{root / "digest.db"}"\n'
-        f'[web]\nbase_url = "{BASE}"\nip_per_hour = 30\naddress_per_day = 3\n{web}\n',
+        f'[web]\nbase_url = "{base}"\nip_per_hour = 30\naddress_per_day = 3\n{web}\n',
         smtp=f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\ntimeout = 5\n',
     )
     write_subscriber(root / "subscribers", "ada", ADA)
@@ -88,7 +92,8 @@ def make_site(root: Path, smtp: SmtpServer, web: str = "") -> Site:
     try:
         papers = parse((FEEDS / "hf-daily-papers-2026-06-12.json").read_bytes(), "hf")
         store.upsert_papers(papers, START - timedelta(hours=2))
-        store.edition_papers(EDITION, START - timedelta(hours=1))
+        if edition:
+            store.edition_papers(EDITION, START - timedelta(hours=1))
     finally:
         store.close()
     return Site(root, config, cfg, smtp)

@@ -44,10 +44,17 @@ class Renderer:
             self.fast.begin_edition(list(papers))
 
     def render(
-        self, digest: Digest, *, unsubscribe_url: str = "", manage_url: str = ""
+        self,
+        digest: Digest,
+        *,
+        unsubscribe_url: str = "",
+        manage_url: str = "",
+        view_url: str = "",
     ) -> Rendered:
         picks = digest.picks
-        fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
+        fields = self.fields(
+            digest.profile, digest.edition, picks, unsubscribe_url, manage_url, view_url
+        )
         notes: list[str] = []
         limit = self.cfg.render.max_html_bytes
         out = Output("", "")
@@ -67,7 +74,9 @@ class Renderer:
         while size > limit and len(picks) > 1:
             picks = picks[:-1]
             dropped += 1
-            fields = self.fields(digest.profile, digest.edition, picks, unsubscribe_url, manage_url)
+            fields = self.fields(
+                digest.profile, digest.edition, picks, unsubscribe_url, manage_url, view_url
+            )
             out = self._render_digest(fields, picks, level)
             size = self._size(out, limit)
         if dropped:
@@ -149,6 +158,7 @@ class Renderer:
         picks: Sequence[Scored],
         unsubscribe_url: str,
         manage_url: str,
+        view_url: str = "",
     ) -> dict[str, str]:
         """The per-subscriber strings the templates see."""
         name = one_line(profile.name)
@@ -166,6 +176,7 @@ class Renderer:
             "interests": shorten(clean_text.__wrapped__(profile.interests), 160),
             "unsubscribe_url": safe_url(unsubscribe_url, allow_mailto=True),
             "manage_url": safe_url(manage_url, allow_mailto=True),
+            "view_url": safe_url(view_url),
         }
 
     def _labels(self, edition: date, count: int) -> tuple[str, str, str]:

@@ -51,6 +51,7 @@ FIELDS = (
     "interests",
     "unsubscribe_url",
     "manage_url",
+    "view_url",
 )
 
 

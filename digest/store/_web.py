@@ -166,23 +166,31 @@ class WebData(Base):
     # ------------------------------------------------------------ what each digest held
 
     def record_digests(self, items: Sequence[SentDigest], now: datetime) -> None:
-        """Keep what each digest held (replacing an earlier record of the same one)."""
+        """Keep what each digest held (replacing an earlier record of the same one): a
+        delete and a bulk insert per edition, a few statements for a batch of digests."""
         if not items:
             return
-        with self.session() as s:
-            for item in items:
-                s.merge(
-                    DigestContentRow(
-                        email=item.email.lower(),
-                        edition=item.edition,
-                        papers=json.dumps(
+        t: Any = DigestContentRow.__table__  # type: ignore[attr-defined]
+        by_edition: dict[date, dict[str, SentDigest]] = {}
+        for item in items:
+            by_edition.setdefault(item.edition, {})[item.email.lower()] = item
+        with self.engine.begin() as conn:
+            for edition, group in by_edition.items():
+                for chunk in chunks(sorted(group), 500):
+                    conn.execute(delete(t).where(t.c.edition == edition, t.c.email.in_(chunk)))
+                rows = [
+                    {
+                        "email": email,
+                        "edition": edition,
+                        "papers": json.dumps(
                             [[p, round(score, 4), list(r)] for p, score, r in item.papers],
                             ensure_ascii=False,
                         ),
-                        at=now,
-                    )
-                )
-            s.commit()
+                        "at": now,
+                    }
+                    for email, item in group.items()
+                ]
+                conn.execute(insert(t), rows)
 
     def sent_digest(self, email: str, edition: date) -> SentDigest | None:
         with self.session() as s:

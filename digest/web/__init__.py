@@ -3,9 +3,11 @@ preferences, votes, the digest in a browser, unsubscribe with RFC 8058 one-click
 public editions and search; an entry point beside the CLI, sharing the database and
 ``subscribers/`` with ``digest run``.
 
-``_app`` holds the pages, ``_forms`` the profile form (cleaned, bounded, validated by the
-schema ``digest check`` uses), ``_security`` what every request goes through (headers,
-body size, an access log without query strings); ``serve`` runs it under uvicorn.
+``_app`` holds the routes, ``_pages`` the public pages and sign-up, ``_reader`` a reader's
+own pages, ``_base`` what they share, ``_forms`` the profile form (cleaned, bounded,
+validated by the schema ``digest check`` uses), ``_security`` what every request goes
+through (headers, body size, an access log without query strings); ``serve`` runs it
+under uvicorn.
 """
 
 from __future__ import annotations

@@ -1,0 +1,293 @@
+"""What every page shares: the signed link a page was opened with and its CSRF token,
+the templates, rate limits, the ranker (previews and search) and the mail a page sends."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import sysconfig
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from ..clock import Clock, utcnow
+from ..config import Config
+from ..delivery import send_one
+from ..errors import DigestError
+from ..models import Paper, Profile, Scored
+from ..ranking import Picker, Ranker
+from ..rendering import Renderer, clean_text, safe_url
+from ..store import Store
+from ..tokens import UNSUBSCRIBE
+from ._forms import categories, timezones
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+BUILTIN = Path(__file__).resolve().parents[2] / "templates" / "web"
+_INSTALLED = (
+    Path(sysconfig.get_path("data")) / "share" / "digest" / "templates" / "web",
+    Path(sys.prefix) / "share" / "digest" / "templates" / "web",
+)
+ERASED = "erased"  # the purpose of the keyed hash an erased address leaves behind
+CHANGED = (
+    "Your subscription was changed elsewhere since you opened this page, so nothing was "
+    "saved. Reload the page to see it as it is now."
+)
+ERASED_NOTE = (
+    "Everything stored about you is erased. Only a keyed hash of your address is kept, so "
+    "that you are never mailed again by mistake."
+)
+
+
+def template_dirs(cfg: Config) -> list[Path]:
+    dirs = []
+    if cfg.templates_path is not None and (cfg.templates_path / "web").is_dir():
+        dirs.append(cfg.templates_path / "web")
+    for builtin in (BUILTIN, *_INSTALLED):
+        if builtin.is_dir():
+            dirs.append(builtin)
+            break
+    else:
+        raise DigestError(f"web templates not found in {BUILTIN}; reinstall digest")
+    return dirs
+
+
+@dataclass(frozen=True)
+class Link:
+    """A signed link a page was opened with: who it is for and its token."""
+
+    email: str
+    token: str
+    purpose: str
+    scope: str = ""
+
+
+class Base:
+    def __init__(self, cfg: Config, *, now: Clock = utcnow) -> None:
+        self.cfg = cfg
+        self.now = now
+        self.store = Store(cfg.database_url)
+        self.tokens = cfg.link_tokens()
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(cfg)]),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.globals.update(
+            site=cfg.sender.name,
+            organization=cfg.sender.organization,
+            postal_address=cfg.sender.postal_address,
+            signup=cfg.web.signup,
+            signup_domains=cfg.web.domains,
+            categories=categories(),
+            timezones=timezones(),
+        )
+        self.templates = Jinja2Templates(env=env)
+        self.css = template_dirs(cfg)[-1] / "digest.css"
+        self._ranker: Ranker | None = None
+        self._pickers: dict[tuple[Any, ...], Picker] = {}
+        self._rank_lock = threading.Lock()
+        self._renderer: Renderer | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    def invalid(self, request: Request, status: int = 403) -> Response:
+        return self.page(request, "invalid.html.j2", status=status)
+
+    def link(self, request: Request, purpose: str, scope: str = "") -> Link | None:
+        """The reader a signed link is for, or None when its token does not check out."""
+        q = request.query_params
+        email, token = q.get("e", ""), q.get("token", "")
+        if not email or not token or len(email) > 254:
+            return None
+        ok = (
+            self.tokens.valid_unsubscribe(token, email)
+            if purpose == UNSUBSCRIBE
+            else self.tokens.valid(token, purpose, email, scope=scope)
+        )
+        return Link(email, token, purpose, scope) if ok else None
+
+    def csrf(self, link: Link) -> str:
+        return self.tokens.csrf(link.purpose, link.token, link.email)
+
+    def csrf_ok(self, link: Link, form: FormData) -> bool:
+        return self.tokens.valid_csrf(form.get("csrf"), link.purpose, link.token, link.email)
+
+    def url(self, path: str, **params: str) -> str:
+        """An absolute link for a mail (``[web] base_url``), with its query."""
+        return self.cfg.web.base_url + path + ("?" + urlencode(params) if params else "")
+
+    def signed(self, path: str, purpose: str, email: str, scope: str = "", **params: str) -> str:
+        token = self.tokens.make(purpose, email, scope=scope)
+        return self.url(path, e=email, **params, token=token)
+
+    def client(self, request: Request) -> str:
+        return request.client.host if request.client else "-"
+
+    def limited(self, what: str, who: str, limit: int, window: timedelta) -> bool:
+        """True when ``who`` is over its limit for ``what`` (counted in the database)."""
+        key = f"{what}:{hashlib.sha256(who.encode()).hexdigest()[:24]}"
+        return not self.store.hit(key, limit, window, self.now())
+
+    def erased_hash(self, email: str) -> str:
+        return self.tokens.make(ERASED, email)
+
+    # ------------------------------------------------------------------ ranking
+
+    def ranker(self) -> Ranker:
+        if self._ranker is None:
+            self._ranker = Ranker(self.cfg.ranking)
+        return self._ranker
+
+    def latest_edition(self) -> date | None:
+        eds = self.store.editions()
+        return eds[-1][0] if eds else None
+
+    def picker(self, edition: date | None) -> Picker | None:
+        """A picker over an edition's papers (or every stored paper, for search), kept
+        while the papers stay the same."""
+        now = self.now()
+        if edition is None:
+            key: tuple[Any, ...] = ("all", self.store.count_papers())
+        else:
+            key = ("edition", edition)
+        with self._rank_lock:
+            found = self._pickers.get(key)
+            if found is None:
+                papers = (
+                    self.store.papers_seen_between(None, now)
+                    if edition is None
+                    else self.store.edition_papers(edition, now, create=False)
+                )
+                if not papers:
+                    return None
+                if len(self._pickers) >= 8:
+                    self._pickers.clear()
+                found = self._pickers[key] = Picker(
+                    self.ranker(), self.store, edition or now.date(), papers, now
+                )
+            return found
+
+    def preview(self, profile: Profile, top: int = 10) -> list[Scored]:
+        picker = self.picker(self.latest_edition())
+        if picker is None:
+            return []
+        with self._rank_lock:
+            return picker.ranker.rank(
+                picker.corpus,
+                profile,
+                seen=set(),
+                liked_papers=picker.liked_papers(profile),
+                top=top,
+            )
+
+    # ------------------------------------------------------------------ mail
+
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.cfg, fast=False)
+        return self._renderer
+
+    def mail(self, kind: str, email: str, name: str, subject: str, **extra: str) -> None:
+        profile = Profile(email=email, name=name, interests="")
+        rendered = self.renderer().render_note(
+            f"{kind}.mjml.j2", f"{kind}.txt.j2", profile, subject, extra
+        )
+        try:
+            send_one(self.cfg, profile, rendered, now=self.now(), kind=kind)
+        except DigestError as exc:  # logged for the operator; the visitor sees the same page
+            log.error("%s mail to a visitor not sent: %s", kind, exc)
+
+
+def card(
+    paper: Paper, scored: Scored | None = None, reasons: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """What a page shows of a paper (every value escaped by the template)."""
+    why = scored.reasons if scored is not None else reasons
+    return {
+        "id": paper.id,
+        "title": clean_text(paper.title),
+        "url": safe_url(paper.url) or safe_url(paper.hf_url or ""),
+        "authors": ", ".join(paper.authors[:8]) + (" et al." if len(paper.authors) > 8 else ""),
+        "summary": clean_text(paper.ai_summary or paper.abstract)[:600],
+        "reasons": [clean_text(r) for r in why],
+        "upvotes": paper.upvotes,
+        "pdf_url": safe_url(paper.pdf_url or ""),
+        "code_url": safe_url(paper.code_url or ""),
+        "categories": list(paper.categories[:4]),
+    }
+
+
+def _empty_form() -> dict[str, Any]:
+    return {
+        "email": "",
+        "name": "",
+        "interests": "",
+        "keywords": "",
+        "authors": "",
+        "exclude": "",
+        "categories": [],
+        "timezone": "UTC",
+        "send_hour": "",
+        "frequency": "daily",
+        "weekday": "monday",
+        "max_papers": "10",
+        "paused": False,
+    }
+
+
+def _form_echo(form: FormData) -> dict[str, Any]:
+    """What was typed, to show it again beside its errors (escaped by the template)."""
+    out: dict[str, Any] = {
+        k: str(form.get(k, ""))[:4000] for k in _empty_form() if k != "categories"
+    }
+    out["categories"] = [str(c) for c in form.getlist("categories")][:50]
+    out["paused"] = form.get("paused") == "on"
+    return out
+
+
+def _file_form(data: dict[str, Any]) -> dict[str, Any]:
+    """A subscriber file's values as the form shows them."""
+
+    def lines(value: Any) -> str:
+        out = []
+        for v in value or []:
+            out.append(v.get("term", "") if isinstance(v, dict) else str(v))
+        return "\n".join(out)
+
+    keywords = data.get("keywords", [])
+    if isinstance(keywords, dict):
+        keywords = list(keywords)
+    return {
+        **_empty_form(),
+        "email": data.get("email", ""),
+        "name": data.get("name", ""),
+        "interests": data.get("interests", ""),
+        "keywords": lines(keywords),
+        "authors": lines(data.get("authors")),
+        "exclude": lines(data.get("exclude")),
+        "categories": list(data.get("categories", [])),
+        "timezone": data.get("timezone", "UTC"),
+        "send_hour": "" if data.get("send_hour") is None else str(data.get("send_hour")),
+        "frequency": data.get("frequency", "daily"),
+        "weekday": data.get("weekday", "monday"),
+        "max_papers": str(data.get("max_papers", 10)),
+        "paused": data.get("active", True) is False,
+    }
