@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-rank bench-render clean
+.PHONY: demo test lint bench bench-rank bench-render bench-web clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-rank: $(STAMP)
 
 bench-render: $(STAMP)
 	$(BIN)/python bench/render_cost.py
+
+bench-web: $(STAMP)
+	$(BIN)/python bench/web_load.py
 
 clean:
 	rm -rf $(VENV) outbox .demo preview .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -103,3 +103,20 @@ def test_erased_addresses_are_kept_as_hashes(store: Store) -> None:
     store.add_erased("h1", NOW)
     assert store.erased(["h1", "h2"]) == {"h1"}
     assert store.count_erased() == 1
+
+
+def test_suppressing_one_address_from_many_requests_at_once(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def suppress() -> None:
+        try:
+            store.suppress("ada@example.org", NOW, "one-click")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=suppress) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and store.suppressed() == {"ada@example.org"}

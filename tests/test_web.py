@@ -534,3 +534,11 @@ def test_no_page_redirects_anywhere(client: TestClient, site: Site) -> None:
     for path in ("/", "/subscribe?next=https://evil.example", "/search?q=x&next=//evil.example"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code < 300 and "location" not in r.headers
+
+
+def test_one_click_for_an_address_without_a_file_still_answers_200(
+    client: TestClient, site: Site
+) -> None:
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE, "gone@example.org")
+    r = client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "gone@example.org" in site.store().suppressed()

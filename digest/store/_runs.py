@@ -6,6 +6,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from ._base import Base, utc
@@ -41,9 +42,16 @@ class Runs(Base):
 
 class Suppressions(Base):
     def suppress(self, email: str, now: datetime, reason: str = "") -> None:
-        with self.session() as s:
-            s.merge(Suppression(email=email.lower(), at=now, reason=reason))
-            s.commit()
+        for attempt in range(3):  # two requests suppressing one address at once: one inserts
+            with self.session() as s:
+                s.merge(Suppression(email=email.lower(), at=now, reason=reason))
+                try:
+                    s.commit()
+                    return
+                except IntegrityError:
+                    if attempt == 2:
+                        raise
+                    s.rollback()
 
     def unsuppress(self, email: str) -> None:
         with self.session() as s:

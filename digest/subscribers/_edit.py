@@ -49,9 +49,10 @@ class SubscriberFile:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
-def read_subscriber(cfg: Config, email: str) -> SubscriberFile | None:
-    """The file holding ``email`` with its text and values, or None."""
-    found = find_subscriber_file(cfg.subscribers_path, email)
+def read_subscriber(cfg: Config, email: str, *, hint: str = "") -> SubscriberFile | None:
+    """The file holding ``email`` with its text and values, or None (``hint``: its name as
+    last known, see ``find_subscriber_file``)."""
+    found = find_subscriber_file(cfg.subscribers_path, email, hint=hint)
     if found is None:
         return None
     path, doc = found
@@ -59,12 +60,12 @@ def read_subscriber(cfg: Config, email: str) -> SubscriberFile | None:
 
 
 def update_subscriber(
-    cfg: Config, email: str, changes: Mapping[str, Any], *, version: str
+    cfg: Config, email: str, changes: Mapping[str, Any], *, version: str, hint: str = ""
 ) -> SubscriberFile:
     """Apply ``changes`` (keys of ``EDITABLE``; None removes a key) to the file of
     ``email``, if it is still at ``version``. Raises ChangedOnDisk when it is not, and
     ProfileError when the result would not validate (the file is then untouched)."""
-    current = read_subscriber(cfg, email)
+    current = read_subscriber(cfg, email, hint=hint)
     if current is None:
         raise ProfileError(f"{normalize_email(email)}: no subscriber file holds this address")
     if current.version != version:
@@ -96,9 +97,9 @@ def _item(key: str, value: Any) -> Any:
     return value
 
 
-def delete_subscriber_file(cfg: Config, email: str) -> Path | None:
+def delete_subscriber_file(cfg: Config, email: str, *, hint: str = "") -> Path | None:
     """Remove the file holding ``email`` (erasure); the path removed, or None."""
-    found = find_subscriber_file(cfg.subscribers_path, email)
+    found = find_subscriber_file(cfg.subscribers_path, email, hint=hint)
     if found is None:
         return None
     found[0].unlink()

@@ -63,11 +63,18 @@ def normalize_email(email: str) -> str:
         raise UsageError(f"{email!r}: {exc}; give one address like ada@example.org") from exc
 
 
-def find_subscriber_file(directory: Path, email: str) -> tuple[Path, TOMLDocument] | None:
-    """The subscriber file holding ``email`` (even when the rest of it does not validate)."""
+def find_subscriber_file(
+    directory: Path, email: str, *, hint: str = ""
+) -> tuple[Path, TOMLDocument] | None:
+    """The subscriber file holding ``email`` (even when the rest of it does not validate).
+    ``hint``: the file's name as last known (the store's ``subscriber_files``), looked at
+    first; every file is read only when it does not hold the address."""
     key = normalize_email(email)
     local = key.split("@")[0]
-    for path in profile_files(directory):
+    paths = profile_files(directory)
+    if hint and "/" not in hint and (directory / hint).is_file():
+        paths = [directory / hint, *paths]
+    for path in paths:
         text = path.read_text(encoding="utf-8", errors="replace")
         if local not in text.lower():
             continue
@@ -164,7 +171,8 @@ def unsubscribe(
     key = normalize_email(email)
     if not cfg.subscribers_path.is_dir():
         raise ConfigError(subscribers_missing(cfg))
-    found = find_subscriber_file(cfg.subscribers_path, key)
+    hint = store.subscriber_files([key]).get(key, "")
+    found = find_subscriber_file(cfg.subscribers_path, key, hint=hint)
     if found is None and not unknown_ok and not _known(store, key):
         raise ProfileError(
             f"{email}: unknown address: no subscriber file has it and it was never sent a "

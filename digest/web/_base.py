@@ -29,6 +29,7 @@ from ..models import Paper, Profile, Scored
 from ..ranking import Picker, Ranker
 from ..rendering import Renderer, clean_text, safe_url
 from ..store import Store
+from ..subscribers import SubscriberFile, read_subscriber
 from ..tokens import UNSUBSCRIBE
 from ._forms import categories, timezones
 
@@ -145,6 +146,21 @@ class Base:
         """True when ``who`` is over its limit for ``what`` (counted in the database)."""
         key = f"{what}:{hashlib.sha256(who.encode()).hexdigest()[:24]}"
         return not self.store.hit(key, limit, window, self.now())
+
+    def hint(self, email: str) -> str:
+        """The name of the file ``email`` was last read from, when the store knows it."""
+        key = email.strip().lower()
+        return self.store.subscriber_files([key]).get(key, "")
+
+    def subscriber(self, email: str) -> SubscriberFile | None:
+        """The reader's subscriber file: the one the store names first, else found by
+        reading the folder (and then remembered, so the next page goes straight to it)."""
+        hint = self.hint(email)
+        found = read_subscriber(self.cfg, email, hint=hint)
+        if found is not None and found.path.name != hint:
+            key = email.strip().lower()
+            self.store.remember_subscriber_files([(key, found.path.name)])
+        return found
 
     def erased_hash(self, email: str) -> str:
         return self.tokens.make(ERASED, email)

@@ -19,7 +19,6 @@ from ..subscribers import (
     edition_for,
     normalize_email,
     profile_of,
-    read_subscriber,
     subscribe,
     update_subscriber,
 )
@@ -122,7 +121,7 @@ class Pages(Base):
         return self.page(request, "check-inbox.html.j2")
 
     def _mail_signup(self, key: str, email: str, values: dict[str, Any]) -> None:
-        current = read_subscriber(self.cfg, key)
+        current = self.subscriber(key)
         known = (
             current is not None
             and current.data.get("active", True) is not False
@@ -189,11 +188,13 @@ class Pages(Base):
         except ProfileError as exc:
             if "already subscribed" not in str(exc):
                 raise
-        current = read_subscriber(self.cfg, email)
+        current = self.subscriber(email)
         if current is not None:
             rest = {k: v for k, v in data.items() if k not in ("email",)}
             rest["active"] = True
-            current = update_subscriber(self.cfg, email, rest, version=current.version)
+            current = update_subscriber(
+                self.cfg, email, rest, version=current.version, hint=current.path.name
+            )
         self.store.forget_erased(self.erased_hash(email))
         profile = profile_of(current.data, current.path) if current else None
         picks = self.preview(profile, top=5) if profile else []

@@ -19,7 +19,6 @@ from ..subscribers import (
     ChangedOnDisk,
     delete_subscriber_file,
     profile_of,
-    read_subscriber,
     unsubscribe,
     update_subscriber,
 )
@@ -48,6 +47,7 @@ class Reader(Base):
                 email,
                 now=self.now(),
                 reason="one-click unsubscribe (RFC 8058)",
+                unknown_ok=True,
             )
             return PlainTextResponse("Unsubscribed.\n")
         if not self.csrf_ok(link, form):
@@ -55,7 +55,7 @@ class Reader(Base):
         action = form.get("action")
         manage_url = self.signed("/preferences", MANAGE, email)
         if action == "pause" or action == "weekly":
-            current = read_subscriber(self.cfg, email)
+            current = self.subscriber(email)
             if current is None:
                 return self.page(
                     request,
@@ -64,7 +64,9 @@ class Reader(Base):
                     manage_url="",
                 )
             change = {"active": False} if action == "pause" else {"frequency": "weekly"}
-            update_subscriber(self.cfg, email, change, version=current.version)
+            update_subscriber(
+                self.cfg, email, change, version=current.version, hint=current.path.name
+            )
             message = (
                 "Your digest is paused. Resume it from your preferences whenever you like."
                 if action == "pause"
@@ -73,7 +75,15 @@ class Reader(Base):
                 + "s."
             )
             return self.page(request, "done.html.j2", message=message, manage_url=manage_url)
-        unsubscribe(self.cfg, self.store, email, now=self.now(), reason="unsubscribed on the web")
+        # A signed link is proof enough that the address was on the list.
+        unsubscribe(
+            self.cfg,
+            self.store,
+            email,
+            now=self.now(),
+            reason="unsubscribed on the web",
+            unknown_ok=True,
+        )
         return self.page(
             request,
             "done.html.j2",
@@ -87,7 +97,7 @@ class Reader(Base):
         link = self.link(request, MANAGE)
         if link is None:
             return self.invalid(request)
-        current = read_subscriber(self.cfg, link.email)
+        current = self.subscriber(link.email)
         if current is None:
             return self.page(
                 request,
@@ -144,7 +154,9 @@ class Reader(Base):
                 **base,
             )
         try:
-            saved = update_subscriber(self.cfg, link.email, values, version=version)
+            saved = update_subscriber(
+                self.cfg, link.email, values, version=version, hint=current.path.name
+            )
         except ChangedOnDisk:
             return self.page(
                 request,
@@ -185,7 +197,7 @@ class Reader(Base):
         if link is None or not self.csrf_ok(link, form):
             return self.invalid(request)
         key = link.email.lower()
-        current = read_subscriber(self.cfg, key)
+        current = self.subscriber(key)
         suppressions = self.store.suppressions()
         data = {
             "email": key,
@@ -228,7 +240,7 @@ class Reader(Base):
                 manage_url=request.url.path.replace("/erase", "") + "?" + request.url.query,
             )
         key = link.email.lower()
-        delete_subscriber_file(self.cfg, key)
+        delete_subscriber_file(self.cfg, key, hint=self.hint(key))
         self.store.forget_votes(key)
         self.store.forget_reader(key)
         self.store.add_erased(self.erased_hash(key), self.now())

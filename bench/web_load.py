@@ -1,0 +1,265 @@
+"""`make bench-web`: a real `digest serve` (uvicorn, one process) pinned to one core under
+200 concurrent clients on the other core, on the two requests that come in bulk: the
+one-click unsubscribe POST (RFC 8058, as mail providers send it) and the preferences page
+(a reader opening the link in their digest). Prints requests/s, p50/p99 latency and
+errors per endpoint. Then search (`/search?q=`) on a year of papers synthesized from the
+bundled real ones (`--search-papers`, 200,000 by default): p50/p99 of sequential queries
+after the index is built, and how long building it took.
+
+Targets: p99 under 50 ms with no errors under load; search p99 under 200 ms.
+
+    .venv/bin/python bench/web_load.py [--clients 200] [--seconds 10] [--subscribers 2000]
+                                       [--search-papers 200000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.workload import load_papers, make_project, read_rows  # noqa: E402
+
+SECRET = "bench-Web-k3Jx9q2LmZ0aVb7TcWd1YpR5sNe8HfUo4GiKzQ"
+NOW = datetime(2025, 7, 5, 6, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cores() -> tuple[int, int]:
+    avail = sorted(os.sched_getaffinity(0))
+    return avail[0], avail[-1]
+
+
+def start_server(config: Path, port: int, core: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": SECRET}
+    cmd = [sys.executable, "-m", "digest", "serve", "--config", str(config), "--port", str(port)]
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(core), *cmd, "-q"],
+        env=env,
+        cwd=config.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import httpx
+
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit("digest serve exited")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("digest serve did not start")
+
+
+async def one_client(
+    port: int, requests: list[bytes], until: float, lat: list[float], errors: list[str]
+) -> None:
+    """One keep-alive connection sending requests in turn until ``until``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = random.randrange(len(requests))
+    try:
+        while time.perf_counter() < until:
+            req = requests[i % len(requests)]
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            if status != 200:
+                errors.append(str(status))
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        errors.append(type(exc).__name__)
+    finally:
+        writer.close()
+
+
+async def load(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    lat: list[float] = []
+    errors: list[str] = []
+    warm = time.perf_counter() + 1.0  # a second of warm-up, not counted
+    await asyncio.gather(*(one_client(port, requests, warm, [], []) for _ in range(clients)))
+    start = time.perf_counter()
+    until = start + seconds
+    await asyncio.gather(*(one_client(port, requests, until, lat, errors) for _ in range(clients)))
+    took = time.perf_counter() - start
+    lat.sort()
+    return {
+        "requests": len(lat),
+        "rps": len(lat) / took,
+        "p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
+        "p99": 1000 * lat[int(len(lat) * 0.99)] if lat else 0.0,
+        "errors": len(errors),
+        "kinds": sorted(set(errors))[:5],
+    }
+
+
+def subscriber_emails(config: Path) -> list[str]:
+    out = []
+    for path in sorted((config.parent / "subscribers").glob("*.toml")):
+        found = re.search(r'^email = "([^"]+)"', path.read_text(encoding="utf-8"), re.M)
+        if found:
+            out.append(found.group(1))
+    return out
+
+
+def requests_for(config: Path, port: int) -> dict[str, list[bytes]]:
+    os.environ["DIGEST_UNSUBSCRIBE_SECRET"] = SECRET
+    from digest.config import load as load_config
+    from digest.tokens import MANAGE, UNSUBSCRIBE
+
+    tokens = load_config(config).link_tokens()
+    host = f"Host: 127.0.0.1:{port}\r\n"
+    body = b"List-Unsubscribe=One-Click"
+    out: dict[str, list[bytes]] = {"one-click POST": [], "preferences GET": []}
+    for email in subscriber_emails(config):
+        e = quote(email, safe="@")
+        unsub = f"/unsubscribe?e={e}&token={tokens.make(UNSUBSCRIBE, email)}"
+        out["one-click POST"].append(
+            (
+                f"POST {unsub} HTTP/1.1\r\n{host}"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        prefs = f"/preferences?e={e}&token={tokens.make(MANAGE, email)}"
+        out["preferences GET"].append(f"GET {prefs} HTTP/1.1\r\n{host}\r\n".encode())
+    return out
+
+
+def year_of_papers(config: Path, count: int, seed: int) -> float:
+    """``count`` papers made from the real ones (each title and abstract a real paper's,
+    shuffled sentences, a new id), stored first seen over a year; seconds taken."""
+    from digest.store import Store
+
+    t0 = time.perf_counter()
+    rng = random.Random(seed)
+    base = load_papers(read_rows(), 3140, NOW, rng)
+    store = Store(f"sqlite:///{config.parent / 'digest.db'}")
+    try:
+        batch = []
+        for i in range(count):
+            p = base[i % len(base)]
+            parts = p.abstract.split(". ")
+            rng.shuffle(parts)
+            from dataclasses import replace
+
+            batch.append(replace(p, id=f"y{i:07d}", abstract=". ".join(parts)))
+            if len(batch) == 5000:
+                store.upsert_papers(batch, NOW - timedelta(days=365 * i / count))
+                batch = []
+        if batch:
+            store.upsert_papers(batch, NOW)
+    finally:
+        store.close()
+    return time.perf_counter() - t0
+
+
+def search(port: int, queries: list[str]) -> dict[str, float]:
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as c:
+        t0 = time.perf_counter()
+        first = c.get("/search", params={"q": queries[0]})  # builds the index
+        build = time.perf_counter() - t0
+        assert first.status_code == 200, first.status_code
+        lat = []
+        errors = 0
+        for q in queries:
+            t = time.perf_counter()
+            r = c.get("/search", params={"q": q})
+            lat.append(time.perf_counter() - t)
+            errors += r.status_code != 200 or 'class="card"' not in r.text
+    lat.sort()
+    return {
+        "first": build,
+        "p50": 1000 * statistics.median(lat),
+        "p99": 1000 * lat[int(len(lat) * 0.99)],
+        "errors": errors,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--subscribers", type=int, default=2000)
+    ap.add_argument("--search-papers", type=int, default=200_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    server_core, client_core = cores()
+    os.sched_setaffinity(0, {client_core})
+    print(f"server on core {server_core}, clients on core {client_core}")
+    with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
+        base = Path(tmp)
+        port = free_port()
+        config, took = make_project(
+            base, subscribers=args.subscribers, papers=1000, seed=args.seed, now=NOW
+        )
+        with config.open("a", encoding="utf-8") as fh:
+            fh.write(f'[web]\nbase_url = "http://127.0.0.1:{port}"\n')
+        print(f"project: {args.subscribers} subscribers, 1000 papers ({took:.1f} s)")
+        reqs = requests_for(config, port)
+        proc = start_server(config, port, server_core)
+        try:
+            for name, batch in reqs.items():
+                r = asyncio.run(load(port, batch, args.clients, args.seconds))
+                print(
+                    f"{name:16} {args.clients} clients: {r['rps']:7.0f} req/s  "
+                    f"p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                    f"errors {r['errors']} {r['kinds'] or ''}  ({r['requests']} requests)"
+                )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if args.search_papers:
+            took = year_of_papers(config, args.search_papers, args.seed)
+            print(f"search: {args.search_papers} papers stored ({took:.0f} s)")
+            rows = read_rows()
+            rng = random.Random(args.seed)
+            queries = [" ".join(rng.choice(rows)["title"].split()[:6]) for _ in range(args.queries)]
+            proc = start_server(config, port, server_core)
+            try:
+                s = search(port, queries)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            print(
+                f"search over {args.search_papers} papers: first query (builds the index) "
+                f"{s['first']:.1f} s; then {args.queries} queries: p50 {s['p50']:.1f} ms  "
+                f"p99 {s['p99']:.1f} ms  errors {s['errors']}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
