@@ -166,11 +166,16 @@ def look(driver: Any, name: str) -> None:
 
 def shows(driver: Any, css: str, text: str) -> None:
     """Wait for the page a click opened to show ``text`` in ``css``."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 30).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+    # One script call reads the text, so a page swapped in between finding an element and
+    # reading it cannot fail the wait; an error while the old page unloads is retried.
+    def there(d: Any) -> bool:
+        found = d.execute_script("return document.querySelector(arguments[0])?.textContent", css)
+        return text in (found or "")
+
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(there)
 
 
 def text_of(raw: bytes) -> str:
