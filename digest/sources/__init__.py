@@ -11,13 +11,38 @@ feedparser, arXiv's feeds and API; ``_common`` and ``_text``: ids, links, dates,
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ..models import Paper
-from ._http import Fetcher, FetchResult, hf_urls, is_arxiv_host, is_hf_daily
-from ._ingest import FetchSummary, fetch_all
 from ._parse import parse
 from ._text import arxiv_id, iso_utc, url_id
+
+if TYPE_CHECKING:
+    from ._http import Fetcher, FetchResult, hf_urls, is_arxiv_host, is_hf_daily
+    from ._ingest import FetchSummary, fetch_all
+
+# The fetching half (httpx, the store) is imported on first use: the process that parses
+# feeds (``_isolate``) imports only the parsing half, and stays small.
+_LAZY = {
+    "Fetcher": "._http",
+    "FetchResult": "._http",
+    "hf_urls": "._http",
+    "is_arxiv_host": "._http",
+    "is_hf_daily": "._http",
+    "FetchSummary": "._ingest",
+    "fetch_all": "._ingest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FetchResult",

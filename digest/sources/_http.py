@@ -21,7 +21,9 @@ from .. import __version__
 from ..config import Feed, Http
 from ..errors import FeedError
 from ..models import Paper
-from ._parse import parse
+from ._deadline import Deadline, bound
+from ._decode import Decoder
+from ._isolate import parse_within
 
 if TYPE_CHECKING:
     from ..store import FeedStateView
@@ -117,6 +119,10 @@ class Fetcher:
             },
             transport=transport,
         )
+        # One deadline per fetch of a url (connect_timeout + read_timeout): connecting,
+        # the headers, the body and parsing it all end by then, however slow the server.
+        self.deadline = Deadline()
+        bound(self.client, self.deadline)
 
     def __enter__(self) -> Fetcher:
         return self
@@ -170,24 +176,37 @@ class Fetcher:
         )
 
     def _read_file(self, feed: Feed, path: Path) -> FetchResult:
+        self.deadline.start(self.http.connect_timeout + self.http.read_timeout)
         try:
-            with path.open("rb") as fh:
-                data = fh.read(self.http.max_bytes + 1)
-        except OSError as exc:
-            raise FeedError(
-                f"feed {feed.name!r}: cannot read {path}: {exc.strerror or exc}; "
-                "check the path in [[feeds]] url"
-            ) from exc
-        if len(data) > self.http.max_bytes:
-            raise FeedError(
-                f"feed {feed.name!r}: {path} is larger than {self.http.max_bytes} bytes "
-                "(http.max_bytes); raise the limit if the file is right"
-            )
-        data = self._gunzip(feed, str(path), data)
-        papers = parse(
-            data, feed.name, base_url=path.as_uri(), skip_replacements=feed.skip_replacements
-        )
+            try:
+                with path.open("rb") as fh:
+                    data = fh.read(self.http.max_bytes + 1)
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise FeedError(
+                    f"feed {feed.name!r}: cannot read {path}: {why}; "
+                    "check the path in [[feeds]] url"
+                ) from exc
+            if len(data) > self.http.max_bytes:
+                raise FeedError(
+                    f"feed {feed.name!r}: {path} is larger than {self.http.max_bytes} bytes "
+                    "(http.max_bytes); raise the limit if the file is right"
+                )
+            data = self._gunzip(feed, str(path), data)
+            papers = self._parse(feed, data, path.as_uri())
+        finally:
+            self.deadline.clear()
         return FetchResult(papers=papers, url=str(path))
+
+    def _parse(self, feed: Feed, data: bytes, base_url: str) -> list[Paper]:
+        """The papers in ``data``, parsed by the time the fetch's deadline comes."""
+        return parse_within(
+            data,
+            feed.name,
+            base_url=base_url,
+            skip_replacements=feed.skip_replacements,
+            seconds=max(self.deadline.left() or 0.0, 0.0),
+        )
 
     def _fetch_url(self, feed: Feed, url: str, state: FeedStateView | None) -> FetchResult:
         # (a value stored before it was checked is checked again: it may not be sendable)
@@ -200,22 +219,42 @@ class Fetcher:
             headers["If-Modified-Since"] = modified
         attempt = 0
         while True:
-            status, resp_headers, body, final_url = self._request(feed, url, headers)
-            if status in RETRY_STATUSES and attempt < self.http.retries:
-                delay = self._retry_delay(resp_headers, attempt)
-                log.info(
-                    "feed %s: HTTP %d from %s; retry %d/%d in %.1f s",
-                    feed.name,
-                    status,
-                    url,
-                    attempt + 1,
-                    self.http.retries,
-                    delay,
-                )
-                self.sleep(delay)
-                attempt += 1
-                continue
-            break
+            try:  # the fetch's deadline starts in _request, once arXiv's spacing is kept
+                status, resp_headers, body, final_url = self._request(feed, url, headers)
+                if status in RETRY_STATUSES and attempt < self.http.retries:
+                    delay = self._retry_delay(resp_headers, attempt)
+                else:
+                    return self._result(
+                        feed, url, (etag, modified), status, attempt, resp_headers, body, final_url
+                    )
+            finally:
+                self.deadline.clear()
+            log.info(
+                "feed %s: HTTP %d from %s; retry %d/%d in %.1f s",
+                feed.name,
+                status,
+                url,
+                attempt + 1,
+                self.http.retries,
+                delay,
+            )
+            self.sleep(delay)
+            attempt += 1
+
+    def _result(
+        self,
+        feed: Feed,
+        url: str,
+        stored: tuple[str | None, str | None],
+        status: int,
+        attempt: int,
+        resp_headers: httpx.Headers,
+        body: bytes,
+        final_url: str,
+    ) -> FetchResult:
+        """What one final response says: not modified, an error, or papers (parsed within
+        the fetch's deadline)."""
+        etag, modified = stored
         if status == 304:
             return FetchResult(
                 etag=sendable(resp_headers.get("etag")) or etag,
@@ -226,11 +265,8 @@ class Fetcher:
         if not 200 <= status < 300:
             raise FeedError(f"feed {feed.name!r}: {url}: {_status_hint(status, attempt)}")
         data = self._gunzip(feed, url, body)
-        papers = parse(
-            data, feed.name, base_url=final_url, skip_replacements=feed.skip_replacements
-        )
         return FetchResult(
-            papers=papers,
+            papers=self._parse(feed, data, final_url),
             etag=sendable(resp_headers.get("etag")),
             last_modified=sendable(resp_headers.get("last-modified")),
             url=url,
@@ -242,9 +278,9 @@ class Fetcher:
         arxiv = is_arxiv_host(url)
         if arxiv:
             self._pace_arxiv()
-        start = self.clock()
+        self.deadline.start(self.http.connect_timeout + self.http.read_timeout)
         limit = self.http.max_bytes
-        deadline = self.http.connect_timeout + self.http.read_timeout
+        where = f"feed {feed.name!r}: {url}"
         try:
             with self.client.stream("GET", url, headers=headers) as resp:
                 if is_arxiv_host(str(resp.url)) and not arxiv:
@@ -253,51 +289,75 @@ class Fetcher:
                 ok = 200 <= resp.status_code < 300
                 if ok and length.isascii() and length.isdigit() and int(length[:20]) > limit:
                     raise FeedError(
-                        f"feed {feed.name!r}: {url}: the body is {int(length)} bytes, more than "
+                        f"{where}: the body is {int(length)} bytes, more than "
                         f"http.max_bytes ({limit}); raise the limit if the feed is right"
                     )
                 chunks: list[bytes] = []
-                size = 0
                 if ok:
-                    for chunk in resp.iter_bytes():
-                        size += len(chunk)
-                        if size > limit:
-                            raise FeedError(
-                                f"feed {feed.name!r}: {url}: the body is over http.max_bytes "
-                                f"({limit} bytes); raise the limit if the feed is right"
-                            )
-                        if self.clock() - start > deadline:
-                            raise FeedError(
-                                f"feed {feed.name!r}: {url}: too slow, still sending after "
-                                f"{deadline:g} s; try again later or raise http.read_timeout"
-                            )
-                        chunks.append(chunk)
+                    chunks = self._body(resp, where, limit)
                 return resp.status_code, resp.headers, b"".join(chunks), str(resp.url)
         except httpx.TimeoutException as exc:
+            if self.deadline.expired():
+                raise FeedError(
+                    f"{where}: the fetch took longer than {self.deadline.seconds:g} s in all "
+                    "(http.connect_timeout + http.read_timeout); the server is too slow, "
+                    "try again later"
+                ) from exc
             kind = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for data"
             raise FeedError(
-                f"feed {feed.name!r}: {url}: timed out {kind} "
+                f"{where}: timed out {kind} "
                 f"(http.connect_timeout={self.http.connect_timeout:g} s, "
                 f"http.read_timeout={self.http.read_timeout:g} s); "
                 "the server may be down, try again later"
             ) from exc
         except httpx.TooManyRedirects as exc:
-            raise FeedError(
-                f"feed {feed.name!r}: {url}: too many redirects; check the url"
-            ) from exc
+            raise FeedError(f"{where}: too many redirects; check the url") from exc
         except httpx.DecodingError as exc:
             raise FeedError(
-                f"feed {feed.name!r}: {url}: the compressed body is corrupt ({exc}); "
-                "try again later"
+                f"{where}: the compressed body is corrupt ({exc}); try again later"
             ) from exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FeedError(
-                f"feed {feed.name!r}: {url}: {type(exc).__name__}: {_one_line(exc)}; "
-                "check the url and the network"
+                f"{where}: {type(exc).__name__}: {_one_line(exc)}; check the url and the network"
             ) from exc
         finally:
             if arxiv:
                 self._last_arxiv = self.clock()
+
+    def _body(self, resp: httpx.Response, where: str, limit: int) -> list[bytes]:
+        """The body, its Content-Encoding undone as it streams in: the bytes on the wire and
+        the bytes they unpack to are counted as they come, against ``limit``."""
+        decoder = Decoder(resp.headers.get_list("content-encoding", split_commas=True), where)
+        chunks: list[bytes] = []
+        raw = size = 0
+        packed = " once uncompressed" if decoder.layers else ""
+
+        def over(what: str = "") -> FeedError:
+            return FeedError(
+                f"{where}: the body is over http.max_bytes ({limit} bytes){what}; "
+                "raise the limit if the feed is right"
+            )
+
+        for chunk in resp.iter_raw():
+            raw += len(chunk)
+            if raw > limit:
+                raise over()
+            for piece in decoder.feed(chunk):
+                size += len(piece)
+                if size > limit:
+                    raise over(packed)
+                chunks.append(piece)
+            if self.deadline.expired():
+                raise FeedError(
+                    f"{where}: too slow, still sending after {self.deadline.seconds:g} s; "
+                    "try again later or raise http.read_timeout"
+                )
+        for piece in decoder.flush():
+            size += len(piece)
+            if size > limit:
+                raise over(packed)
+            chunks.append(piece)
+        return chunks
 
     def _pace_arxiv(self) -> None:
         if self._last_arxiv is None:

@@ -55,7 +55,11 @@ def fetch_all(
             except Exception as exc:
                 # A bug (ours or a library's) met in this feed: it costs this feed only.
                 # The traceback goes to the debug log (-v); the feed's health says what.
-                log.debug("feed %s: unexpected error", feed.name, exc_info=True)
+                trace = getattr(exc, "trace", "")  # a crash in the parsing process
+                if trace:
+                    log.debug("feed %s: unexpected error in the parser:\n%s", feed.name, trace)
+                else:
+                    log.debug("feed %s: unexpected error", feed.name, exc_info=True)
                 reason = (
                     f"feed {feed.name!r}: unexpected {type(exc).__name__}: {one_line(exc)} "
                     "(a bug: run with -v for the traceback, and please report it)"

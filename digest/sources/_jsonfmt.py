@@ -23,8 +23,18 @@ from ._common import (
 )
 from ._text import arxiv_id, clean, collapse, hf_link, url_id, utc_from_iso
 
+# Arrays and objects in one document. Each costs 50 to 200 bytes once read: 25 MB of "[],"
+# would take 500 MB. A day of Hugging Face papers holds a few thousand.
+MAX_CONTAINERS = 1_000_000
+
 
 def parse_json(data: bytes, source: str) -> list[Paper]:
+    containers = data.count(b"[") + data.count(b"{")  # in strings too: an upper bound
+    if containers > MAX_CONTAINERS:
+        raise FeedError(
+            f"feed {source!r}: JSON with {containers:,} arrays and objects "
+            f"(at most {MAX_CONTAINERS:,}); not a feed we read safely"
+        )
     try:
         doc = json.loads(data.decode("utf-8-sig"))
     except RecursionError as exc:

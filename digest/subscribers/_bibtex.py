@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DigestError
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 20_000_000  # of a liked_file read: a library of some 20,000 papers with abstracts
 
 
 class BibtexError(DigestError):
@@ -174,9 +179,14 @@ def entries(text: str) -> Iterator[dict[str, str]]:
 def read_bibtex(path: Path) -> list[tuple[str, str]]:
     """(title, abstract) for every entry with a title."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except IsADirectoryError as exc:
         raise BibtexError(f"{path} is a folder, not a BibTeX file") from exc
+    if len(raw) > MAX_BYTES:
+        log.warning("%s: only the first %d MB are read", path, MAX_BYTES // 1_000_000)
+        raw = raw[:MAX_BYTES]
+    text = raw.decode("utf-8", errors="replace")
     out = [(e["title"], e.get("abstract", "")) for e in entries(text) if e.get("title")]
     if not out and text.strip():
         raise BibtexError(f"{path}: no BibTeX entries with a title found; export as BibTeX")

@@ -18,6 +18,7 @@ from ..config import Config, check_timezone
 from ..errors import ConfigError, ProfileError, UsageError
 from ..models import Keyword, Profile
 from ..validation import Strict, load_model, read_toml_fast
+from ._limits import within_limits
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def subscribers_missing(cfg: Config) -> str:
 def load_profile(path: Path) -> Profile:
     data = read_toml_fast(path, ProfileError)
     profile = _plain_profile(path, data)
-    return _checked_profile(path, data) if profile is None else profile
+    return within_limits(_checked_profile(path, data) if profile is None else profile)
 
 
 def _checked_profile(path: Path, data: dict[str, Any]) -> Profile:
