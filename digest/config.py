@@ -225,6 +225,11 @@ class Feed(Strict):
     sort: str = ""
     limit: int = Field(default=0, ge=0)
     pages: int = Field(default=1, ge=1, le=20)
+    # For a paper several feeds carry: how far this feed's values are believed (0-100), and
+    # whose official source it is ("auto": arXiv for arxiv.org urls, "huggingface" for the
+    # huggingface.co API; "none": nobody's)
+    trust: int = Field(default=50, ge=0, le=100)
+    official: Literal["auto", "arxiv", "huggingface", "none"] = "auto"
 
 
 class Config(Strict):

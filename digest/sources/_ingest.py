@@ -14,6 +14,7 @@ from ..errors import IN_SUMMARY, DigestError
 from ..store import Store
 from ._common import one_line
 from ._http import Fetcher
+from ._precedence import precedence_of
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _fetch_one(
             feed.name, feed.url, now(), etag=result.etag, last_modified=result.last_modified
         )
         return
-    new, updated = store.upsert_papers(result.papers, now())
+    new, updated = store.upsert_papers(result.papers, now(), precedence_of(feed))
     summary.new += new
     summary.updated += updated
     summary.ok.append((feed.name, len(result.papers)))

@@ -22,6 +22,7 @@ from ._editions import Editions
 from ._feeds import Feeds, FeedStateView
 from ._migrate import SchemaStatus, Upgrade, new_revision, schema_status
 from ._migrate import upgrade as upgrade_schema
+from ._papers import Precedence
 from ._runs import Runs, Suppressions
 from ._subscribers import SubscriberFiles
 from ._votes import DOWN, UP, Votes
@@ -35,6 +36,7 @@ __all__ = [
     "FeedStateView",
     "Holder",
     "Pending",
+    "Precedence",
     "SchemaStatus",
     "SentDigest",
     "Store",

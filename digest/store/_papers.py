@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import select
@@ -38,46 +40,115 @@ def row_to_paper(row: PaperRow) -> Paper:
     )
 
 
-def _merge(row: PaperRow, paper: Paper, now: datetime) -> None:
-    """Fold a fresh sighting of a paper into its stored record."""
+# How far a feed's values are believed. Every feed has a trust (0-100, 50 unless its
+# [[feeds]] table says otherwise). The official sources (arXiv, Hugging Face's API) rank
+# above any other feed for every field, and each above the other for the fields it owns.
+DEFAULT_TRUST = 50
+OFFICIAL = 1_000
+OWNER = 2_000
+
+# The fields a feed sets, each merged on its own. ``sources`` (every feed that listed the
+# paper), ``first_seen`` and ``last_seen`` are not ranked.
+FIELDS = (
+    "title",
+    "abstract",
+    "authors",
+    "url",
+    "pdf_url",
+    "code_url",
+    "hf_url",
+    "project_url",
+    "thumbnail",
+    "categories",
+    "published",
+    "upvotes",
+    "comments",
+    "github_stars",
+    "ai_summary",
+    "ai_keywords",
+    "announce_type",
+)
+_COUNTS = frozenset({"upvotes", "comments", "github_stars"})
+_LISTS = frozenset({"authors", "categories", "ai_keywords"})
+
+
+@dataclass(frozen=True)
+class Precedence:
+    """How far one feed's values are believed, field by field: ``trust`` (0-100); above
+    any trust when the feed is an ``official`` source; above that for the fields it
+    ``owns`` (arXiv the text of a paper, Hugging Face's API its popularity and code).
+
+    When several feeds carry a paper, each field holds the value of the highest-ranked feed
+    that has one. The owner's value holds even when it is empty (Hugging Face's API saying
+    a paper has no code link is not overruled by a feed that says it has). Between equals:
+    counts take the latest value (upvotes change during the day), the abstract the longer
+    one, categories the union, and anything else the first value kept.
+    """
+
+    trust: int = DEFAULT_TRUST
+    owns: frozenset[str] = frozenset()
+    official: bool = False
+
+    def rank(self, field: str) -> int:
+        if field in self.owns:
+            return OWNER + self.trust
+        return OFFICIAL + self.trust if self.official else self.trust
+
+
+def _value(paper: Paper, field: str) -> Any:
+    value = getattr(paper, field)
+    if field in _COUNTS:
+        return _count(value)
+    if field in _LISTS:
+        return list(value)
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _merge(row: PaperRow, paper: Paper, now: datetime, precedence: Precedence) -> None:
+    """Fold a fresh sighting of a paper into its stored record, field by field."""
+    ranks = dict(row.field_ranks or {})
+    for field in FIELDS:
+        new, old = _value(paper, field), getattr(row, field)
+        rank = precedence.rank(field)
+        # A value stored before ranks were kept ranks as a feed of the default trust.
+        held = ranks.get(field, -1 if _empty(old) else DEFAULT_TRUST)
+        if _empty(new):
+            take = field in precedence.owns and rank > held
+        elif _empty(old) and held < OWNER:  # only an owner's "none" holds
+            take = True
+        elif rank != held:
+            take = rank > held
+        elif field in _COUNTS:
+            take = True
+        elif field == "abstract":
+            take = len(new) > len(old or "")
+        elif field == "categories":
+            new = list(dict.fromkeys([*(old or ()), *new]))
+            take = new != old
+        else:
+            take = False
+        if take:
+            setattr(row, field, new)
+            ranks[field] = rank
+    row.field_ranks = ranks
     row.sources = sorted(set(row.sources or ()) | set(paper.sources))
-    if _count(paper.upvotes) is not None:
-        row.upvotes = _count(paper.upvotes)
-    if _count(paper.comments) is not None:
-        row.comments = _count(paper.comments)
-    if _count(paper.github_stars) is not None:
-        row.github_stars = _count(paper.github_stars)
-    if len(paper.abstract) > len(row.abstract or ""):
-        row.abstract = paper.abstract
-    if not row.authors and paper.authors:
-        row.authors = list(paper.authors)
-    if paper.categories:
-        row.categories = list(dict.fromkeys([*(row.categories or ()), *paper.categories]))
-    if paper.ai_keywords and not row.ai_keywords:
-        row.ai_keywords = list(paper.ai_keywords)
-    for name in (
-        "pdf_url",
-        "code_url",
-        "hf_url",
-        "project_url",
-        "thumbnail",
-        "ai_summary",
-        "published",
-        "announce_type",
-    ):
-        if getattr(row, name) in (None, "") and getattr(paper, name):
-            setattr(row, name, getattr(paper, name))
-    if not row.url and paper.url:
-        row.url = paper.url
     row.last_seen = now
 
 
 class Papers(Base):
-    def upsert_papers(self, papers: Iterable[Paper], now: datetime) -> tuple[int, int]:
-        """Store papers, merging with what is there. Returns (new, updated)."""
+    def upsert_papers(
+        self, papers: Iterable[Paper], now: datetime, precedence: Precedence | None = None
+    ) -> tuple[int, int]:
+        """Store one feed's papers, merging each with what is there field by field, as
+        ``precedence`` (how far that feed is believed) says. Returns (new, updated)."""
+        precedence = precedence or Precedence()
         by_id: dict[str, Paper] = {}
         for p in papers:
-            by_id[p.id] = p if p.id not in by_id else _merged_value(by_id[p.id], p)
+            by_id[p.id] = p if p.id not in by_id else _merged_value(by_id[p.id], p, precedence)
         new = updated = 0
         with self.session() as s:
             existing = {
@@ -88,10 +159,10 @@ class Papers(Base):
             for pid, paper in by_id.items():
                 row = existing.get(pid)
                 if row is None:
-                    s.add(_new_row(paper, now))
+                    s.add(_new_row(paper, now, precedence))
                     new += 1
                 else:
-                    _merge(row, paper, now)
+                    _merge(row, paper, now, precedence)
                     s.add(row)
                     updated += 1
             s.commit()
@@ -120,7 +191,7 @@ class Papers(Base):
             return int(s.exec(select(func.count()).select_from(PaperRow)).one())
 
 
-def _new_row(paper: Paper, now: datetime) -> PaperRow:
+def _new_row(paper: Paper, now: datetime, precedence: Precedence) -> PaperRow:
     return PaperRow(
         id=paper.id,
         title=paper.title,
@@ -143,6 +214,11 @@ def _new_row(paper: Paper, now: datetime) -> PaperRow:
         announce_type=paper.announce_type,
         first_seen=now,
         last_seen=now,
+        field_ranks={
+            f: precedence.rank(f)
+            for f in FIELDS
+            if f in precedence.owns or not _empty(_value(paper, f))
+        },
     )
 
 
@@ -157,8 +233,8 @@ def _count(value: int | None) -> int | None:
     return None
 
 
-def _merged_value(a: Paper, b: Paper) -> Paper:
+def _merged_value(a: Paper, b: Paper, precedence: Precedence) -> Paper:
     """Two sightings of one paper in the same fetch, folded (used before touching the DB)."""
-    row = _new_row(a, EPOCH)
-    _merge(row, b, EPOCH)
+    row = _new_row(a, EPOCH, precedence)
+    _merge(row, b, EPOCH, precedence)
     return row_to_paper(row)

@@ -32,6 +32,9 @@ class PaperRow(SQLModel, table=True):
     announce_type: str | None = None
     first_seen: datetime = Field(index=True)
     last_seen: datetime
+    # field -> rank of the feed its value came from (see _papers.Precedence); null in rows
+    # stored before revision 0002, whose values rank as a feed of the default trust
+    field_ranks: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class FeedState(SQLModel, table=True):
