@@ -120,13 +120,23 @@ def store(tmp_path: Path) -> Store:
     s.close()
 
 
+@pytest.fixture(params=[True, False], ids=["sqlite3", "sqlalchemy"])
+def direct(request: pytest.FixtureRequest) -> bool:
+    """Claims through sqlite3 itself (the send path on SQLite) and through SQLAlchemy (the
+    path every other database takes): the same statements, the same rows."""
+    return bool(request.param)
+
+
 ITEMS = [(f"r{i}@example.org", EDITION_DATE, f"<{i}@x>") for i in range(4)]
 KEYS = {(e, d) for e, d, _ in ITEMS}
 LIMIT = {"limit": 3, "gave_up": "outcome unknown"}
 
 
-def test_a_claim_takes_each_row_once(store: Store) -> None:
-    with store.delivery_writer() as first, store.delivery_writer() as second:
+def test_a_claim_takes_each_row_once(store: Store, direct: bool) -> None:
+    with (
+        store.delivery_writer(direct=direct) as first,
+        store.delivery_writer(direct=direct) as second,
+    ):
         assert set(first.claim(ITEMS[:3], "one#1", NOW, LATER, **LIMIT)) == {
             (e, d) for e, d, _ in ITEMS[:3]
         }
@@ -139,9 +149,11 @@ def test_a_claim_takes_each_row_once(store: Store) -> None:
         assert second.claim(ITEMS[:3], "two#2", much_later, much_later, **LIMIT) == {}
 
 
-def test_a_lapsed_claim_is_taken_back_and_its_try_counts_as_unknown(store: Store) -> None:
+def test_a_lapsed_claim_is_taken_back_and_its_try_counts_as_unknown(
+    store: Store, direct: bool
+) -> None:
     email = ITEMS[0][0]
-    with store.delivery_writer() as w:
+    with store.delivery_writer(direct=direct) as w:
         assert set(w.claim(ITEMS, "gone#1", NOW, LATER, **LIMIT)) == KEYS
         # One try was in flight when that run stopped answering.
         assert w.commit([], [(email, EDITION_DATE, "gone#1", 1, 0)], NOW, LATER) == (0, set())
@@ -158,9 +170,11 @@ def test_a_lapsed_claim_is_taken_back_and_its_try_counts_as_unknown(store: Store
         assert set(w.claim(ITEMS, "third#2", after, after, dead={"next#2"}, **LIMIT)) == KEYS
 
 
-def test_a_message_whose_tries_end_unknown_too_often_is_given_up(store: Store) -> None:
+def test_a_message_whose_tries_end_unknown_too_often_is_given_up(
+    store: Store, direct: bool
+) -> None:
     email, key = ITEMS[0][0], ITEMS[0][:2]
-    with store.delivery_writer() as w:
+    with store.delivery_writer(direct=direct) as w:
         for run in range(3):  # each run starts a try and dies before its outcome is logged
             at = NOW + timedelta(hours=run)
             taken = w.claim(ITEMS[:1], f"run{run}#1", at, at, dead={f"run{run - 1}#1"}, **LIMIT)

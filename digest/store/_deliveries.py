@@ -332,6 +332,17 @@ class DeliveryWriter:
         by_edition: dict[date, list[tuple[str, str]]] = {}
         for email, edition, mid in items:
             by_edition.setdefault(edition, []).append((email, mid))
+        if self._sqlite is not None:
+            with self.lock:
+                try:
+                    return _claim_sqlite(
+                        self._sqlite, by_edition, by, now, until, dead, limit, gave_up
+                    )
+                except sqlite3.Error as exc:
+                    error = in_words(exc, self.url, self.timeout)
+                    if error is None:
+                        raise
+                    raise error from exc
         for attempt in range(_RETRIES):
             try:
                 with self.lock, self._transaction():
@@ -550,6 +561,78 @@ class DeliveryWriter:
 
 
 _RETRIES = 3  # a claim the database aborted (deadlock, serialization failure) is retried
+
+
+def _claim_sqlite(
+    raw: Any,
+    by_edition: dict[date, list[tuple[str, str]]],
+    by: str,
+    now: datetime,
+    until: datetime,
+    dead: Collection[str],
+    limit: int,
+    gave_up: str,
+) -> dict[Key, Claimed]:
+    """``DeliveryWriter.claim`` straight through sqlite3, in one transaction that holds
+    the write lock from its start (BEGIN IMMEDIATE): the same statements, without
+    SQLAlchemy's work per row (a fifth of the cost on a batch of 200)."""
+    at, lease = _stamp(utc(now)), _stamp(utc(until))
+    ghosts = sorted(dead)
+    lapsed = (
+        "(status = 'sending' AND (lease_until IS NULL OR lease_until < ?"
+        + "".join(" OR claimed_by = ?" for _ in ghosts)
+        + "))"
+    )
+    lapsed_args = (at, *ghosts)
+    take = (
+        "UPDATE delivery SET status = 'sending', message_id = ?, claimed_by = ?, "
+        "lease_until = ?, in_flight = 0, unknown_outcomes = unknown_outcomes + "
+        "(CASE WHEN status = 'sending' AND in_flight = 1 THEN 1 ELSE 0 END), updated_at = ? "
+        "WHERE email = ? AND edition = ? AND unknown_outcomes < ? AND "
+        f"(status IN ('pending', 'deferred', 'failed') OR {lapsed})"
+    )
+    insert = (
+        "INSERT INTO delivery (email, edition, status, message_id, attempts, papers, reply, "
+        "updated_at, claimed_by, lease_until, in_flight, unknown_outcomes) "
+        "VALUES (?, ?, 'sending', ?, 0, 0, '', ?, ?, ?, 0, 0) ON CONFLICT DO NOTHING"
+    )
+    out: dict[Key, Claimed] = {}
+    try:
+        if raw.in_transaction:
+            raw.commit()
+        raw.execute("BEGIN IMMEDIATE")
+        for edition in sorted(by_edition):
+            day = edition.isoformat()
+            rows = sorted(by_edition[edition])
+            size = max(1, min(400, 990 - 6 - len(ghosts)))  # values a statement: under 999
+            for i in range(0, len(rows), size):
+                chunk = rows[i : i + size]
+                emails = [e for e, _ in chunk]
+                marks = ", ".join("?" * len(emails))
+                raw.execute(
+                    "UPDATE delivery SET status = 'failed', reply = ?, in_flight = 0, "
+                    "unknown_outcomes = unknown_outcomes + 1, claimed_by = ?, updated_at = ? "
+                    f"WHERE edition = ? AND email IN ({marks}) AND {lapsed} AND in_flight = 1 "
+                    "AND unknown_outcomes + 1 >= ?",
+                    (gave_up[:1000], by, at, day, *emails, *lapsed_args, limit),
+                )
+                raw.executemany(
+                    take, [(m, by, lease, at, e, day, limit, *lapsed_args) for e, m in chunk]
+                )
+                raw.executemany(insert, [(e, day, m, at, by, lease) for e, m in chunk])
+                found = raw.execute(
+                    "SELECT email, status, attempts, unknown_outcomes, reply FROM delivery "
+                    f"WHERE edition = ? AND email IN ({marks}) AND claimed_by = ?",
+                    (day, *emails, by),
+                )
+                for e, st, a, u, r in found:
+                    out[(e, edition)] = Claimed(st, a, u, r)
+        raw.commit()
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            raw.rollback()
+        raise
+    return out
 
 
 def _retryable(exc: DBAPIError) -> bool:
