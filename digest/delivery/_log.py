@@ -338,8 +338,9 @@ class DeliveryLog:
             s.stopped.append(j.email)
         else:
             s.deferred.append((j.email, reply))
+        # Sent, and left pending by a stop (the run says how many), are not problems.
         log.log(
-            logging.DEBUG if status == "sent" else logging.WARNING,
+            logging.WARNING if status in ("failed", "deferred") else logging.DEBUG,
             "%s %s: %s%s",
             j.item.edition,
             j.email,
