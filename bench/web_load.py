@@ -121,13 +121,26 @@ async def load(port: int, requests: list[bytes], clients: int, seconds: float) -
     }
 
 
-def subscriber_emails(config: Path) -> list[str]:
+def subscriber_files(config: Path) -> list[tuple[str, str]]:
+    """(address, file name) of every subscriber file."""
     out = []
     for path in sorted((config.parent / "subscribers").glob("*.toml")):
         found = re.search(r'^email = "([^"]+)"', path.read_text(encoding="utf-8"), re.M)
         if found:
-            out.append(found.group(1))
+            out.append((found.group(1), path.name))
     return out
+
+
+def remember_files(config: Path) -> None:
+    """What every `digest run` records: the file each address comes from (the pages go
+    straight to it, instead of reading the folder)."""
+    from digest.store import Store
+
+    store = Store(f"sqlite:///{config.parent / 'digest.db'}")
+    try:
+        store.remember_subscriber_files(subscriber_files(config))
+    finally:
+        store.close()
 
 
 def requests_for(config: Path, port: int) -> dict[str, list[bytes]]:
@@ -139,7 +152,7 @@ def requests_for(config: Path, port: int) -> dict[str, list[bytes]]:
     host = f"Host: 127.0.0.1:{port}\r\n"
     body = b"List-Unsubscribe=One-Click"
     out: dict[str, list[bytes]] = {"one-click POST": [], "preferences GET": []}
-    for email in subscriber_emails(config):
+    for email, _ in subscriber_files(config):
         e = quote(email, safe="@")
         unsub = f"/unsubscribe?e={e}&token={tokens.make(UNSUBSCRIBE, email)}"
         out["one-click POST"].append(
@@ -228,6 +241,7 @@ def main() -> int:
         with config.open("a", encoding="utf-8") as fh:
             fh.write(f'[web]\nbase_url = "http://127.0.0.1:{port}"\n')
         print(f"project: {args.subscribers} subscribers, 1000 papers ({took:.1f} s)")
+        remember_files(config)
         reqs = requests_for(config, port)
         proc = start_server(config, port, server_core)
         try:

@@ -71,25 +71,35 @@ def find_subscriber_file(
     first; every file is read only when it does not hold the address."""
     key = normalize_email(email)
     local = key.split("@")[0]
-    paths = profile_files(directory)
-    if hint and "/" not in hint and (directory / hint).is_file():
-        paths = [directory / hint, *paths]
-    for path in paths:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if local not in text.lower():
-            continue
-        try:
-            doc = tomlkit.parse(text)
-        except ParseError as exc:
-            if key in text.lower():
-                raise ProfileError(
-                    f"{path}: mentions {email} but is not valid TOML ({exc}); fix it first "
-                    "(digest check shows the problem)"
-                ) from exc
-            continue
-        value = doc.get("email")
-        if isinstance(value, str) and _same_email(value, key):
-            return path, doc
+    hinted = directory / hint if hint and "/" not in hint and not hint.startswith(".") else None
+    if hinted is not None and hinted.suffix == ".toml" and hinted.is_file():
+        found = _holds(hinted, key, local, email)
+        if found is not None:
+            return found
+    for path in profile_files(directory):
+        found = _holds(path, key, local, email)
+        if found is not None:
+            return found
+    return None
+
+
+def _holds(path: Path, key: str, local: str, email: str) -> tuple[Path, TOMLDocument] | None:
+    """(path, document) when the file at ``path`` holds the address ``key``."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if local not in text.lower():
+        return None
+    try:
+        doc = tomlkit.parse(text)
+    except ParseError as exc:
+        if key in text.lower():
+            raise ProfileError(
+                f"{path}: mentions {email} but is not valid TOML ({exc}); fix it first "
+                "(digest check shows the problem)"
+            ) from exc
+        return None
+    value = doc.get("email")
+    if isinstance(value, str) and _same_email(value, key):
+        return path, doc
     return None
 
 

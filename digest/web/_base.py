@@ -31,7 +31,7 @@ from ..rendering import Renderer, clean_text, safe_url
 from ..store import Store
 from ..subscribers import SubscriberFile, read_subscriber
 from ..tokens import UNSUBSCRIBE
-from ._forms import categories, timezones
+from ._forms import category_options, timezone_list
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,8 @@ class Base:
             postal_address=cfg.sender.postal_address,
             signup=cfg.web.signup,
             signup_domains=cfg.web.domains,
-            categories=categories(),
-            timezones=timezones(),
+            category_options=category_options,
+            timezone_list=timezone_list(),
         )
         self.templates = Jinja2Templates(env=env)
         self.css = template_dirs(cfg)[-1] / "digest.css"
