@@ -90,7 +90,11 @@ class Templates:
         }
         self.levels = abstract_levels(cfg.render.abstract_chars)
         self.check()
-        self._subject_keys = self._variables(SUBJECT)
+        used = self._variables(SUBJECT)
+        # the per-digest values it reads besides top_title and count (None: unknown)
+        self._subject_keys = (
+            None if used is None else tuple(k for k in used if k not in ("top_title", "count"))
+        )
         self._subjects: dict[tuple[Any, ...], str] = {}
 
     def check(self) -> None:
@@ -111,13 +115,15 @@ class Templates:
         title, shortened) and ``count`` (the number of papers, 0 for the empty note).
         Subjects are remembered by the values the template uses, so a subject that
         names only the top paper is rendered once per edition, not once per email."""
-        context = {**self.constants, **fields, "top_title": top_title, "count": count}
         key = None
-        if self._subject_keys is not None:
-            key = tuple(context.get(k) for k in self._subject_keys)
+        if self._subject_keys is not None:  # the values it reads, without a context built
+            constants = self.constants
+            get = fields.get
+            key = (top_title, count, *[get(k, constants.get(k)) for k in self._subject_keys])
             found = self._subjects.get(key)
             if found is not None:
                 return found
+        context = {**self.constants, **fields, "top_title": top_title, "count": count}
         subject = one_line(render_template(self.text_env, SUBJECT, context))
         if not subject:
             raise RenderError(f"template {SUBJECT}: gives an empty subject; make it say something")
