@@ -71,7 +71,7 @@ def make_project(tmp_path: Path, site: HTTPServer, smtp_port: int, *, broken_fee
         feeds=feeds,
     )
     shutil.rmtree(tmp_path / "subscribers")
-    shutil.copytree(ROOT / "subscribers", tmp_path / "subscribers")
+    shutil.copytree(ROOT / "demo" / "subscribers", tmp_path / "subscribers")
     return cfg
 
 

@@ -27,7 +27,7 @@ NOW = datetime(2026, 6, 12, 7, 0, tzinfo=UTC)
 def project(tmp_path: Path) -> Path:
     """A config with a copy of the bundled example subscribers (commented files)."""
     cfg = write_config(tmp_path)
-    for path in (ROOT / "subscribers").glob("*.toml"):
+    for path in (ROOT / "demo" / "subscribers").glob("*.toml"):
         shutil.copy(path, tmp_path / "subscribers" / path.name)
     return cfg
 

@@ -115,7 +115,7 @@ def test_a_database_made_by_the_previous_release_is_refused_then_upgraded(
         f'database = "sqlite:///{db}"\noutbox = "outbox"\n',
         feeds=[("huggingface", str(DATA / "feeds" / "hf-daily-papers-2026-06-12.json"))],
     )
-    for f in (ROOT / "subscribers").glob("*.toml"):
+    for f in (ROOT / "demo" / "subscribers").glob("*.toml"):
         shutil.copy(f, tmp_path / "subscribers" / f.name)
     before = _counts(db)
     assert "vote" not in before and "alembic_version" not in before

@@ -14,7 +14,7 @@ from .conftest import ROOT, write_subscriber
 
 
 def test_example_subscribers_load_and_differ() -> None:
-    profiles, errors = load_profiles(ROOT / "subscribers")
+    profiles, errors = load_profiles(ROOT / "demo" / "subscribers")
     assert errors == []
     assert len(profiles) == 3
     assert len({p.interests for p in profiles}) == 3

@@ -22,8 +22,8 @@ from digest.validation import Strict, read_text, read_toml, read_toml_fast
 from .conftest import DATA, ROOT
 
 EVERY_TOML = sorted(
-    {*ROOT.glob("subscribers/**/*.toml"), *DATA.glob("**/*.toml"), *ROOT.glob("*.toml")}
-    | {*ROOT.glob("demo/**/*.toml")}
+    {*ROOT.glob("demo/subscribers/**/*.toml"), *DATA.glob("**/*.toml"), *ROOT.glob("*.toml")}
+    | {*ROOT.glob("demo/**/*.toml"), *ROOT.glob("digest/skeleton/*.toml")}
 )
 
 
@@ -371,7 +371,7 @@ def test_random_profiles_load_the_same(tmp_path: Path) -> None:
 
 
 def test_bundled_and_plain_profiles_take_the_fast_way(tmp_path: Path) -> None:
-    for path in sorted((ROOT / "subscribers").glob("*.toml")):
+    for path in sorted((ROOT / "demo" / "subscribers").glob("*.toml")):
         data = read_toml_fast(path, ProfileError)
         assert _plain_profile(path, data) == checked(path)
         assert repr(load_profile(path)) == repr(checked(path))
