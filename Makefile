@@ -13,7 +13,7 @@ DEMO_SECRET := the-demo-secret-do-not-use-it-for-real-mail
 
 .PHONY: install demo test lint bench bench-rank bench-render bench-web clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .

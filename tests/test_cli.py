@@ -17,8 +17,9 @@ from digest.cli import main
 from digest.cli._commands import print_run_summary
 from digest.config import load
 from digest.pipeline import run, run_lock
+from digest.subscribers import load_profile
 
-from .conftest import FEEDS, write_config, write_subscriber
+from .conftest import FEEDS, ROOT, write_config, write_subscriber
 from .smtpserver import SmtpServer
 
 SECRET = "cli-test-Tq8vN3xKp0LzR7mWc2YbH5sJd9Fg"
@@ -260,3 +261,43 @@ def test_preview_open_without_a_browser_says_where_the_file_is(project: Path) ->
     assert out.returncode == 1, out.stderr
     assert "--open: no web browser found here; open file://" in out.stderr
     assert (cwd / "preview" / "ada.html").is_file()
+
+
+# ---------------------------------------------------------------- digest init
+
+
+def test_init_makes_a_folder_to_run_from_and_overwrites_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = cli("init", "lab")
+    assert out.exit_code == 0, out.output
+    lab = tmp_path / "lab"
+    assert (lab / "config.toml").read_text() == (ROOT / "config.toml").read_text()
+    you = lab / "subscribers" / "you.toml"
+    assert 'email = "you@example.org"' in you.read_text() and (lab / "outbox").is_dir()
+    assert "created lab/subscribers/you.toml" in out.output
+    assert "1. lab/subscribers/you.toml: your address and what you work on" in out.output
+    assert "3. cd lab, then: digest check" in out.output
+    check = cli("check", "--config", str(lab / "config.toml"))
+    assert check.exit_code == 0, check.output  # valid as written, mail goes to outbox/
+    assert "note: 1 subscriber at an example address (you@example.org" in check.output
+    again = cli("init", "lab", "--email", "ada@lab.example.org")
+    assert again.exit_code == 2 and "lab/config.toml exists" in again.output
+    assert not (lab / "subscribers" / "ada.toml").exists()
+    mine = cli("init", "mine", "--email", "Ada@Lab.example.org", "--name", 'Ada "A." L')
+    assert mine.exit_code == 0, mine.output
+    ada = load_profile(tmp_path / "mine" / "subscribers" / "ada.toml")
+    assert (ada.email, ada.name) == ("Ada@lab.example.org", 'Ada "A." L')
+    assert "1. mine/subscribers/ada.toml: what you work on (interests, keywords)" in mine.output
+    bad = cli("init", "other", "--email", "ada@lab")
+    assert bad.exit_code == 2 and not (tmp_path / "other" / "config.toml").exists()
+
+
+def test_the_checkout_config_and_the_one_init_writes_are_the_same() -> None:
+    """digest init writes digest/skeleton/config.toml; a checkout's is config.toml: one text
+    (after changing one, copy it over the other)."""
+    assert (ROOT / "digest" / "skeleton" / "config.toml").read_text() == (
+        ROOT / "config.toml"
+    ).read_text()
+    assert sorted(p.name for p in (ROOT / "subscribers").iterdir()) == ["README.md"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from . import _admin, _commands, _db
+from . import _admin, _commands, _db, _init
 from ._common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, global_options
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "main"]
@@ -28,6 +28,7 @@ def main(config_path: Path | None, verbose: int, quiet: bool) -> None:
 
 
 for _command in (
+    _init.init,
     _commands.run,
     _commands.fetch,
     _commands.rank,

@@ -288,6 +288,15 @@ def check(cfg: Config, relay: bool, out: Output) -> None:
         )
     for note in config_notes(cfg):
         say(f"note: {note}")
+    examples = [p for p in profiles if _example_domain(p.email)]
+    if examples:
+        named = ", ".join(
+            f"{p.email} in {p.path.name if p.path else '?'}" for p in examples[:3]
+        ) + (", ..." if len(examples) > 3 else "")
+        say(
+            f"note: {len(examples)} subscriber{'s' if len(examples) > 1 else ''} at an example "
+            f"address ({named}): put real addresses before sending"
+        )
     unchecked = ["the feeds (digest fetch tries each)"]
     if relay and not c.host:
         say("smtp: nothing to connect to: [smtp] host is empty (messages go to the outbox)")
@@ -301,6 +310,15 @@ def check(cfg: Config, relay: bool, out: Output) -> None:
         unchecked.insert(0, "the SMTP relay (digest check --smtp connects and logs in)")
     say(f"not checked: {'; '.join(unchecked)}")
     sys.exit(EXIT_OK if ok else EXIT_PARTIAL)
+
+
+def _example_domain(email: str) -> bool:
+    """An address at a domain reserved for examples (RFC 2606): mail there goes nowhere."""
+    domain = email.rpartition("@")[2].lower()
+    return any(
+        domain == d or domain.endswith("." + d)
+        for d in ("example.org", "example.com", "example.net", "example", "invalid", "test")
+    )
 
 
 def _ledger(cfg: Config) -> Any:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from ._cards import Card, date_label, make_card
 from ._renderer import Renderer
-from ._templates import compile_mjml, inline_css, mjml_to_html
+from ._templates import builtin_templates, compile_mjml, inline_css, mjml_to_html
 from ._textfmt import clean_text, safe_url, shorten
 
 __all__ = [
     "Card",
     "Renderer",
+    "builtin_templates",
     "clean_text",
     "compile_mjml",
     "date_label",

@@ -7,9 +7,8 @@ bytes, and any template it cannot reproduce is rendered this way.
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
-import sys
-import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -23,13 +22,20 @@ from ..models import Paper
 from ._cards import Card, make_card
 from ._textfmt import Wrapper, one_line, safe_url
 
-# The repository's templates/ folder (a checkout or an editable install), else the copy a
-# wheel installs under <prefix>/share/digest/templates.
-BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-_INSTALLED_TEMPLATES = (
-    Path(sysconfig.get_path("data")) / "share" / "digest" / "templates",
-    Path(sys.prefix) / "share" / "digest" / "templates",
-)
+
+def builtin_templates() -> Path:
+    """The built-in templates: the package data of an installed digest (a wheel installs
+    the repository's top-level templates/ as digest/templates, found wherever it is: a
+    venv, --user, --target), else the repository's templates/ folder (a checkout, or an
+    editable install of one)."""
+    packaged = importlib.resources.files("digest") / "templates"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "templates"
+    if checkout.is_dir():
+        return checkout
+    raise RenderError(f"built-in templates not found in {packaged} or {checkout}; reinstall digest")
+
 
 DIGEST_HTML = "digest.mjml.j2"
 DIGEST_TEXT = "digest.txt.j2"
@@ -167,12 +173,7 @@ def template_dirs(cfg: Config) -> list[Path]:
                 f"{cfg.path}"
             )
         dirs.append(user)
-    for builtin in (BUILTIN_TEMPLATES, *_INSTALLED_TEMPLATES):
-        if builtin.is_dir():
-            dirs.append(builtin)
-            break
-    else:
-        raise RenderError(f"built-in templates not found in {BUILTIN_TEMPLATES}; reinstall digest")
+    dirs.append(builtin_templates())
     return dirs
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
-import sysconfig
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from ..delivery import send_one
 from ..errors import DigestError
 from ..models import Paper, Profile, Scored
 from ..ranking import Picker, Ranker
-from ..rendering import Renderer, clean_text, safe_url
+from ..rendering import Renderer, builtin_templates, clean_text, safe_url
 from ..store import Store
 from ..subscribers import SubscriberFile, read_subscriber
 from ..tokens import UNSUBSCRIBE
@@ -37,11 +35,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-BUILTIN = Path(__file__).resolve().parents[2] / "templates" / "web"
-_INSTALLED = (
-    Path(sysconfig.get_path("data")) / "share" / "digest" / "templates" / "web",
-    Path(sys.prefix) / "share" / "digest" / "templates" / "web",
-)
 ERASED = "erased"  # the purpose of the keyed hash an erased address leaves behind
 CHANGED = (
     "Your subscription was changed elsewhere since you opened this page, so nothing was "
@@ -57,12 +50,10 @@ def template_dirs(cfg: Config) -> list[Path]:
     dirs = []
     if cfg.templates_path is not None and (cfg.templates_path / "web").is_dir():
         dirs.append(cfg.templates_path / "web")
-    for builtin in (BUILTIN, *_INSTALLED):
-        if builtin.is_dir():
-            dirs.append(builtin)
-            break
-    else:
-        raise DigestError(f"web templates not found in {BUILTIN}; reinstall digest")
+    builtin = builtin_templates() / "web"
+    if not builtin.is_dir():
+        raise DigestError(f"web templates not found in {builtin}; reinstall digest")
+    dirs.append(builtin)
     return dirs
 
 
