@@ -117,6 +117,25 @@ class Ranking(Strict):
     category_boost: float = Field(default=0.3, ge=0)
     diversity: float = Field(default=0.15, ge=0, le=1)
     duplicate_similarity: float = Field(default=0.9, gt=0, le=1)
+    # Votes, liked and disliked papers feed a per-subscriber model (ranking/_votes.py);
+    # off, liked papers lift their nearest neighbours (liked_weight) and votes are ignored.
+    vote_model: bool = True
+    vote_toward: float = Field(default=1.0, ge=0)
+    vote_away: float = Field(default=0.25, ge=0)
+    vote_toward_ramp: float = Field(default=0.0, ge=0)
+    vote_weight: float = Field(default=0.5, ge=0)
+    vote_evidence: float = Field(default=10.0, ge=0)
+    vote_ridge: float = Field(default=3.0, gt=0)
+    vote_category_weight: float = Field(default=0.0, ge=0)
+    vote_author_weight: float = Field(default=0.5, ge=0)
+    vote_max: int = Field(default=100, ge=1, le=10_000)
+    vote_exact: bool = False  # solve the ridge exactly (slower; no better on the dev week)
+    # A paper less similar than this to the subscriber's interests (the cosine of the
+    # edition-centered embeddings, after votes and feedback) is never sent: a quiet day
+    # sends fewer papers. 0 = off. Calibrated on editions of hundreds of papers: editions
+    # with fewer than relevance_floor_papers papers are sent without it.
+    relevance_floor: float = Field(default=0.53, ge=0, le=1)
+    relevance_floor_papers: int = Field(default=100, ge=1)
 
 
 class Render(Strict):

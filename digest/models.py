@@ -68,6 +68,9 @@ class Profile:
     liked: tuple[str, ...] = ()
     liked_file: Path | None = None
     liked_texts: tuple[tuple[str, str], ...] = ()  # (title, abstract) from liked_file
+    disliked: tuple[str, ...] = ()  # paper ids: down votes kept in the file
+    disliked_file: Path | None = None
+    disliked_texts: tuple[tuple[str, str], ...] = ()  # (title, abstract) from disliked_file
     max_papers: int = 10
     min_score: float = 0.0
     timezone: str = "UTC"

@@ -314,10 +314,12 @@ def _digests(
                                 summary.nothing.append(profile.email)
                                 if cfg.empty_digest != "note":
                                     log.info(
-                                        "%s: nothing above min_score %.2f in %d papers; not "
-                                        'sending (empty_digest = "skip")',
+                                        "%s: nothing above min_score %.2f and the relevance "
+                                        "floor %.2f in %d papers; not sending "
+                                        '(empty_digest = "skip")',
                                         profile.email,
                                         profile.min_score,
+                                        cfg.ranking.relevance_floor,
                                         len(papers),
                                     )
                                     continue

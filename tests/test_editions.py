@@ -32,6 +32,8 @@ from digest.pipeline import RunSummary, run, run_lock
 from .conftest import DATABASES, FEEDS, write_config, write_subscriber
 from .pgserver import PgServer
 
+EVAL = Path(__file__).parent / "data" / "eval"
+
 HF_FILES = (
     "hf-daily-papers-2026-06-12.json",
     "hf-daily-papers-2024-10-15.json",
@@ -273,20 +275,59 @@ def test_nothing_above_threshold_sends_nothing_and_says_why(
         summary = p.run(at(12, 7))
     assert summary.nothing == ["picky@example.org"]
     assert p.delivered() == {}
-    assert "picky@example.org: nothing above min_score 1000.00 in 20 papers; not sending" in (
-        caplog.text
-    )
+    assert (
+        "picky@example.org: nothing above min_score 1000.00 and the relevance floor 0.53 in "
+        "20 papers; not sending"
+    ) in caplog.text
 
 
-def test_nothing_above_threshold_sends_a_note_when_configured(
-    tmp_path: Path, papers: list[Any]
-) -> None:
-    p = Project(tmp_path, 'empty_digest = "note"')
-    p.subscriber("picky", "picky@example.org", "min_score = 1000.0")
-    p.publish(papers[:20])
+def arxiv_day(count: int = 150) -> list[dict[str, Any]]:
+    """A day of real arXiv papers (tests/data/eval) as Hugging Face daily-papers entries:
+    an edition as broad as the ones the relevance floor was calibrated on."""
+    out = []
+    with (EVAL / "papers.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["day"] == "2025-07-03" and len(out) < count:
+                paper = {"id": r["id"], "title": r["title"], "summary": r["abstract"]}
+                paper |= {"authors": [{"name": "Ada Lovelace"}], "publishedAt": "2026-06-11"}
+                out.append({"paper": paper})
+    return out
+
+
+VISION = "computer vision: object detection, segmentation and 3D reconstruction"
+
+
+def test_a_quiet_day_sends_fewer_papers(tmp_path: Path) -> None:
+    """A paper not relevant in absolute terms is not sent to fill max_papers: a subscriber
+    to a topic the edition hardly covers gets fewer papers than they allow."""
+    p = Project(tmp_path)
+    p.subscriber("stars", "stars@example.org", interests="galaxy formation and dark matter")
+    p.subscriber("vision", "vision@example.org", interests=VISION)
+    p.publish(arxiv_day())
     p.run(at(12, 7))
-    assert p.subjects() == {("2026-06-12", "picky"): "Nothing new for you on Fri 12 Jun 2026"}
-    assert p.run(at(12, 8)).due == 0  # and only once
+    got = p.delivered()
+    assert 0 < len(got[("2026-06-12", "stars")]) < len(got[("2026-06-12", "vision")]) < 100
+
+
+@pytest.mark.parametrize("empty_digest", ["skip", "note"])
+def test_nothing_above_the_relevance_floor_follows_empty_digest(
+    tmp_path: Path, empty_digest: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Project(tmp_path, f'empty_digest = "{empty_digest}"\n[ranking]\nrelevance_floor = 0.7\n')
+    p.subscriber("stars", "stars@example.org", interests="galaxy formation and dark matter")
+    p.publish(arxiv_day())
+    with caplog.at_level(logging.INFO, logger="digest"):
+        summary = p.run(at(12, 7))
+    assert summary.nothing == ["stars@example.org"]
+    if empty_digest == "skip":
+        assert p.delivered() == {}
+        assert (
+            "stars@example.org: nothing above min_score 0.00 and the relevance floor 0.70 in "
+            "150 papers; not sending"
+        ) in caplog.text
+    else:
+        assert p.subjects() == {("2026-06-12", "stars"): "Nothing new for you on Fri 12 Jun 2026"}
 
 
 # ---------------------------------------------------------------- a bad morning

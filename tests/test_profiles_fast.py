@@ -243,6 +243,7 @@ FIELDS: dict[str, tuple[list[object], list[object]]] = {
     "categories": ([["cs.LG"], ["cs.LG", ""]], [[["cs.CL"]]]),
     "exclude": ([["survey", "cs.CR"], [""], ["\x1c"]], [[2]]),
     "liked": ([["2401.00001"], [""], [], ["  x  "]], [[1.5]]),
+    "disliked": ([["2401.00002"], [""], [], [" y "]], [[2], "2401.00002"]),
     "category_mode": (["boost", "restrict"], [" boost", "other", 1]),
     "max_papers": ([1, 5, 10, 100], [0, *ODD]),
     "min_score": ([0, 0.0, -0.0, 0.5, 3, math.inf], [-0.1, -math.inf, *ODD]),
@@ -252,6 +253,7 @@ FIELDS: dict[str, tuple[list[object], list[object]]] = {
     "weekday": (["fri", "Friday", " SUN "], ["xx", "", 3]),
     "active": ([True, False], [1, "yes"]),
     "liked_file": ([], ["", "  ", "liked.bib", "missing.bib"]),
+    "disliked_file": ([], ["", "liked.bib", "missing.bib"]),
     "interest": ([], ["typo"]),
 }
 

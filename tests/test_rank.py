@@ -51,7 +51,8 @@ BY_ID = {p.id: p for p in PAPERS}
 
 @pytest.fixture(scope="module")
 def ranker() -> Ranker:
-    return Ranker(Ranking())
+    # The ranking itself, every paper in order (the relevance floor: test_rank_votes.py).
+    return Ranker(Ranking(relevance_floor=0.0))
 
 
 @pytest.fixture(scope="module")
@@ -192,9 +193,7 @@ def test_liked_paper_pulls_its_neighbours_up(ranker: Ranker, corpus: Corpus) -> 
     after = ranker.rank(corpus, liked, liked_papers=[BY_ID[TTS]], top=everything)
     assert TTS not in ids(after)  # the liked paper itself is not sent again
     assert position(after, SPEECH_TOKENS) < position(before, SPEECH_TOKENS)
-    lifted = [
-        s for s in after if any(r.startswith("close to a paper you liked") for r in s.reasons)
-    ]
+    lifted = [s for s in after if f"like '{BY_ID[TTS].title}' that you liked" in s.reasons]
     assert lifted
     assert all(BY_ID[TTS].title in " ".join(s.reasons) for s in lifted)
     # The interests' best matches stay at the top.
@@ -217,9 +216,10 @@ def test_liked_file_from_bibtex(ranker: Ranker, corpus: Corpus, tmp_path: Path) 
     everything = len(PAPERS)
     before = ranker.rank(corpus, dataclasses.replace(prof, liked_texts=()), top=everything)
     after = ranker.rank(corpus, prof, top=everything)
-    assert position(after, TTS) < position(before, TTS)
-    pick = after[position(after, TTS)]
-    assert any(r.startswith("close to a paper you liked: ") for r in pick.reasons)
+    # Liked papers are up votes for the vote model: their neighbours move up, named.
+    assert position(after, SPEECH_TOKENS) < position(before, SPEECH_TOKENS)
+    pick = after[position(after, SPEECH_TOKENS)]
+    assert any(r.startswith("like '") and r.endswith("that you liked") for r in pick.reasons)
     assert any(t in r for r in pick.reasons for t in titles)
 
 
@@ -230,7 +230,7 @@ def test_liked_only_profile(ranker: Ranker, corpus: Corpus) -> None:
     assert WHISPER_COPY not in ids(picks)  # same title: the reader has it already
     # The closest neighbour: code-switching speech recognition with Whisper.
     assert picks[0].paper.id == "2506.22143"
-    assert f"close to a paper you liked: {BY_ID[WHISPER].title}" in picks[0].reasons
+    assert f"like '{BY_ID[WHISPER].title}' that you liked" in picks[0].reasons
 
 
 def test_seen_papers_are_never_picked(ranker: Ranker, corpus: Corpus) -> None:

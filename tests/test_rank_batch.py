@@ -96,7 +96,7 @@ def test_what_a_ranker_keeps_changes_nothing() -> None:
     assert rows(ranker, papers, renamed) == fresh
     exact = rows(Ranker(Ranking(), gram_bytes=0), papers, profiles)
     assert exact == fresh
-    assert sum(map(len, fresh)) > 3000
+    assert sum(map(len, fresh)) > 2000  # some left out by the relevance floor
     reasons = {r for row in fresh for _, _, why in row for r in why}
     assert any(r.startswith("matches ") for r in reasons)
     assert any(r.startswith("by ") for r in reasons)

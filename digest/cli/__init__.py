@@ -1,6 +1,6 @@
 """The ``digest`` command line: one group, the commands of an edition (``_commands``: run,
 fetch, rank, preview, check, feeds), of operations (``_admin``: schedule, subscribe,
-unsubscribe, subscribers, status) and of the database's schema (``_db``: db status, db
+unsubscribe, subscribers, vote, status) and of the database's schema (``_db``: db status, db
 upgrade, db revision); ``_workers`` runs ``digest run --workers N``; what they share is
 in ``_common`` (options, logging, one-line errors, exit codes: 0 all good, 1 something
 failed, 2 bad config or usage)."""
@@ -40,6 +40,7 @@ for _command in (
     _admin.subscribe,
     _admin.unsubscribe,
     _admin.subscribers,
+    _admin.vote,
     _admin.status,
     _db.db,
 ):

@@ -1,4 +1,4 @@
-"""The operations commands: schedule, subscribe, unsubscribe, subscribers, status."""
+"""The operations commands: schedule, subscribe, unsubscribe, subscribers, vote, status."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..config import Config
 from ..delivery import config_notes
 from ..errors import ConfigError
 from ..store import Store
-from ._common import EXIT_OK, EXIT_PARTIAL, common, log
+from ._common import EXIT_OK, EXIT_PARTIAL, Output, common, log
 
 
 def _fmt(when: datetime | None) -> str:
@@ -134,10 +134,14 @@ def unsubscribe(cfg: Config, email: str, reason: str, force: bool) -> None:
 @click.command()
 @common
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def subscribers(cfg: Config, as_json: bool) -> None:
+@click.option("--show", "show", metavar="EMAIL", help="One subscriber in full, with their votes.")
+def subscribers(cfg: Config, as_json: bool, show: str | None) -> None:
     """List subscribers: status, frequency, last edition sent and papers sent."""
     from ..subscribers import subscriber_rows
 
+    if show:
+        _show_subscriber(cfg, show, as_json)
+        return
     store = Store(cfg.database_url)
     try:
         rows, errors = subscriber_rows(cfg, store)
@@ -184,6 +188,102 @@ def subscribers(cfg: Config, as_json: bool) -> None:
     for err in errors:
         click.echo(f"  broken: {err}", err=True)
     sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+_WHERE = {
+    "database": "vote",
+    "liked": "liked",
+    "disliked": "disliked",
+    "liked_file": "liked_file",
+    "disliked_file": "disliked_file",
+}
+
+
+def _show_subscriber(cfg: Config, name: str, as_json: bool) -> None:
+    """``digest subscribers --show``: one subscriber's file, status and votes."""
+    from ..subscribers import find_profile, subscriber_rows, subscriber_votes
+
+    profile = find_profile(cfg.subscribers_path, name)
+    store = Store(cfg.database_url)
+    try:
+        rows, _ = subscriber_rows(cfg, store)
+        row = next((r for r in rows if r.profile.email.lower() == profile.email.lower()), None)
+        votes = subscriber_votes(profile, store)
+    finally:
+        store.close()
+    if as_json:
+        out = {
+            "email": profile.email,
+            "name": profile.name,
+            "file": str(profile.path),
+            "status": row.status if row else "",
+            "timing": row.timing if row else "",
+            "last_edition": row.last_edition.isoformat() if row and row.last_edition else None,
+            "digests_sent": row.digests if row else 0,
+            "papers_sent": row.papers if row else 0,
+            "votes": [
+                {
+                    "vote": "up" if v.value > 0 else "down",
+                    "id": v.paper_id or None,
+                    "title": v.title or None,
+                    "from": v.where,
+                    "at": v.at.isoformat() if v.at else None,
+                }
+                for v in votes
+            ],
+        }
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{profile.email}" + (f" ({profile.name})" if profile.name else ""))
+    click.echo(f"  file: {profile.path}")
+    if row is not None:
+        last = row.last_edition.isoformat() if row.last_edition else "never"
+        click.echo(f"  status: {row.status}; {row.timing}")
+        click.echo(f"  sent: {row.digests} digests, {row.papers} papers; last edition {last}")
+    ups = sum(v.value > 0 for v in votes)
+    click.echo(f"  votes: {ups} up, {len(votes) - ups} down (the ranking learns from them)")
+    for v in votes:
+        what = v.paper_id or "(BibTeX)"
+        title = f"  {v.title}" if v.title else ""
+        when = f"  {_fmt(v.at)}" if v.at else ""
+        click.echo(
+            f"    {'up' if v.value > 0 else 'down':<4}  {_WHERE[v.where]:<13}  {what}{title}{when}"
+        )
+
+
+@click.command()
+@common
+@click.argument("email")
+@click.argument("paper")
+@click.argument("value", type=click.Choice(["up", "down", "clear"]))
+def vote(cfg: Config, out: Output, email: str, paper: str, value: str) -> None:
+    """Record EMAIL's vote on PAPER (an arXiv id or link): up, down, or clear it.
+
+    The ranking learns what each subscriber likes from their votes (and from liked and
+    disliked papers in their file); the web app records the votes cast from the email."""
+    from ..sources import arxiv_id
+    from ..subscribers import find_profile
+
+    profile = find_profile(cfg.subscribers_path, email)
+    pid = arxiv_id(paper) or paper.strip()
+    if not pid:
+        raise click.BadParameter("give an arXiv id, e.g. 2506.21576", param_hint="PAPER")
+    store = Store(cfg.database_url)
+    try:
+        known = store.get_papers([pid])
+        store.set_vote(
+            profile.email, pid, {"up": 1, "down": -1, "clear": 0}[value], utcnow(), source="cli"
+        )
+    finally:
+        store.close()
+    title = f" ({known[0].title})" if known else ""
+    done = "cleared the vote of" if value == "clear" else f"voted {value}:"
+    out.say(f"{profile.email}: {done} {pid}{title}")
+    if not known and value != "clear":
+        out.problem(
+            f"digest: warning: {pid} is not in the database yet; the vote counts once a "
+            "feed brings the paper (digest fetch)"
+        )
 
 
 @click.command()

@@ -4,8 +4,11 @@
 encoded as queries (``_query``: weighted stems, phrases, vectors, vetoes) and scored in
 batches: BM25 over stemmed title and abstract (``_lexical``, ``_text``) fused with an offline
 static embedding (``_embed``), liked papers, followed authors, categories, popularity and
-freshness; ``_select`` picks the best with near-duplicates dropped. ``Picker`` ranks one
-edition with what the store knows of each subscriber (papers already sent, liked papers).
+freshness; ``_votes`` learns from each subscriber's votes (and liked and disliked papers);
+``_select`` picks the best with near-duplicates dropped, ``_floor`` leaves out those not
+relevant in absolute terms and ``_reasons`` words why each was picked. ``Picker`` ranks one
+edition with what the store knows of each subscriber (papers already sent, their votes, the
+papers voted on or liked that are not in the edition).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class Corpus:
     # query text number x papers + row -> the "matches ..." reason, "" for none
     matches: dict[int, str] = field(default_factory=dict)
     upvotes: list[str] = field(default_factory=list)  # each paper's upvotes reason, or ""
+    vote_frame: Any = None  # the papers voted on, in this edition's frame (``_votes.Frame``)
 
     def gram(self, limit: int = GRAM_BYTES) -> np.ndarray | None:
         """Cosine of every pair of papers, exactly 1 for papers with the same title (None

@@ -30,26 +30,24 @@ from ..config import Ranking
 from ..models import Paper, Profile, Scored
 from . import _embed as embed
 from . import _text as text
+from . import _votes as vote_model
 from ._corpus import GRAM_BYTES, Corpus, freshness, popularity, title_groups
+from ._floor import above_floor
 from ._lexical import LexicalIndex, Postings
 from ._query import (
     REASON_TERMS,
     Query,
     build_query,
     liked_texts,
-    matched_terms,
     paper_text,
     profile_key,
     profile_parts,
 )
+from ._reasons import Facts, reasons
 from ._select import select
 
-LIKED_REASON_Z = 1.5  # standard deviations above average to say "close to a paper you liked"
-SEMANTIC_REASON_Z = 1.0
 BATCH = 128  # profiles scored together: as fast as 512, a quarter of the memory
 _CACHE_SIZE = 1024  # profiles encoded as queries, kept for the next ranking of them
-_MATCHES_SIZE = 30_000  # "matches ..." reasons kept per edition (about 150 bytes each)
-_UNKNOWN = "\x00"
 _PAPER_CACHE_SIZE = 20_000  # papers' embeddings kept between editions (about 1 KB each)
 
 
@@ -64,6 +62,9 @@ class _Signals:
     liked_cos: np.ndarray  # (Q, n) cosine to it
     relevance: np.ndarray  # (Q, n) the interests' part of the score
     postings: Postings  # the postings of the queries' terms (for the reasons)
+    floor_vec: np.ndarray  # (Q, d) the final interests vector (for the relevance floor)
+    has_vec: np.ndarray  # (Q,) rows with an interests vector
+    vote_z: np.ndarray | None  # (Q, n) the standardized vote score (0 for rows without)
 
 
 class Ranker:
@@ -77,6 +78,8 @@ class Ranker:
         self._papers: dict[str, tuple[np.ndarray, int]] = {}
         self._parts = embed.PartCache(known=self._papers)
         self._last: tuple[tuple[tuple[Paper, ...], datetime], Corpus] | None = None
+        self._pool = vote_model.Pool(self._embed_papers)  # papers voted on, embedded once
+        self._votes = vote_model.settings_of(self.weights)
 
     # ---- editions -------------------------------------------------------------------
 
@@ -144,7 +147,8 @@ class Ranker:
         todo = [t for t in dict.fromkeys(texts) if t not in cache]
         if todo:
             if len(cache) + len(todo) > _PAPER_CACHE_SIZE:
-                cache.clear()
+                cache.clear()  # and every text of this call made again (it reads them all)
+                todo = list(dict.fromkeys(texts))
             sums, lens = embed.token_sums(todo)
             cache.update(zip(todo, zip(sums, lens.tolist(), strict=True), strict=True))
         if not texts:
@@ -175,6 +179,8 @@ class Ranker:
         seen: Collection[str] = (),
         liked_papers: Sequence[Paper] = (),
         top: int | None = None,
+        votes: Sequence[vote_model.Vote] = (),
+        disliked_papers: Sequence[Paper] = (),
     ) -> list[Scored]:
         """The best papers of ``corpus`` for ``profile``, best first, with reasons."""
         return next(
@@ -184,6 +190,8 @@ class Ranker:
                 seen={profile.email: seen},
                 liked_papers={profile.email: liked_papers},
                 top=top,
+                votes={profile.email: votes} if votes else None,
+                disliked_papers={profile.email: disliked_papers} if disliked_papers else None,
             )
         )
 
@@ -196,22 +204,29 @@ class Ranker:
         liked_papers: Mapping[str, Sequence[Paper]] | None = None,
         top: int | None = None,
         batch: int = BATCH,
+        votes: Mapping[str, Sequence[vote_model.Vote]] | None = None,
+        disliked_papers: Mapping[str, Sequence[Paper]] | None = None,
     ) -> Iterator[list[Scored]]:
         """Rank many profiles, yielding one list per profile in order.
 
-        ``seen`` and ``liked_papers`` are keyed by profile email. Profiles are consumed in
+        ``seen``, ``liked_papers``, ``votes`` and ``disliked_papers`` are keyed by profile
+        email. ``votes`` are the subscriber's votes, oldest first: (paper, +1 or -1), the
+        papers voted on need not be in ``corpus``. With ``vote_model`` on, votes, liked and
+        disliked papers (given here or in the profile's files) feed the vote model; off,
+        liked papers lift their neighbours and votes are ignored. Profiles are consumed in
         batches, so a generator of profiles is never held in memory all at once.
         """
         seen = seen or {}
         liked_papers = liked_papers or {}
+        extra = (votes or {}, disliked_papers or {})
         chunk: list[Profile] = []
         for profile in profiles:
             chunk.append(profile)
             if len(chunk) >= batch:
-                yield from self._rank_batch(corpus, chunk, seen, liked_papers, top)
+                yield from self._rank_batch(corpus, chunk, seen, liked_papers, top, *extra)
                 chunk = []
         if chunk:
-            yield from self._rank_batch(corpus, chunk, seen, liked_papers, top)
+            yield from self._rank_batch(corpus, chunk, seen, liked_papers, top, *extra)
 
     def encode(
         self, profiles: Sequence[Profile], liked: Mapping[str, Sequence[Paper]]
@@ -262,16 +277,29 @@ class Ranker:
         seen: Mapping[str, Collection[str]],
         liked: Mapping[str, Sequence[Paper]],
         top: int | None,
+        votes: Mapping[str, Sequence[vote_model.Vote]] | None = None,
+        disliked: Mapping[str, Sequence[Paper]] | None = None,
     ) -> Iterator[list[Scored]]:
         queries = self.encode(profiles, liked)
         if len(corpus) == 0:
             for _ in profiles:
                 yield []
             return
+        model = None
+        if self.weights.vote_model:
+            model = vote_model.model_of(
+                corpus,
+                self._pool,
+                lambda raw: self._center(corpus, raw),
+                vote_model.collect(profiles, votes or {}, liked, disliked or {}, self._votes.most),
+                self._votes,
+            )
         allowed = np.ones((len(queries), len(corpus)), dtype=bool)
         for qi, (profile, query) in enumerate(zip(profiles, queries, strict=True)):
             self._veto(corpus, query, allowed[qi], seen.get(profile.email, ()))
-        scores, sig = self.score(corpus, queries, allowed)
+        if model is not None:  # a paper voted on is no news
+            model.veto(allowed)
+        scores, sig = self.score(corpus, queries, allowed, model)
         limits = np.asarray([q.max_papers if top is None else top for q in queries])
         floors = np.asarray([q.min_score for q in queries], dtype=np.float32)
         picks = select(
@@ -284,6 +312,10 @@ class Ranker:
             duplicate_similarity=self.weights.duplicate_similarity,
             gram_bytes=self.gram_bytes,
         )
+        w = self.weights
+        if w.relevance_floor and len(corpus) >= w.relevance_floor_papers:
+            # A pick under the floor is not sent to fill the edition: fewer on a quiet day.
+            picks = self._above_floor(corpus, queries, sig, picks)
         # All picks of the batch at once, query by query, each query's best first (ties
         # by id); their facts read as Python numbers in one go.
         n = len(corpus)
@@ -294,17 +326,17 @@ class Ranker:
         order = np.lexsort((corpus.id_order[pd], -values, pq))
         pq, pd, values = pq[order], pd[order], values[order]
         terms, ends = corpus.lexical.hits(sig.postings, pq * n + pd, REASON_TERMS + 4)
-        facts = _Facts(
+        facts = Facts(
             sig.liked[pq, pd].tolist(),
             sig.relevance[pq, pd].tolist(),
             sig.semantic[pq, pd].tolist(),
             sig.liked_best[pq, pd].tolist(),
+            vote_model.reasons(model, sig.vote_z, corpus.vectors, pq, pd),
         )
         docs = pd.tolist()
         rounded = [round(v, 4) for v in values.tolist()]
         found = [terms[a:b] for a, b in zip([0, *ends], ends, strict=False)]
         papers = corpus.papers
-        reasons = self._reasons
         start = 0
         for qi, query in enumerate(queries):
             stop = start + int(counts[qi])
@@ -317,12 +349,17 @@ class Ranker:
             start = stop
 
     def score(
-        self, corpus: Corpus, queries: Sequence[Query], allowed: np.ndarray | None = None
+        self,
+        corpus: Corpus,
+        queries: Sequence[Query],
+        allowed: np.ndarray | None = None,
+        model: vote_model.Fit | None = None,
     ) -> tuple[np.ndarray, _Signals]:
         """Scores of every paper for every query, shape (Q, n), and the signals behind them.
 
         ``allowed`` (Q, n) marks the papers each query may pick; only those serve as
-        feedback examples.
+        feedback examples. ``model`` (the vote model of some of the queries) moves their
+        interests vectors before the feedback and adds its standardized score.
         """
         w = self.weights
         nq, n = len(queries), len(corpus)
@@ -342,8 +379,16 @@ class Ranker:
             if q.vector is not None:
                 qvecs[qi] = q.vector
         qvecs = self._center(corpus, qvecs)
+        if model is not None:  # Rocchio: towards the ups, away from the downs
+            base = np.where(has_vec[model.rows][:, None], qvecs[model.rows], 0.0)
+            qvecs[model.rows] = embed.unit(base + model.shift)
+            has_vec = has_vec.copy()
+            has_vec[model.rows] |= np.linalg.norm(model.shift, axis=1) > 0
         sem = _standardize(qvecs @ corpus.vectors.T, mask)
-        liked_rows = [qi for qi, q in enumerate(queries) if len(q.liked)]
+        floor_vec = qvecs  # the final interests vector: moved by the feedback below
+        liked_rows = (
+            [qi for qi, q in enumerate(queries) if len(q.liked)] if not w.vote_model else []
+        )
         liked_best = np.zeros((nq, n), dtype=np.int32)
         liked_cos = np.zeros((nq, n), dtype=np.float32)
         liked_z = np.zeros((nq, n), dtype=np.float32)
@@ -391,6 +436,7 @@ class Ranker:
             centroid = embed.unit(corpus.vectors[best].mean(axis=1))
             feedback = embed.unit(qvecs + w.feedback * centroid)
             again = _standardize(feedback @ corpus.vectors.T, mask)
+            floor_vec = feedback
             sem = again if has_vec.all() else np.where(has_vec[:, None], again, sem)
         relevance = relevance_of(sem, total)
         fused = lift(relevance)
@@ -399,7 +445,23 @@ class Ranker:
         else:
             fused += corpus.boosts[None, :]
         self._boost(corpus, queries, fused)
-        return fused, _Signals(lex, sem, liked_z, liked_best, liked_cos, relevance, postings)
+        vote_z = None
+        if model is not None and model.fitted.any():
+            rows = model.rows[model.fitted]
+            vote_z = np.zeros((nq, n), dtype=np.float32)
+            raw = vote_model.scores(model, corpus.vectors, self._votes)
+            vote_z[rows] = _standardize(raw, mask.rows(rows.tolist()))
+            fused[rows] += model.strength[model.fitted].astype(np.float32)[:, None] * vote_z[rows]
+        signals = (lex, sem, liked_z, liked_best, liked_cos, relevance, postings)
+        return fused, _Signals(*signals, floor_vec, has_vec, vote_z)
+
+    def _above_floor(
+        self, corpus: Corpus, queries: Sequence[Query], sig: _Signals, picks: list[list[int]]
+    ) -> list[list[int]]:
+        """The picks that clear the relevance floor, in order (``_floor``)."""
+        return above_floor(
+            corpus, queries, sig.floor_vec, sig.has_vec, picks, self.weights.relevance_floor
+        )
 
     @staticmethod
     def _add_phrases(corpus: Corpus, queries: Sequence[Query], lex_raw: np.ndarray) -> None:
@@ -460,53 +522,6 @@ class Ranker:
                 allowed[rows] = False
 
     # ---- reasons --------------------------------------------------------------------
-
-    def _reasons(
-        self, corpus: Corpus, q: Query, facts: _Facts, j: int, d: int, found: Sequence[int]
-    ) -> tuple[str, ...]:
-        """The reasons for paper ``d``, the pick of query ``q`` at ``j`` in ``facts``."""
-        at = q.text * len(corpus.papers) + d
-        matches = corpus.matches.get(at, _UNKNOWN)
-        if matches is _UNKNOWN:  # the same for every query of the same text
-            matched = matched_terms(corpus.lexical, q, d, found, REASON_TERMS)
-            matches = "matches '" + "', '".join(matched) + "'" if matched else ""
-            if len(corpus.matches) >= _MATCHES_SIZE:
-                corpus.matches.clear()
-            corpus.matches[at] = matches
-        out: list[str] = [matches] if matches else []
-        if q.authors:
-            names = corpus.author_names
-            for key in q.authors:
-                printed = names.get((key, d))
-                if printed:
-                    reason = f"by {printed} (followed)"
-                    if reason not in out:  # followed as "X. Wu" and as "Xiaoqian Wu"
-                        out.append(reason)
-        if len(q.liked):
-            liked_z = facts.liked[j]
-            if liked_z >= LIKED_REASON_Z and liked_z > facts.relevance[j]:
-                out.append(f"close to a paper you liked: {q.liked_titles[facts.liked_best[j]]}")
-        if not out and facts.semantic[j] >= SEMANTIC_REASON_Z:
-            out.append("related to your interests")
-        if q.categories:
-            mine = corpus.paper_categories[d]
-            for c, written in q.categories.items():
-                if c in mine:
-                    out.append(f"in {written}")
-                    break
-        upvotes = corpus.upvotes[d]
-        if upvotes:
-            out.append(upvotes)
-        return tuple(out)
-
-
-class _Facts(NamedTuple):
-    """A query's signals at its picks, as Python numbers (for the reasons)."""
-
-    liked: list[float]
-    relevance: list[float]
-    semantic: list[float]
-    liked_best: list[int]
 
 
 # ---- helpers -------------------------------------------------------------------------

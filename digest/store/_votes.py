@@ -47,14 +47,16 @@ class Votes(Base):
         return {r.paper_id: (r.value, utc(r.at) or r.at) for r in rows}
 
     def votes_of(self, emails: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Many subscribers' votes in a few queries: lower-cased email -> paper id -> value.
-        A subscriber without votes is absent."""
+        """Many subscribers' votes in a few queries: lower-cased email -> paper id -> value,
+        each subscriber's oldest first. A subscriber without votes is absent."""
         out: dict[str, dict[str, int]] = {}
         wanted = sorted({e.lower() for e in emails})
         with self.session() as s:
             for chunk in chunks(wanted, 500):
-                q = select(VoteRow.email, VoteRow.paper_id, VoteRow.value).where(
-                    VoteRow.email.in_(chunk)  # type: ignore[attr-defined]
+                q = (
+                    select(VoteRow.email, VoteRow.paper_id, VoteRow.value)
+                    .where(VoteRow.email.in_(chunk))  # type: ignore[attr-defined]
+                    .order_by(VoteRow.at, VoteRow.paper_id)  # type: ignore[arg-type]
                 )
                 for email, pid, value in s.exec(q):
                     out.setdefault(email, {})[pid] = value

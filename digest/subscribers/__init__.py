@@ -6,7 +6,8 @@ is due for which edition at a given moment.
 ``_manage`` adds, removes and lists subscribers (tomlkit, the suppression list in the
 store); ``_edit`` changes one subscriber's file from the web (versioned, comments kept) or
 deletes it on request; ``_due`` says which edition each subscriber is on and whether it is due;
-``_roster`` lists a run's due subscribers by edition, out of memory.
+``_roster`` lists a run's due subscribers by edition, out of memory; ``_votes`` lists a
+subscriber's votes, from the database and from their file.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ._manage import (
     unsubscribe,
 )
 from ._roster import ALREADY_SENT, BATCH, UNSUBSCRIBED, Roster, plan
+from ._votes import SubscriberVote, subscriber_votes
 
 __all__ = [
     "ALREADY_SENT",
@@ -64,6 +66,7 @@ __all__ = [
     "Subscribed",
     "SubscriberFile",
     "SubscriberRow",
+    "SubscriberVote",
     "check_email",
     "delete_subscriber_file",
     "describe_timing",
@@ -82,6 +85,7 @@ __all__ = [
     "subscribe",
     "subscriber_edition",
     "subscriber_rows",
+    "subscriber_votes",
     "subscribers_missing",
     "unsubscribe",
     "update_subscriber",

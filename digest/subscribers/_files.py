@@ -41,6 +41,8 @@ class ProfileFile(Strict):
     exclude: list[str] = Field(default_factory=list)
     liked: list[str] = Field(default_factory=list)
     liked_file: str = ""
+    disliked: list[str] = Field(default_factory=list)  # down votes kept in the file
+    disliked_file: str = ""
     max_papers: int = Field(default=10, ge=1, le=100)
     min_score: float = Field(default=0.0, ge=0)
     timezone: str = "UTC"
@@ -150,6 +152,13 @@ def _checked_profile(path: Path, data: dict[str, Any]) -> Profile:
         if not liked_file.is_absolute():
             liked_file = path.parent / liked_file
         liked_texts = read_liked_file(path, liked_file)
+    disliked_file = None
+    disliked_texts: tuple[tuple[str, str], ...] = ()
+    if spec.disliked_file:
+        disliked_file = Path(spec.disliked_file).expanduser()
+        if not disliked_file.is_absolute():
+            disliked_file = path.parent / disliked_file
+        disliked_texts = read_liked_file(path, disliked_file, "disliked_file")
     return Profile(
         email=spec.email,
         name=spec.name,
@@ -162,6 +171,9 @@ def _checked_profile(path: Path, data: dict[str, Any]) -> Profile:
         liked=tuple(spec.liked),
         liked_file=liked_file,
         liked_texts=liked_texts,
+        disliked=tuple(spec.disliked),
+        disliked_file=disliked_file,
+        disliked_texts=disliked_texts,
         max_papers=spec.max_papers,
         min_score=spec.min_score,
         timezone=spec.timezone,
@@ -179,7 +191,7 @@ _WS = (
     "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u2028\u2029\u202f\u205f\u3000"
 )
-_KEYS = frozenset(ProfileFile.model_fields) - {"liked_file"}
+_KEYS = frozenset(ProfileFile.model_fields) - {"liked_file", "disliked_file"}
 _TERM_KEYS = frozenset(("term", "weight"))
 _EXACT = 2**53  # integers a float holds exactly
 
@@ -187,8 +199,8 @@ _EXACT = 2**53  # integers a float holds exactly
 def _plain_profile(path: Path, data: dict[str, Any]) -> Profile | None:
     """The profile ``_checked_profile`` gives for ``data`` when every value is of the plain,
     valid kind subscriber files hold, at a fifth of the cost; None for anything else (an
-    unknown key, a value pydantic would coerce or refuse, a liked_file), which then goes
-    through ``ProfileFile`` so that every error is worded as before."""
+    unknown key, a value pydantic would coerce or refuse, a BibTeX file to read), which then
+    goes through ``ProfileFile`` so that every error is worded as before."""
     if not _KEYS.issuperset(data):
         return None
     get = data.get
@@ -203,7 +215,7 @@ def _plain_profile(path: Path, data: dict[str, Any]) -> Profile | None:
         return None
     interests = interests.strip(_WS)
     lists: list[tuple[str, ...]] = []
-    for key in ("authors", "categories", "exclude", "liked"):
+    for key in ("authors", "categories", "exclude", "liked", "disliked"):
         items = get(key)
         if items is None:
             lists.append(())
@@ -215,7 +227,7 @@ def _plain_profile(path: Path, data: dict[str, Any]) -> Profile | None:
             if type(item) is not str:
                 return None
             values.append(item.strip(_WS))
-        lists.append(tuple(values if key == "liked" else [v for v in values if v]))
+        lists.append(tuple(values if key in ("liked", "disliked") else [v for v in values if v]))
     raw_keywords = get("keywords")
     keywords = () if raw_keywords is None else _plain_keywords(raw_keywords)
     if keywords is None or not (interests or raw_keywords or lists[3]):
@@ -260,6 +272,7 @@ def _plain_profile(path: Path, data: dict[str, Any]) -> Profile | None:
         category_mode=category_mode,
         exclude=lists[2],
         liked=lists[3],
+        disliked=lists[4],
         max_papers=max_papers,
         min_score=min_score,
         timezone=timezone,
@@ -312,19 +325,21 @@ def _number(value: object) -> float | None:
     return None
 
 
-def read_liked_file(profile_path: Path, liked_file: Path) -> tuple[tuple[str, str], ...]:
-    """(title, abstract) pairs from a BibTeX export."""
+def read_liked_file(
+    profile_path: Path, liked_file: Path, key: str = "liked_file"
+) -> tuple[tuple[str, str], ...]:
+    """(title, abstract) pairs from a BibTeX export (``key``: the setting that names it)."""
     from ._bibtex import BibtexError, read_bibtex
 
     try:
         return tuple(read_bibtex(liked_file))
     except FileNotFoundError as exc:
         raise ProfileError(
-            f"{profile_path}: liked_file: {liked_file} not found; fix the path (relative to "
+            f"{profile_path}: {key}: {liked_file} not found; fix the path (relative to "
             "the subscriber file)"
         ) from exc
     except BibtexError as exc:
-        raise ProfileError(f"{profile_path}: liked_file: {exc}") from exc
+        raise ProfileError(f"{profile_path}: {key}: {exc}") from exc
 
 
 def profile_files(directory: Path) -> list[Path]:

@@ -88,7 +88,8 @@ class Roster:
 
 
 _FIELDS = tuple(f.name for f in fields(Profile))
-_KEYWORDS, _PATH, _LIKED_FILE = (_FIELDS.index(n) for n in ("keywords", "path", "liked_file"))
+_KEYWORDS = _FIELDS.index("keywords")
+_PATHS = tuple(_FIELDS.index(n) for n in ("path", "liked_file", "disliked_file"))
 
 
 def _flat(profile: Profile) -> tuple[Any, ...]:
@@ -96,7 +97,7 @@ def _flat(profile: Profile) -> tuple[Any, ...]:
     pickling the objects, both ways."""
     values = [getattr(profile, name) for name in _FIELDS]
     values[_KEYWORDS] = tuple((k.term, k.weight) for k in profile.keywords)
-    for i in (_PATH, _LIKED_FILE):
+    for i in _PATHS:
         values[i] = None if values[i] is None else str(values[i])
     return tuple(values)
 
@@ -104,7 +105,7 @@ def _flat(profile: Profile) -> tuple[Any, ...]:
 def _profile(values: tuple[Any, ...]) -> Profile:
     flat = list(values)
     flat[_KEYWORDS] = tuple(Keyword(term, weight) for term, weight in flat[_KEYWORDS])
-    for i in (_PATH, _LIKED_FILE):
+    for i in _PATHS:
         flat[i] = None if flat[i] is None else Path(flat[i])
     return Profile(*flat)
 
