@@ -47,7 +47,8 @@ bench: $(DEV)
 	$(BIN)/python bench/send_throughput.py
 
 bench-rank: $(DEV)
-	$(BIN)/python bench/rank_quality.py
+	$(BIN)/python bench/rank_quality.py --splits 5
+	$(BIN)/python bench/feedback_eval.py --splits 5 --floor
 
 bench-render: $(DEV)
 	$(BIN)/python bench/render_cost.py

@@ -15,7 +15,13 @@ keywords from real titles, limits of their own; ``--workload taxonomy``: the old
 one of the 152 arXiv category descriptions each plus two keywords).
 
 With --fingerprint, each speed test also prints a SHA-256 of every pick (id, score and
-reasons, in order) for every profile: two revisions that rank alike print the same.
+reasons, in order) for every profile: two revisions that rank alike print the same. It ranks
+with the relevance floor off, so that it covers the ranking itself (the floor only leaves
+out some of the picks; tests/test_rank_votes.py checks that the others are unchanged).
+With --votes N, every profile of the speed tests also has N votes (about a third up) on
+papers outside the edition, made before the timed part: the vote model's cost
+(bench/feedback_eval.py measures what it learns). With --splits K, the quality table is
+given on K random splits of the categories into halves as well.
 
 Run: .venv/bin/python bench/rank_quality.py [--per-category] [--newsletter] [--fingerprint]
 """
@@ -163,6 +169,7 @@ def timing(
     taxonomy: dict[str, dict[str, str]],
     fingerprint: bool = False,
     workload: str = "realistic",
+    votes_each: int = 0,
 ) -> None:
     """One speed test; run it in a fresh process (``speed``) for cold caches."""
     from digest.ranking import _embed
@@ -178,27 +185,45 @@ def timing(
     _embed.model()  # loading the model is the process's start-up, not the edition's
     _embed._tokenizer()
     load = time.perf_counter() - m0
-    ranker = Ranker(Ranking())
+    ranker = Ranker(Ranking(relevance_floor=0.0) if fingerprint else Ranking())
+    votes = synthetic_votes(papers[n_papers:], profiles, votes_each) if votes_each else None
     c0, t0 = time.process_time(), time.perf_counter()
     corpus = ranker.prepare(papers[:n_papers], NOW)
     t1 = time.perf_counter()
     picked = 0
     digest = hashlib.sha256() if fingerprint else None
-    for picks in ranker.rank_many(corpus, profiles):
+    for picks in ranker.rank_many(corpus, profiles, votes=votes):
         picked += len(picks)
         if digest is not None:
             digest.update(repr([(s.paper.id, s.score, s.reasons) for s in picks]).encode())
     c2, t2 = time.process_time(), time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with_votes = f" with {votes_each} votes each" if votes_each else ""
     print(
         f"speed ({workload} profiles, a fresh process, model loaded in {load:.2f} s): "
-        f"{len(corpus):,} papers x {n_profiles:,} profiles: prepare {t1 - t0:.2f} s, "
+        f"{len(corpus):,} papers x {n_profiles:,} profiles{with_votes}: prepare {t1 - t0:.2f} s, "
         f"rank {t2 - t1:.2f} s ({(t2 - t1) / n_profiles * 1e3:.2f} ms/profile), "
         f"total {t2 - t0:.2f} s wall, {c2 - c0:.2f} s CPU; {picked:,} picks; "
         f"peak RSS {rss:.0f} MB"
     )
     if digest is not None:  # hashed inside the timed loop: time it without --fingerprint
-        print(f"  fingerprint of the picks: {digest.hexdigest()}")
+        print(f"  fingerprint of the picks (relevance floor off): {digest.hexdigest()}")
+
+
+def synthetic_votes(
+    pool: Sequence[Paper], profiles: Sequence[Profile], each: int, seed: int = 11
+) -> dict[str, list[tuple[Paper, int]]]:
+    """``each`` votes per profile on papers of ``pool`` (not in the edition), about a third
+    of them up."""
+    rng = random.Random(seed)
+    out = {}
+    for p in profiles:
+        start = rng.randrange(len(pool))
+        out[p.email] = [
+            (pool[(start + 7 * k) % len(pool)], 1 if rng.random() < 0.3 else -1)
+            for k in range(each)
+        ]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,18 +241,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fingerprint", action="store_true", help="print a hash of every pick of the speed tests"
     )
     ap.add_argument("--workload", choices=("realistic", "taxonomy"), default="realistic")
+    ap.add_argument("--votes", type=int, default=0, help="votes per profile in the speed tests")
+    ap.add_argument("--splits", type=int, default=0, help="random halves of the categories")
     ap.add_argument("--speed", nargs=2, type=int, help=argparse.SUPPRESS)  # papers, profiles
     args = ap.parse_args(argv)
     if args.speed:  # one speed test, in this fresh process
         papers = load_papers(args.papers)
         taxonomy = json.loads(args.taxonomy.read_text(encoding="utf-8"))
-        timing(papers, *args.speed, taxonomy, args.fingerprint, args.workload)
+        timing(papers, *args.speed, taxonomy, args.fingerprint, args.workload, args.votes)
         return 0
 
     papers = load_papers(args.papers)
     taxonomy = json.loads(args.taxonomy.read_text(encoding="utf-8"))
     codes = eval_categories(papers, taxonomy)
-    base = Ranking()
+    # The whole ranked list is measured (the top 100): the relevance floor, which only
+    # decides how many of the best are sent, is off (bench/feedback_eval.py --floor).
+    base = Ranking(relevance_floor=0.0)
     variants = {
         "full ranker": Ranker(base),
         "BM25 only": Ranker(bm25_only(base)),
@@ -246,6 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {name:<15} nDCG@10 {ndcg:.3f}   P@10 {p10:.3f}   MAP@100 {ap:.3f}"
             f"   ({elapsed:.1f} s)"
         )
+    for k in range(args.splits):
+        halves = list(codes)
+        random.Random(k + 1).shuffle(halves)
+        a, b = sorted(halves[: len(halves) // 2]), sorted(halves[len(halves) // 2 :])
+        cells = []
+        for side, half in (("A", a), ("B", b)):
+            r = results["full ranker"]
+            ndcg, p10, ap = (mean([r[c][i] for c in half]) for i in range(3))
+            cells.append(f"{side} nDCG@10 {ndcg:.3f} P@10 {p10:.3f} MAP@100 {ap:.3f}")
+        if k == 0:
+            print("  full ranker on random halves of the categories:")
+        print(f"    split {k + 1}: " + "   ".join(cells))
     if args.per_category:
         print(f"  {'category':<10} {'papers':>6}  " + "  ".join(f"{n:>14}" for n in variants))
         for code in codes:
@@ -259,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n_papers, n_profiles in tests:
             cmd = [sys.executable, __file__, "--speed", str(n_papers), str(n_profiles)]
             cmd += ["--papers", str(args.papers), "--taxonomy", str(args.taxonomy)]
-            cmd += ["--workload", args.workload] + (["--fingerprint"] if args.fingerprint else [])
+            cmd += ["--workload", args.workload, "--votes", str(args.votes)]
+            cmd += ["--fingerprint"] if args.fingerprint else []
             sys.stdout.flush()
             subprocess.run(cmd, check=True)
     return 0
