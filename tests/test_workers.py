@@ -5,6 +5,7 @@ same Message-ID. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -149,3 +150,54 @@ def test_runs_sharing_an_edition_take_disjoint_parts(db_url: str) -> None:
                 other.rollback()
     finally:
         store.close()
+
+
+def test_the_relays_rate_per_second_holds_for_all_runs_together(db_url: str) -> None:
+    """Two runs (each its own store) booking sending slots on one relay at once: the blocks
+    they get never overlap, so together they keep the relay's rate (20/s here) as one run
+    does; and the rate limit sends in the slots it booked."""
+    import threading as _threading
+    from datetime import UTC, datetime, timedelta
+
+    from digest.config import Config, Sender, Smtp
+    from digest.delivery._deliver import _pace
+    from digest.delivery._pool import RateLimit
+
+    interval = 0.05
+    blocks: list[tuple[datetime, datetime]] = []
+    lock = _threading.Lock()
+
+    def one_run() -> None:
+        store = Store(db_url)
+        try:
+            for _ in range(10):
+                first = store.reserve_slots("relay:25:", datetime.now(UTC), 3, interval)
+                with lock:
+                    blocks.append((first, first + timedelta(seconds=3 * interval)))
+        finally:
+            store.close()
+
+    runs = [_threading.Thread(target=one_run) for _ in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(timeout=60)
+    blocks.sort()
+    assert len(blocks) == 20
+    for (_, end), (start, _) in itertools.pairwise(blocks):
+        assert start >= end  # never two runs in one slot
+    assert blocks[-1][1] - blocks[0][0] >= timedelta(seconds=20 * 3 * interval)
+
+    cfg = Config(
+        sender=Sender(address="digest@example.org"),
+        smtp=Smtp(host="relay.example.org", rate_per_second=1 / interval),
+    )
+    due: list[float] = []
+    store = Store(db_url)
+    try:
+        rate = RateLimit(1 / interval, 0, lambda s: due.append(s), reserve=_pace(store, cfg))
+        for _ in range(4):
+            rate.wait()
+    finally:
+        store.close()
+    assert all(0 < s <= 0.2 + 0.05 for s in due)  # never later than its booked slot

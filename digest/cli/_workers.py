@@ -2,8 +2,9 @@
 
 The parent holds the run lock and fetches the feeds once; each worker is a ``digest run``
 of its own (no lock, no fetch) that takes batches of the due subscribers in the database
-(``due_claim``) and ranks, renders and sends those. The relay's rate limits are divided
-between the workers. A SIGTERM is passed on to every worker; a worker that dies leaves
+(``due_claim``) and ranks, renders and sends those. The relay's rate per second holds for
+all of them (they book their slots in the database); its hourly limit is divided between
+them. A SIGTERM is passed on to every worker; a worker that dies leaves
 what it held to the others (taken back at once: its process is gone), and when they are
 done, one more worker is started to send what is left.
 """
@@ -61,15 +62,10 @@ def run_workers(
 
 
 def share_rates(cfg: Config, workers: int) -> Config:
-    """This worker's part of the relay's rate limits: 1/``workers`` of each."""
-    if workers <= 1 or not (cfg.smtp.rate_per_second or cfg.smtp.rate_per_hour):
+    """This worker's part of the relay's hourly limit: 1/``workers`` of it. (The rate per
+    second is shared through the database: every run books its slots on the relay.)"""
+    if workers <= 1 or not cfg.smtp.rate_per_hour:
         return cfg
-    smtp = cfg.smtp.model_copy(
-        update={
-            "rate_per_second": cfg.smtp.rate_per_second / workers,
-            "rate_per_hour": cfg.smtp.rate_per_hour // workers
-            if cfg.smtp.rate_per_hour >= workers
-            else min(cfg.smtp.rate_per_hour, 1),
-        }
-    )
+    per_hour = max(cfg.smtp.rate_per_hour // workers, 1)
+    smtp = cfg.smtp.model_copy(update={"rate_per_hour": per_hour})
     return cfg.model_copy(update={"smtp": smtp})

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from datetime import date, timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 
 from ..clock import Clock
@@ -225,7 +225,10 @@ def _send_smtp(
     stop: threading.Event | None,
 ) -> None:
     recent = _recent(store, now) if cfg.smtp.rate_per_hour else ()
-    rate = RateLimit(cfg.smtp.rate_per_second, cfg.smtp.rate_per_hour, sleep, recent, stop)
+    reserve = _pace(store, cfg) if cfg.smtp.rate_per_second else None
+    rate = RateLimit(
+        cfg.smtp.rate_per_second, cfg.smtp.rate_per_hour, sleep, recent, stop, reserve=reserve
+    )
     pool = SmtpPool(cfg, dlog, sleep, rate, stop)
     try:
         retry, left = pool.run(feeder.jobs(stream))
@@ -264,6 +267,23 @@ def _pending(dlog: DeliveryLog, jobs: list[Job]) -> None:
     if jobs:
         log.info("stopping: %d message(s) left for the next run", len(jobs))
         dlog.record_many([(job, "pending", "run stopped before sending") for job in jobs])
+
+
+def _pace(store: Store, cfg: Config) -> Callable[[int], float]:
+    """Slots on the relay booked in the database, so that ``[smtp] rate_per_second`` holds
+    for every run sending through it at once (workers, other machines): when the first of
+    ``k`` slots is, on ``time.monotonic()``. The wall clock, not the run's: slots are real
+    moments."""
+    relay = f"{cfg.smtp.host}:{cfg.smtp.port}:{cfg.smtp.user}"
+    interval = 1.0 / cfg.smtp.rate_per_second
+
+    def reserve(k: int) -> float:
+        mono, wall = time.monotonic(), datetime.now(UTC)  # read together: one moment
+        with timed("log"):
+            first = store.reserve_slots(relay, wall, k, interval)
+        return mono + max((first - wall).total_seconds(), 0.0)
+
+    return reserve
 
 
 def _recent(store: Store, now: Clock) -> list[float]:

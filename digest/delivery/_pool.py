@@ -44,7 +44,8 @@ def pause(sleep: Sleep, halt: threading.Event | None, seconds: float) -> None:
 
 
 class RateLimit:
-    """Messages per second and per hour, shared by all connections."""
+    """Messages per second and per hour, shared by all connections (and with ``reserve``,
+    the per-second rate by every run sending through the relay)."""
 
     def __init__(
         self,
@@ -53,8 +54,15 @@ class RateLimit:
         sleep: Sleep,
         recent: Iterable[float] = (),
         halt: threading.Event | None = None,
+        reserve: Callable[[int], float] | None = None,
     ) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        # Shared pacing: ``reserve(k)`` books k slots on the relay for every run sending
+        # through it and says when the first one is (``time.monotonic()``); this run sends
+        # only in the slots it booked, a quarter of a second's worth at a time.
+        self.reserve = reserve
+        self.booked = 0
+        self.booked_until = 0.0
         self.per_hour = per_hour
         self.sleep = sleep
         self.halt = halt
@@ -72,6 +80,13 @@ class RateLimit:
             return
         with self.lock:
             now = time.monotonic()
+            if self.reserve is not None and self.interval:
+                if not self.booked or max(now, self.next_at) >= self.booked_until:
+                    k = max(1, int(0.25 / self.interval))
+                    self.next_at = max(self.reserve(k), now)
+                    self.booked, self.booked_until = k, self.next_at + k * self.interval
+                    now = time.monotonic()  # booking took a round trip: wait from here
+                self.booked -= 1
             at = max(now, self.next_at)
             if self.per_hour:
                 while self.window and self.window[0] <= at - 3600:

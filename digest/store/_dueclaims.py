@@ -1,5 +1,6 @@
 """Due claims: the runs sharing an edition divide its due subscribers between them, a batch
-at a time, through the database (``due_claim``; no coordinator, no broker).
+at a time, through the database (``due_claim``; no coordinator, no broker). And the relay's
+pace (``relay_pace``): its per-second rate, shared by every run sending through it.
 
 A run takes the subscribers of a batch that no run holds: a new row each (an INSERT that
 does nothing where another run made the row), and, on PostgreSQL, the rows whose run is
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select
 
 from ._base import Base, chunks, utc
-from ._schema import DueClaimRow
+from ._schema import DueClaimRow, RelayPaceRow
 
 _TABLE: Any = DueClaimRow.__table__  # type: ignore[attr-defined]
+_PACE: Any = RelayPaceRow.__table__  # type: ignore[attr-defined]
 
 
 class DueClaims(Base):
@@ -87,3 +89,28 @@ class DueClaims(Base):
                 )
                 won.update(e for (e,) in taken)
         return won
+
+    def reserve_slots(self, relay: str, now: datetime, count: int, interval: float) -> datetime:
+        """Reserve ``count`` sending slots ``interval`` seconds apart on ``relay``, after
+        those every run reserved before; returns when the first one is (``now`` at the
+        earliest). One transaction, the relay's row locked (PostgreSQL: the row; SQLite:
+        the database) for the time of one read and one write."""
+        t = _PACE
+        at = utc(now)
+        assert at is not None
+        dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{self.engine.dialect.name}")
+        with self.engine.begin() as conn:
+            conn.execute(dialect.insert(t).values(relay=relay, next_at=at).on_conflict_do_nothing())
+            # Writing first takes SQLite's write lock before the read, as FOR UPDATE does
+            # the row's on PostgreSQL: two runs never read the same slot.
+            conn.execute(t.update().where(t.c.relay == relay).values(next_at=t.c.next_at))
+            row = conn.execute(
+                select(t.c.next_at).where(t.c.relay == relay).with_for_update()
+            ).scalar_one()
+            first = max(utc(row) or at, at)
+            conn.execute(
+                t.update()
+                .where(t.c.relay == relay)
+                .values(next_at=first + timedelta(seconds=count * interval))
+            )
+        return first

@@ -179,3 +179,11 @@ class ErasedRow(SQLModel, table=True):
     # file or a sign-up naming it again is noticed and never mailed by mistake.
     hash: str = Field(primary_key=True)
     at: datetime
+
+
+class RelayPaceRow(SQLModel, table=True):
+    __tablename__ = "relay_pace"
+    # A relay's next free sending slot, shared by every run sending through it, so that
+    # ``[smtp] rate_per_second`` holds for all of them together (``Store.reserve_slots``).
+    relay: str = Field(primary_key=True)  # host:port:user
+    next_at: datetime
