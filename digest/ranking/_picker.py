@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from ..models import Paper, Profile, Scored
-from ..store import Store
 from ._ranker import Ranker
 from ._votes import Vote
+
+if TYPE_CHECKING:  # the store is handed in: ranking alone (digest rank, the benchmarks)
+    from ..store import Store  # does not import the database layer
 
 _STORED_SIZE = 50_000  # papers read from the store (voted on, liked) kept for the next batch
 
