@@ -21,7 +21,9 @@ out some of the picks; tests/test_rank_votes.py checks that the others are uncha
 With --votes N, every profile of the speed tests also has N votes (about a third up) on
 papers outside the edition, made before the timed part: the vote model's cost
 (bench/feedback_eval.py measures what it learns). With --splits K, the quality table is
-given on K random splits of the categories into halves as well.
+given on K random splits of the categories into halves as well. ``--set name=value``
+changes a ``[ranking]`` key for every ranker here (the speed tests too), e.g. to check that
+a change switched off ranks exactly as before: ``--fingerprint --set smoothing=0``.
 
 Run: .venv/bin/python bench/rank_quality.py [--per-category] [--newsletter] [--fingerprint]
 """
@@ -42,6 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 # One core, as the targets say: pin the process and keep numpy's BLAS and the tokenizer
 # single-threaded. This must happen before numpy is imported (by digest.rank).
@@ -170,6 +173,7 @@ def timing(
     fingerprint: bool = False,
     workload: str = "realistic",
     votes_each: int = 0,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """One speed test; run it in a fresh process (``speed``) for cold caches."""
     from digest.ranking import _embed
@@ -185,7 +189,8 @@ def timing(
     _embed.model()  # loading the model is the process's start-up, not the edition's
     _embed._tokenizer()
     load = time.perf_counter() - m0
-    ranker = Ranker(Ranking(relevance_floor=0.0) if fingerprint else Ranking())
+    weights = Ranking(**(settings or {}))
+    ranker = Ranker(weights.model_copy(update={"relevance_floor": 0.0}) if fingerprint else weights)
     votes = synthetic_votes(papers[n_papers:], profiles, votes_each) if votes_each else None
     c0, t0 = time.process_time(), time.perf_counter()
     corpus = ranker.prepare(papers[:n_papers], NOW)
@@ -243,12 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workload", choices=("realistic", "taxonomy"), default="realistic")
     ap.add_argument("--votes", type=int, default=0, help="votes per profile in the speed tests")
     ap.add_argument("--splits", type=int, default=0, help="random halves of the categories")
+    ap.add_argument("--set", action="append", help="a [ranking] key: name=value (repeatable)")
     ap.add_argument("--speed", nargs=2, type=int, help=argparse.SUPPRESS)  # papers, profiles
     args = ap.parse_args(argv)
+    settings = settings_from(args.set or ())
     if args.speed:  # one speed test, in this fresh process
         papers = load_papers(args.papers)
         taxonomy = json.loads(args.taxonomy.read_text(encoding="utf-8"))
-        timing(papers, *args.speed, taxonomy, args.fingerprint, args.workload, args.votes)
+        timing(papers, *args.speed, taxonomy, args.fingerprint, args.workload, args.votes, settings)
         return 0
 
     papers = load_papers(args.papers)
@@ -256,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     codes = eval_categories(papers, taxonomy)
     # The whole ranked list is measured (the top 100): the relevance floor, which only
     # decides how many of the best are sent, is off (bench/feedback_eval.py --floor).
-    base = Ranking(relevance_floor=0.0)
+    base = Ranking(**settings).model_copy(update={"relevance_floor": 0.0})
+    if settings:
+        print(f"[ranking] changed: {settings}")
     variants = {
         "full ranker": Ranker(base),
         "BM25 only": Ranker(bm25_only(base)),
@@ -302,20 +311,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd += ["--papers", str(args.papers), "--taxonomy", str(args.taxonomy)]
             cmd += ["--workload", args.workload, "--votes", str(args.votes)]
             cmd += ["--fingerprint"] if args.fingerprint else []
+            cmd += [f"--set={item}" for item in args.set or ()]
             sys.stdout.flush()
             subprocess.run(cmd, check=True)
     return 0
 
 
+def settings_from(items: Sequence[str]) -> dict[str, Any]:
+    """``[ranking]`` keys from ``name=value`` items, each value read as the key's type."""
+    out: dict[str, Any] = {}
+    defaults = Ranking()
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in Ranking.model_fields:
+            raise SystemExit(f"--set {item}: no [ranking] key {key!r}")
+        kind = type(getattr(defaults, key))
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
 def bm25_only(base: Ranking) -> Ranking:
     return base.model_copy(
-        update={"semantic_weight": 0.0, "liked_weight": 0.0, "feedback": 0.0, "diversity": 0.0}
+        update={
+            "semantic_weight": 0.0,
+            "liked_weight": 0.0,
+            "feedback": 0.0,
+            "diversity": 0.0,
+            "smoothing": 0.0,  # the neighbours come from the embeddings
+        }
     )
 
 
 def embedding_only(base: Ranking) -> Ranking:
     return base.model_copy(
-        update={"lexical_weight": 0.0, "liked_weight": 0.0, "feedback": 0.0, "diversity": 0.0}
+        update={
+            "lexical_weight": 0.0,
+            "liked_weight": 0.0,
+            "feedback": 0.0,
+            "diversity": 0.0,
+            "smoothing": 0.0,
+        }
     )
 
 

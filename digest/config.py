@@ -117,11 +117,18 @@ class Ranking(Strict):
     category_boost: float = Field(default=0.3, ge=0)
     diversity: float = Field(default=0.15, ge=0, le=1)
     duplicate_similarity: float = Field(default=0.9, gt=0, le=1)
+    # The interests' words weighed sentence by sentence in the lexical query, so that a
+    # short first sentence is not drowned by a long one (false: by counts over the text).
+    balanced_terms: bool = True
+    # Each paper's relevance mixed with the mean relevance of its nearest papers of the
+    # edition (embedding cosine): 0 = off.
+    smoothing: float = Field(default=0.35, ge=0, lt=1)
+    smoothing_neighbours: int = Field(default=10, ge=1, le=100)
     # Votes, liked and disliked papers feed a per-subscriber model (ranking/_votes.py);
     # off, liked papers lift their nearest neighbours (liked_weight) and votes are ignored.
     vote_model: bool = True
     vote_toward: float = Field(default=1.0, ge=0)
-    vote_away: float = Field(default=0.25, ge=0)
+    vote_away: float = Field(default=0.1, ge=0)
     vote_toward_ramp: float = Field(default=0.0, ge=0)
     vote_weight: float = Field(default=0.5, ge=0)
     vote_evidence: float = Field(default=10.0, ge=0)
@@ -129,6 +136,7 @@ class Ranking(Strict):
     vote_category_weight: float = Field(default=0.0, ge=0)
     vote_author_weight: float = Field(default=0.5, ge=0)
     vote_max: int = Field(default=100, ge=1, le=10_000)
+    vote_smooth: bool = True  # the vote score smoothed over neighbours with the relevance
     vote_exact: bool = False  # solve the ridge exactly (slower; no better on the dev week)
     # A paper less similar than this to the subscriber's interests (the cosine of the
     # edition-centered embeddings, after votes and feedback) is never sent: a quiet day

@@ -47,6 +47,16 @@ class Corpus:
     matches: dict[int, str] = field(default_factory=dict)
     upvotes: list[str] = field(default_factory=list)  # each paper's upvotes reason, or ""
     vote_frame: Any = None  # the papers voted on, in this edition's frame (``_votes.Frame``)
+    _neighbours: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def neighbours(self, k: int) -> np.ndarray:
+        """(n, k') rows of each paper's k' = min(k, n - 1) most similar other papers
+        (cosine of the centered embeddings, papers with the same title 1; ties by row),
+        made once per edition: what the relevance is smoothed over."""
+        found = self._neighbours.get(k)
+        if found is None:
+            found = self._neighbours[k] = nearest(self.vectors, k, self.gram())
+        return found
 
     def gram(self, limit: int = GRAM_BYTES) -> np.ndarray | None:
         """Cosine of every pair of papers, exactly 1 for papers with the same title (None
@@ -111,6 +121,27 @@ def title_groups(papers: Sequence[Paper]) -> tuple[np.ndarray, dict[str, int]]:
         key = title_key(p.title) or f"\x00{i}"
         out[i] = index.setdefault(key, len(index))
     return out, index
+
+
+def nearest(vectors: np.ndarray, k: int, gram: np.ndarray | None) -> np.ndarray:
+    """(n, k') the k' = min(k, n - 1) rows most similar to each row, itself left out,
+    best first (ties by row); read from the Gram matrix ``gram`` when given, else computed
+    in chunks of rows (about 4 MB of similarities at a time)."""
+    n = len(vectors)
+    k = min(k, n - 1)
+    out = np.zeros((n, max(k, 0)), dtype=np.int64)
+    if k <= 0:
+        return out
+    step = max(1, (4 << 20) // (4 * n))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        sims = gram[lo:hi].copy() if gram is not None else vectors[lo:hi] @ vectors.T
+        sims[np.arange(hi - lo), np.arange(lo, hi)] = -np.inf
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(sims, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)
+        out[lo:hi] = np.take_along_axis(part, order, axis=1)
+    return out
 
 
 def _rows_in(corpus: Corpus, codes: Iterable[str]) -> np.ndarray:

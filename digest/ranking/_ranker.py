@@ -12,7 +12,9 @@ the long way: tests/test_rank_select.py and ``bench/rank_quality.py --fingerprin
 The score of a paper for a profile is a weighted mean of standardized relevance signals
 (BM25 over stemmed title + abstract with phrases, embedding similarity to the interests,
 similarity to liked papers), each one expressed in standard deviations above the edition's
-average, plus bounded boosts (followed authors, categories, popularity, freshness).
+average, plus bounded boosts (followed authors, categories, popularity, freshness). The
+interests' part is mixed with the same part of each paper's nearest papers of the edition
+(``smoothing``): a paper among relevant papers is more likely relevant than a lone match.
 """
 
 from __future__ import annotations
@@ -265,7 +267,15 @@ class Ranker:
         for j, p in enumerate(profiles):
             liked_vecs = vecs[cursor : cursor + liked_counts[j]]
             cursor += liked_counts[j]
-            out.append(build_query(p, liked.get(p.email, ()), vecs[j], liked_vecs))
+            out.append(
+                build_query(
+                    p,
+                    liked.get(p.email, ()),
+                    vecs[j],
+                    liked_vecs,
+                    balanced=self.weights.balanced_terms,
+                )
+            )
         return out
 
     # ---- scoring --------------------------------------------------------------------
@@ -439,19 +449,32 @@ class Ranker:
             floor_vec = feedback
             sem = again if has_vec.all() else np.where(has_vec[:, None], again, sem)
         relevance = relevance_of(sem, total)
+        vote_z = None
+        if model is not None and model.fitted.any():
+            vote_rows = model.rows[model.fitted]
+            vote_z = np.zeros((nq, n), dtype=np.float32)
+            raw = vote_model.scores(model, corpus.vectors, self._votes)
+            vote_z[vote_rows] = _standardize(raw, mask.rows(vote_rows.tolist()))
+            vote_part = model.strength[model.fitted].astype(np.float32)[:, None]
+            vote_part = vote_part * vote_z[vote_rows]
+        smooth_votes = vote_z is not None and w.vote_smooth
+        if smooth_votes:
+            # The day's papers as unlabelled data: the vote score is smoothed over each
+            # paper's nearest papers together with the relevance.
+            relevance[vote_rows] += vote_part
+        if w.smoothing and n > 1:
+            # Papers near many relevant papers are more likely relevant themselves (and a
+            # lone outlier less): each paper's relevance is mixed with its neighbours'.
+            neighbours = corpus.neighbours(w.smoothing_neighbours)
+            relevance = _smooth(relevance, neighbours, w.smoothing, mask)
         fused = lift(relevance)
         if fused is relevance:
             fused = fused + corpus.boosts[None, :]
         else:
             fused += corpus.boosts[None, :]
         self._boost(corpus, queries, fused)
-        vote_z = None
-        if model is not None and model.fitted.any():
-            rows = model.rows[model.fitted]
-            vote_z = np.zeros((nq, n), dtype=np.float32)
-            raw = vote_model.scores(model, corpus.vectors, self._votes)
-            vote_z[rows] = _standardize(raw, mask.rows(rows.tolist()))
-            fused[rows] += model.strength[model.fitted].astype(np.float32)[:, None] * vote_z[rows]
+        if vote_z is not None and not smooth_votes:
+            fused[vote_rows] += vote_part
         signals = (lex, sem, liked_z, liked_best, liked_cos, relevance, postings)
         return fused, _Signals(*signals, floor_vec, has_vec, vote_z)
 
@@ -588,3 +611,47 @@ def _standardize(x: np.ndarray, mask: _Mask | None = None) -> np.ndarray:
     std = np.sqrt(squares / mask.n_allowed)
     diff /= np.where(std > 1e-9, std, 1.0)
     return diff.astype(np.float32)
+
+
+def _smooth(rel: np.ndarray, nb: np.ndarray, beta: float, mask: _Mask) -> np.ndarray:
+    """Each row mixed with its papers' neighbours' mean, (1 - beta) x + beta mean(x[nb]),
+    then brought back to the row's own mean and standard deviation over the papers it may
+    get: the scale the boosts are added on. ``nb`` (n, k): each paper's neighbours
+    (``Corpus.neighbours``, made once per edition)."""
+    k = nb.shape[1]
+    if k == 0 or not beta:
+        return rel
+    # The neighbours' sum gathered along the papers of the transposed rows: whole rows
+    # copied at a time, twice as fast as gathering columns.
+    papers_first = np.ascontiguousarray(rel.T)
+    total = papers_first[nb[:, 0]]
+    for j in range(1, k):
+        total += papers_first[nb[:, j]]
+    mixed = np.ascontiguousarray(total.T)
+    mixed *= np.float32(beta / k)
+    mixed += np.float32(1.0 - beta) * rel
+    mean, std = _moments(rel, mask)
+    mixed_mean, mixed_std = _moments(mixed, mask)
+    mixed -= mixed_mean
+    mixed *= std / np.where(mixed_std > 1e-9, mixed_std, np.float32(1.0))
+    mixed += mean
+    return mixed
+
+
+def _moments(x: np.ndarray, mask: _Mask) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, 1) mean and standard deviation of each row over the entries ``mask`` allows
+    (as ``_standardize`` computes them)."""
+    partial = mask.partial
+    sums = x.sum(axis=1, keepdims=True)
+    if len(partial):
+        kept = x[partial]
+        kept[mask.barred[partial]] = 0.0
+        sums[partial] = kept.sum(axis=1, keepdims=True)
+    mean = sums / mask.n_allowed
+    square = np.square(x - mean)
+    squares = square.sum(axis=1, keepdims=True)
+    if len(partial):
+        kept = square[partial]
+        kept[mask.barred[partial]] = 0.0
+        squares[partial] = kept.sum(axis=1, keepdims=True)
+    return mean.astype(np.float32), np.sqrt(squares / mask.n_allowed).astype(np.float32)

@@ -17,7 +17,9 @@ edition-centered static embedding, the canonical arXiv categories, the authors):
   paper))``, computed as one matrix product (the weights folded into a vector). Its
   standardized value is added to the profile's score with a weight that grows with the
   number of votes (``weight * m / (m + evidence)``). Papers by an author of a voted paper get
-  ``author_weight * alpha`` of that paper on top.
+  ``author_weight * alpha`` of that paper on top. With ``vote_smooth`` it is added to the
+  relevance before the ranker's neighbour smoothing, so a paper among papers the votes
+  favour is lifted too (the day's papers as unlabelled data).
 
 By default ``alpha`` is the ridge's large-penalty limit, ``target / (ridge + 1)``: no (m, m)
 system to solve, and on the dev week it ranks as well as the exact solve (``vote_exact``,
@@ -63,7 +65,7 @@ class Settings:
     """The model's knobs (from ``[ranking]``: vote_*)."""
 
     toward: float = 1.0  # Rocchio: weight of the up-voted papers' mean direction
-    away: float = 0.25  # Rocchio: weight of the down-voted papers' mean direction
+    away: float = 0.1  # Rocchio: weight of the down-voted papers' mean direction
     toward_ramp: float = 0.0  # the up weight is toward * ups / (ups + toward_ramp)
     weight: float = 0.5  # weight of the standardized ridge score in the fused score
     evidence: float = 10.0  # the ridge weight is weight * votes / (votes + evidence)
