@@ -142,7 +142,7 @@ class Ranking(Strict):
     # edition-centered embeddings, after votes and feedback) is never sent: a quiet day
     # sends fewer papers. 0 = off. Calibrated on editions of hundreds of papers: editions
     # with fewer than relevance_floor_papers papers are sent without it.
-    relevance_floor: float = Field(default=0.53, ge=0, le=1)
+    relevance_floor: float = Field(default=0.51, ge=0, le=1)
     relevance_floor_papers: int = Field(default=100, ge=1)
 
 

@@ -276,7 +276,7 @@ def test_nothing_above_threshold_sends_nothing_and_says_why(
     assert summary.nothing == ["picky@example.org"]
     assert p.delivered() == {}
     assert (
-        "picky@example.org: nothing above min_score 1000.00 and the relevance floor 0.53 in "
+        "picky@example.org: nothing above min_score 1000.00 and the relevance floor 0.51 in "
         "20 papers; not sending"
     ) in caplog.text
 
