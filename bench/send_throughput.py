@@ -29,6 +29,7 @@ Run: .venv/bin/python bench/send_throughput.py [--subscribers 10000] [--papers 1
      [--connections 1,4] [--repeat 1] [--workload realistic|taxonomy] [--naive 200]
      [--profile FILE] [--py-spy FILE] [--rss-every S] [--keep]
      [--database sqlite|postgres] [--workers 1,2] [--dkim off,on] [--pg-commit flush|async]
+     [--statements]
 Needs postfix's smtp-sink and smtp-source (Debian/Ubuntu: apt-get install postfix), and
 for --database postgres PostgreSQL's server binaries (apt-get install postgresql).
 """
@@ -389,6 +390,69 @@ def database_size(url: str, path: Path) -> tuple[int, int]:
     return int(size or 0), int(log or 0)
 
 
+def server_cpu(pg: Any) -> float:
+    """CPU seconds the PostgreSQL server has used so far: its postmaster's and its
+    processes' (and theirs once ended: connections' backends), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid: int) -> list[str]:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rpartition(")")[2].split()
+        except OSError:
+            return []
+
+    try:
+        master = int((pg.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    fields = stat(master)
+    total = sum(int(x) for x in fields[11:15]) if fields else 0  # utime stime cutime cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            f = stat(int(entry))
+            if f and int(f[1]) == master:  # a child of the postmaster
+                total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+def statements(url: str, sent: int | None) -> None:
+    """With ``sent`` None: forget the statements counted so far (pg_stat_statements). Else
+    print what the server ran for this database: statements, commits and their time per
+    digest sent, by kind (the first words of each statement), most frequent first."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if sent is None:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+                conn.execute(text("SELECT pg_stat_statements_reset()"))
+                conn.execute(text("SELECT pg_stat_reset()"))
+                return
+            rows = conn.execute(
+                text(
+                    "SELECT query, calls, total_exec_time FROM pg_stat_statements s "
+                    "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"
+                    " AND query NOT LIKE '%pg_stat%'"
+                )
+            ).all()
+            commits = conn.execute(
+                text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
+    finally:
+        engine.dispose()
+    per = 1 / max(sent, 1)
+    total = sum(calls for _, calls, _ in rows)
+    print(
+        f"  statements on the server: {total * per:.2f} a digest, commits (transactions) "
+        f"{(commits or 0) * per:.2f} a digest (pg_stat_statements, pg_stat_database)"
+    )
+    for query, calls, ms in sorted(rows, key=lambda r: -r[1])[:12]:
+        words = " ".join(query.split())[:90]
+        print(f"    {calls * per:6.2f}/digest {ms / max(calls, 1):7.3f} ms  {words}")
+
+
 def measure_workers(
     args: argparse.Namespace, project: Path, workers: int, dkim: bool, pg: Any, n: int
 ) -> dict[str, Any]:
@@ -428,7 +492,10 @@ def measure_workers(
     config.write_text(text_, encoding="utf-8")
     env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": SECRET}
     env.update(dict.fromkeys(ONE_THREAD, "1"))
+    if pg is not None and args.statements:
+        statements(url, None)
     since = datetime.now(UTC)
+    cpu_before = server_cpu(pg) if pg is not None else 0.0
     try:
         sink = start_sink(port, -1)
         try:
@@ -450,9 +517,14 @@ def measure_workers(
                 tail = (base / "run.log").read_text(errors="replace")[-2000:]
                 raise SystemExit(f"digest run --workers {workers} exited {code}:\n{tail}")
             sent = runs_sent(url, since)
-            if out.exists():  # one worker: the size of the messages it sent
+            db_cpu = server_cpu(pg) - cpu_before if pg is not None else 0.0
+            if pg is not None and args.statements:
+                statements(url, sent)
+            stages: list[Any] = []
+            if out.exists():  # one worker: the size of the messages it sent, its stages
                 figures = json.loads(out.read_text(encoding="utf-8"))
                 args.message_size = figures["bytes"] // max(figures["messages"], 1)
+                stages = figures["stages"]
             size = args.message_size
             ceil = ceiling(port, -1, max(sent, 1), size, connections * workers)
         finally:
@@ -471,6 +543,8 @@ def measure_workers(
             "connections": connections * workers,
             "db_size": db_size,
             "log_size": log_size,
+            "stages": stages,
+            "db_cpu": db_cpu,
         }
     finally:
         if args.keep:
@@ -486,6 +560,8 @@ def many_senders(args: argparse.Namespace, project: Path) -> None:
 
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the server is stopped below
         sync = {} if args.pg_commit == "flush" else {"synchronous_commit": "off"}
+        if args.statements:
+            sync["shared_preload_libraries"] = "pg_stat_statements"
         pg = PgServer(durable=True, settings=sync).start()
         print(
             f"PostgreSQL: a server of the benchmark's own on port {pg.port} (fsync on; "
@@ -511,6 +587,17 @@ def many_senders(args: argparse.Namespace, project: Path) -> None:
                         f"{r['log_size'] / 2**20:.1f} MB); smtp-source at {r['connections']} "
                         f"connection(s): {r['ceiling']:,.0f}/s"
                     )
+                    if pg is not None:
+                        print(
+                            f"  CPU: digest run {r['cpu']:.2f} s, PostgreSQL server "
+                            f"{r['db_cpu']:.2f} s ({r['db_cpu'] / max(r['sent'], 1) * 1e3:.3f} "
+                            "ms a digest)"
+                        )
+                    if r["stages"]:
+                        print(
+                            "  stages, wall / CPU s (wall overlaps across threads): "
+                            + ", ".join(f"{n} {w:.2f}/{c:.2f}" for n, w, c, _ in r["stages"])
+                        )
         print(f"\n== summary, {args.database}, {args.subscribers:,} subscribers (median runs)")
         print(
             f"  {'DKIM':>4} {'workers':>7} {'digests/s':>10} {'vs 1':>6} {'peak RSS':>9} "
@@ -588,6 +675,11 @@ def main() -> int:
         default="flush",
         help="PostgreSQL: each commit waits for its WAL flush (flush), or not (async: "
         "synchronous_commit = off, a server crash may lose the last half second of commits)",
+    )
+    ap.add_argument(
+        "--statements",
+        action="store_true",
+        help="PostgreSQL: count the statements and commits each digest costs (pg_stat_statements)",
     )
     ap.add_argument("--message-size", type=int, default=60_000, help=argparse.SUPPRESS)
     args = ap.parse_args()
