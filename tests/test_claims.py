@@ -2,9 +2,10 @@
 
 Two `digest run` processes with their own configs (so their own run locks) on one database,
 started at the same moment, against one SMTP server: each subscriber gets the edition once.
-Then the claim itself, on a real database file: a claim held by a live run is never taken,
-one left by a run that is gone is taken back (at once on this machine, after its lease
-elsewhere), and a message whose tries keep ending with an unknown outcome is given up.
+Then the claim itself, on a real database (a SQLite file, a PostgreSQL server): a claim
+held by a live run is never taken, one left by a run that is gone is taken back (at once
+on this machine, after its lease elsewhere), and a message whose tries keep ending with an
+unknown outcome is given up.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,16 +116,17 @@ def test_two_processes_on_one_database_send_each_message_once(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+def store(db_url: str) -> Store:
+    s = Store(db_url)
     yield s  # type: ignore[misc]
     s.close()
 
 
-@pytest.fixture(params=[True, False], ids=["sqlite3", "sqlalchemy"])
+@pytest.fixture(params=[True, False], ids=["driver", "sqlalchemy"])
 def direct(request: pytest.FixtureRequest) -> bool:
-    """Claims through sqlite3 itself (the send path on SQLite) and through SQLAlchemy (the
-    path every other database takes): the same statements, the same rows."""
+    """Claims straight through the driver (the send path: sqlite3 on SQLite, psycopg's
+    pipeline on PostgreSQL) and through SQLAlchemy (the path any other database takes):
+    the same statements, the same rows."""
     return bool(request.param)
 
 
@@ -190,6 +193,39 @@ def test_a_message_whose_tries_end_unknown_too_often_is_given_up(
         assert w.claim(ITEMS[:1], "after#1", at + timedelta(days=1), at, **LIMIT) == {}
     row = store.delivery(email, EDITION_DATE)
     assert row is not None and (row.status, row.reply) == ("failed", "outcome unknown")
+
+
+@pytest.mark.parametrize("where", ["client", "server"])
+def test_a_transaction_that_fails_changes_nothing_and_the_writer_goes_on(
+    store: Store, direct: bool, where: str
+) -> None:
+    """An outcome, its papers and the tries logged with it are one transaction: when a
+    part of it fails (a value the driver cannot send, or one the server refuses), none of
+    it is written, and the next transaction on the same connection works (on
+    PostgreSQL's pipeline, the failed transaction is rolled back, not left open)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if where == "server" and store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite takes any integer")
+    email, other = ITEMS[0][0], ITEMS[1][0]
+    with store.delivery_writer(direct=direct) as w:
+        assert set(w.claim(ITEMS[:2], "run#1", NOW, LATER, **LIMIT)) == {
+            (email, EDITION_DATE),
+            (other, EDITION_DATE),
+        }
+        bad_paper: Any = object() if where == "client" else "p2"
+        done = (email, EDITION_DATE, "run#1", "sent", "250 ok", ("p1", bad_paper), 1, 0)
+        attempts = 1 if where == "client" else 2**40  # out of range for the column
+        with pytest.raises((SQLAlchemyError, sqlite3.Error)):
+            w.commit([done], [(other, EDITION_DATE, "run#1", attempts, 0)], NOW, LATER)
+        assert w.statuses(EDITION_DATE, [email, other]) == {email: "sending", other: "sending"}
+        good = (email, EDITION_DATE, "run#1", "sent", "250 ok", ("p1", "p2"), 1, 0)
+        assert w.commit([good], [(other, EDITION_DATE, "run#1", 1, 0)], NOW, LATER) == (1, set())
+        assert w.statuses(EDITION_DATE, [email]) == {email: "sent"}
+    assert store.sent_paper_ids(email) == {"p1", "p2"}
+    assert store.sent_paper_ids(other) == set()
 
 
 def test_a_claim_of_a_process_on_this_machine_lapses_when_it_ends(tmp_path: Path) -> None:

@@ -644,11 +644,12 @@ def test_rate_per_hour_counts_earlier_runs(tmp_path: Path, store: Store) -> None
     assert len(waits) == 2 and all(3500 < w <= 3600 for w in waits)
 
 
-@pytest.mark.parametrize("direct", [True, False])
-def test_delivery_writer_paths_store_the_same_rows(tmp_path: Path, direct: bool) -> None:
-    """The send path writes outcomes through sqlite3 directly on SQLite, and through
-    SQLAlchemy elsewhere; both leave the same log behind."""
-    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+@pytest.mark.parametrize("direct", [True, False], ids=["driver", "sqlalchemy"])
+def test_delivery_writer_paths_store_the_same_rows(db_url: str, direct: bool) -> None:
+    """The send path writes outcomes straight through the driver (sqlite3 on SQLite,
+    psycopg on PostgreSQL), and through SQLAlchemy on any other database; every path
+    leaves the same log behind."""
+    store = Store(db_url)
     later = NOW + timedelta(minutes=5)
     claim = {"limit": 3, "gave_up": "given up"}
     try:
