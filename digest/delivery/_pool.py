@@ -253,6 +253,8 @@ class SmtpPool:
                 left.append(job)
                 self.fatal = self.fatal or exc
             self._stop.set()
+        finally:
+            self.dlog.sent(job)  # no outcome was queued (or it was: then nothing to do)
 
     def _send(self, conn: SmtpConnection, job: Job, then: Job | None = None) -> Outcome:
         """One message, reconnecting after a dropped connection (same bytes each time)."""
@@ -292,6 +294,7 @@ class SmtpPool:
             ahead = None
             if then is not None and conn.sent + 1 < most and not self.stopping():
                 ahead = (self.sender, then.rcpt, then.data)
+            self.dlog.sending(job)
             with timed("smtp"):
                 outcome = conn.send(self.sender, job.rcpt, job.data, then=ahead)
             if outcome.unknown:
