@@ -100,11 +100,16 @@ def test_broken_file_does_not_stop_the_others(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("batch", [500, 1])
 def test_the_file_the_database_knows_keeps_its_address(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    batch: int,
+    db_url: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     monkeypatch.setattr(files, "BATCH", batch)  # the known file in the batch, or a later one
     folder = tmp_path / "subscribers"
-    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+    store = Store(db_url)
+    request.addfinalizer(store.close)
     write_subscriber(folder, "zed", 'email = "zed@example.org"\ninterests = "x"')
     assert [p.slug for p in iter_profiles(folder, pytest.fail, store)] == ["zed"]
     write_subscriber(folder, "aaa", 'email = "ZED@example.org"\ninterests = "y"')

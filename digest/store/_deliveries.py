@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, func, or_
+from sqlalchemy import String, and_, any_, bindparam, case, func, or_
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -125,6 +125,18 @@ class Deliveries(Base):
         A subscriber with none is absent."""
         t = _SENT_PAPER
         out: dict[str, set[str]] = {}
+        if self.engine.dialect.name == "postgresql":  # the lists as two arrays, one query
+            q = select(t.c.email, t.c.paper_id).where(t.c.email == any_(_texts("emails")))
+            values: dict[str, Any] = {"emails": list(emails)}
+            if among is not None:
+                q = q.where(t.c.paper_id == any_(_texts("papers")))
+                values["papers"] = sorted(among)
+            if other_than is not None:
+                q = q.where(t.c.edition != other_than)
+            with self.engine.connect() as conn:
+                for email, pid in conn.execute(q, values):
+                    out.setdefault(email, set()).add(pid)
+            return out
         # With ``among`` (the edition's candidates), the database keeps only those rows
         # (500 addresses + 400 papers + 1: under the oldest SQLite's 999 values a query):
         # a subscriber's history grows by a digest a day, the candidates do not, and
@@ -732,6 +744,14 @@ def _insert_new(engine: Engine, table: Any) -> Callable[[Connection, Rows], None
                 pass
 
     return portable
+
+
+def _texts(name: str) -> Any:
+    """A bound array of texts (PostgreSQL): one value however long the list, where
+    ``IN`` sends, and the driver parses, one placeholder per item."""
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    return bindparam(name, type_=ARRAY(String))
 
 
 def _delivery(row: DeliveryRow) -> Delivery:

@@ -18,13 +18,41 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 
 from ._base import Base, chunks, utc
 from ._schema import DueClaimRow, RelayPaceRow
 
 _TABLE: Any = DueClaimRow.__table__  # type: ignore[attr-defined]
 _PACE: Any = RelayPaceRow.__table__  # type: ignore[attr-defined]
+
+# PostgreSQL (``_claim_due_arrays``): new rows in the order given; the rows of other runs
+# that may be free, and of those the ones no other run is taking right now.
+_INSERT_ALL = text(
+    "INSERT INTO due_claim (edition, email, owner, until) "
+    "SELECT :d, v.e, :o, :u FROM unnest(CAST(:emails AS text[])) WITH ORDINALITY AS v(e, i) "
+    "ORDER BY v.i ON CONFLICT DO NOTHING RETURNING email"
+)
+_OWNERS = text(
+    "SELECT DISTINCT owner FROM due_claim "
+    "WHERE edition = :d AND email = ANY(CAST(:emails AS text[])) AND owner <> :o"
+)
+_FREE = "(until < :at OR owner = ANY(CAST(:dead AS text[])))"
+_TAKE = (
+    "UPDATE due_claim SET owner = :o, until = :u WHERE edition = :d AND email IN ("
+    "SELECT email FROM due_claim WHERE edition = :d AND email = ANY(CAST(:emails AS text[])) "
+    "AND {} FOR UPDATE SKIP LOCKED) RETURNING email"
+)
+_TAKE_AGAIN = text(_TAKE.format(f"(owner = :o OR {_FREE})"))
+_TAKE_LEFT = text(_TAKE.format(f"owner <> :o AND {_FREE}"))
+# PostgreSQL (``reserve_slots``): the relay's next free slot moved ``span`` seconds on from
+# now or from where it was, whichever is later, in one statement; returns where it is now.
+_BOOK = text(
+    "INSERT INTO relay_pace (relay, next_at) "
+    "VALUES (:relay, CAST(:at AS timestamptz) + make_interval(secs => :span)) "
+    "ON CONFLICT (relay) DO UPDATE SET next_at = GREATEST(relay_pace.next_at, "
+    "CAST(:at AS timestamptz)) + make_interval(secs => :span) RETURNING next_at"
+)
 
 
 class DueClaims(Base):
@@ -45,6 +73,8 @@ class DueClaims(Base):
         t = _TABLE
         at, lease = utc(now), utc(until)
         wanted = list(dict.fromkeys(emails))
+        if self.engine.dialect.name == "postgresql":
+            return self._claim_due_arrays(edition, wanted, owner, at, lease, gone, again)
         won: set[str] = set()
         dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{self.engine.dialect.name}")
         insert = (
@@ -90,6 +120,34 @@ class DueClaims(Base):
                 won.update(e for (e,) in taken)
         return won
 
+    def _claim_due_arrays(
+        self,
+        edition: date,
+        wanted: list[str],
+        owner: str,
+        at: datetime | None,
+        lease: datetime | None,
+        gone: Callable[[str], bool],
+        again: bool,
+    ) -> set[str]:
+        """``claim_due`` on PostgreSQL: the same statements, with the addresses as one
+        array each (not a placeholder per address) and in one transaction."""
+        values: dict[str, Any] = {"d": edition, "o": owner, "at": at, "u": lease}
+        won: set[str] = set()
+        with self.engine.begin() as conn:
+            if again:
+                values["emails"] = wanted
+                won.update(conn.execute(_INSERT_ALL, values).scalars())
+            rest = [e for e in wanted if e not in won]
+            if not rest:
+                return won
+            values["emails"] = rest
+            owners = conn.execute(_OWNERS, values).scalars()
+            values["dead"] = sorted(o for o in owners if gone(o))
+            take = _TAKE_AGAIN if again else _TAKE_LEFT
+            won.update(conn.execute(take, values).scalars())
+        return won
+
     def reserve_slots(self, relay: str, now: datetime, count: int, interval: float) -> datetime:
         """Reserve ``count`` sending slots ``interval`` seconds apart on ``relay``, after
         those every run reserved before; returns when the first one is (``now`` at the
@@ -98,6 +156,12 @@ class DueClaims(Base):
         t = _PACE
         at = utc(now)
         assert at is not None
+        if self.engine.dialect.name == "postgresql":  # one statement: the row locked by it
+            with self.engine.begin() as conn:
+                after = conn.execute(
+                    _BOOK, {"relay": relay, "at": at, "span": count * interval}
+                ).scalar_one()
+            return (utc(after) or at) - timedelta(seconds=count * interval)
         dialect: Any = importlib.import_module(f"sqlalchemy.dialects.{self.engine.dialect.name}")
         with self.engine.begin() as conn:
             conn.execute(dialect.insert(t).values(relay=relay, next_at=at).on_conflict_do_nothing())

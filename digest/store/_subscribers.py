@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select
+from sqlalchemy import bindparam, delete, insert, or_, select, text
 
 from ._base import Base, chunks
 from ._schema import SubscriberFileRow
@@ -16,6 +16,18 @@ _TABLE = SubscriberFileRow.__table__  # type: ignore[attr-defined]
 # Compiled once: a run asks this for every batch of files (a range of names).
 _BETWEEN = select(_TABLE.c.file, _TABLE.c.email).where(
     _TABLE.c.file >= bindparam("lo"), _TABLE.c.file <= bindparam("hi")
+)
+
+# PostgreSQL: what was known of these addresses and files, then the pairs, in one
+# statement each, whatever their number; a row another run wrote meanwhile is replaced.
+_FORGET = text(
+    "DELETE FROM subscriber_file WHERE email = ANY(CAST(:emails AS text[])) "
+    "OR file = ANY(CAST(:files AS text[]))"
+)
+_LEARN = text(
+    "INSERT INTO subscriber_file (email, file) "
+    "SELECT * FROM unnest(CAST(:emails AS text[]), CAST(:files AS text[])) "
+    "ON CONFLICT (email) DO UPDATE SET file = excluded.file"
 )
 
 
@@ -41,6 +53,13 @@ class SubscriberFiles(Base):
         file holds that address (what was known of either is replaced)."""
         rows = {email.lower(): file for email, file in pairs}
         if not rows:
+            return
+        if self.engine.dialect.name == "postgresql":  # each list as one array
+            keys = sorted(rows)
+            values = {"emails": keys, "files": [rows[k] for k in keys]}
+            with self.engine.begin() as conn:
+                conn.execute(_FORGET, values)
+                conn.execute(_LEARN, values)
             return
         with self.engine.begin() as conn:
             for part in chunks(sorted(rows), 250):
