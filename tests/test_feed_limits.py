@@ -26,6 +26,7 @@ from digest.errors import FeedError
 from digest.pipeline import run, run_lock
 from digest.sources import Fetcher
 from digest.sources._isolate import parse_within
+from digest.store import Store
 from digest.subscribers import find_profile
 
 from .conftest import FEEDS, write_config, write_subscriber
@@ -296,12 +297,25 @@ def test_huge_subscriber_texts_are_cut_with_a_log_line(
 
 
 def test_a_run_fed_every_hostile_feed_sends_the_good_one(
-    httpserver: HTTPServer, slow_headers: SlowHeaders, tmp_path: Path
+    httpserver: HTTPServer,
+    slow_headers: SlowHeaders,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The issue's payloads in one real run, each held to the fetch's one deadline
+    (connect_timeout + read_timeout, 4 s here) or cut to its cap with a log line: a stacked
+    gzip bomb, a 10.6 MB abstract, 100,000 attributes on <channel>, headers a byte at a
+    time, and a subscriber with 3.4 MB of interests. The good feed is read and sent."""
     inner = zlib.compressobj(9, zlib.DEFLATED, 31)
     packed = b"".join(inner.compress(bytes(1 << 20)) for _ in range(64)) + inner.flush()
     httpserver.expect_request("/bomb").respond_with_data(
         gzip.compress(packed), headers={"Content-Encoding": "gzip, gzip"}
+    )
+    paper = {"id": "2406.99999", "title": "A paper with a huge abstract"}
+    paper["summary"] = "word " * 2_120_000  # 10.6 MB
+    httpserver.expect_request("/abstract").respond_with_data(
+        json.dumps([{"paper": paper, "title": paper["title"]}]).encode(),
+        content_type="application/json",
     )
     attrs = " ".join(f'a{i}="v"' for i in range(100_000))
     httpserver.expect_request("/attrs").respond_with_data(
@@ -310,9 +324,10 @@ def test_a_run_fed_every_hostile_feed_sends_the_good_one(
     httpserver.expect_request("/good").respond_with_data(GOOD, content_type="application/json")
     config = write_config(
         tmp_path,
-        "[http]\nconnect_timeout = 0.5\nread_timeout = 1.0\nretries = 0\nmax_bytes = 5000000\n",
+        "[http]\nconnect_timeout = 1.0\nread_timeout = 3.0\nretries = 0\nmax_bytes = 12000000\n",
         feeds=[
             ("bomb", httpserver.url_for("/bomb")),
+            ("abstract", httpserver.url_for("/abstract")),
             ("attrs", httpserver.url_for("/attrs")),
             ("slow", slow_headers.url),
             ("good", httpserver.url_for("/good")),
@@ -325,9 +340,26 @@ def test_a_run_fed_every_hostile_feed_sends_the_good_one(
     )
     cfg = load(config)
     start = time.monotonic()
-    with run_lock(cfg):
+    with caplog.at_level(logging.INFO, logger="digest"), run_lock(cfg):
         summary = run(cfg, now=lambda: datetime(2026, 6, 12, 7, tzinfo=UTC))
     assert time.monotonic() - start < 60
-    assert summary.fetch is not None and summary.fetch.ok == [("good", 30)]
-    assert sorted(n for n, _ in summary.fetch.errors) == ["attrs", "bomb", "slow"]
+    assert summary.fetch is not None
+    assert summary.fetch.ok == [("abstract", 1), ("good", 30)]
+    errors = dict(summary.fetch.errors)
+    assert sorted(errors) == ["attrs", "bomb", "slow"]
+    assert "over http.max_bytes (12000000 bytes) once uncompressed" in errors["bomb"]
+    assert "<channel> has 100000 attributes" in errors["attrs"]
+    assert "took longer than 4 s in all" in errors["slow"]
+    assert all("\n" not in why for why in errors.values())
     assert summary.delivery is not None and summary.delivery.sent.total == 1
+    # what was cut says so, one line for the feed and one for the subscriber file
+    logged = [r.getMessage() for r in caplog.records]
+    assert "feed abstract: abstract cut to 5000 characters" in logged
+    [cut] = [m for m in logged if "ada.toml" in m]
+    assert "interests cut to 20,000 characters (from 3,199,999)" in cut
+    store = Store(cfg.database_url)
+    try:
+        [stored] = store.get_papers(["2406.99999"])
+    finally:
+        store.close()
+    assert len(stored.abstract) <= 5_000 and stored.abstract.endswith("…")
