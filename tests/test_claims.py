@@ -1,11 +1,11 @@
 """Exactly once, whoever sends: claims in the delivery log.
 
-Two `digest run` processes with their own configs (so their own run locks) on one database,
-started at the same moment, against one SMTP server: each subscriber gets the edition once.
-Then the claim itself, on a real database (a SQLite file, a PostgreSQL server): a claim
-held by a live run is never taken, one left by a run that is gone is taken back (at once
-on this machine, after its lease elsewhere), and a message whose tries keep ending with an
-unknown outcome is given up.
+Two `digest run` processes with their own configs (so their own run locks) on one database
+(a SQLite file, a PostgreSQL server), started at the same moment, against one SMTP server:
+each subscriber gets the edition once. Then the claim itself, on SQLite and PostgreSQL: a
+claim held by a live run is never taken, nor one another run is making at that moment; one
+left by a run that is gone is taken back (at once on this machine, after its lease
+elsewhere), and a message whose tries keep ending with an unknown outcome is given up.
 """
 
 from __future__ import annotations
@@ -38,10 +38,14 @@ TOPICS = [
 ]
 
 
-def project(folder: Path, port: int, database: Path, subscribers: int, connections: int) -> Path:
+def project(
+    folder: Path, port: int, database: Path | str, subscribers: int, connections: int
+) -> Path:
+    """A project sending to ``port``; ``database`` a SQLite file or a database url."""
+    url = database if isinstance(database, str) else f"sqlite:///{database}"
     cfg = write_config(
         folder,
-        f'database = "sqlite:///{database}"\n',
+        f'database = "{url}"\n',
         smtp=(
             f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
             f"connections = {connections}\nretries = 1\nretry_backoff = 0.1\ntimeout = 10\n"
@@ -69,23 +73,27 @@ def digest(*args: str, cwd: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("connections", [1, 3])
+@pytest.mark.parametrize(("database", "connections"), [("sqlite", 3), ("postgresql", 1)])
 def test_two_processes_on_one_database_send_each_message_once(
-    tmp_path: Path, connections: int
+    tmp_path: Path, request: pytest.FixtureRequest, database: str, connections: int
 ) -> None:
     n = 20
-    database = tmp_path / "shared.db"
+    url = (
+        request.getfixturevalue("pg_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 'shared.db'}"
+    )
     expected = {f"reader{i:02d}@example.net" for i in range(n)}
     # A slow server (each message stored, then its reply 50 ms later): both runs are
     # sending while the other is.
     with SmtpServer(delay=0.05, pipelining=True) as srv:
-        configs = [project(tmp_path / name, srv.port, database, n, connections) for name in "ab"]
+        configs = [project(tmp_path / name, srv.port, url, n, connections) for name in "ab"]
         # The papers and the edition exist before the runs start: what is tested here is
         # who sends what, not two fetches into one database at once.
         fetched = digest("fetch", "--config", str(configs[0]), cwd=tmp_path)
         out = fetched.communicate(timeout=120)[0]
         assert fetched.returncode == 0, out
-        store = Store(f"sqlite:///{database}")
+        store = Store(url)
         try:
             assert store.edition_papers(EDITION_DATE, datetime.now(UTC))
         finally:
@@ -103,7 +111,7 @@ def test_two_processes_on_one_database_send_each_message_once(
     assert counts == dict.fromkeys(expected, 1), outputs  # each subscriber exactly once
     sent = [int(re.search(r"(\d+) sent", out).group(1)) for out in outputs]  # type: ignore[union-attr]
     assert sum(sent) == n, outputs
-    store = Store(f"sqlite:///{database}")
+    store = Store(url)
     try:
         rows = store.deliveries(EDITION_DATE)
     finally:
@@ -112,7 +120,7 @@ def test_two_processes_on_one_database_send_each_message_once(
     assert {d.status for d in rows} == {"sent"}
 
 
-# -- the claim, on a database file --------------------------------------------------------------
+# -- the claim, on SQLite and PostgreSQL ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -150,6 +158,62 @@ def test_a_claim_takes_each_row_once(store: Store, direct: bool) -> None:
         assert first.commit(done, [], NOW, LATER) == (3, set())
         much_later = NOW + timedelta(days=1)
         assert second.claim(ITEMS[:3], "two#2", much_later, much_later, **LIMIT) == {}
+
+
+def test_a_claim_in_progress_elsewhere_is_judged_on_what_it_wrote(
+    pg_url: str, direct: bool
+) -> None:
+    """PostgreSQL: another run is claiming two rows right now, its transaction not yet
+    committed: one row it takes over from "deferred", one it inserts. A claim of the same
+    rows (another process, another machine) judges each on what that run wrote once it
+    commits, and takes neither; it takes the rows nobody holds. Only the database decides:
+    a claim that read the rows first and then wrote them would take both."""
+    import threading
+    import time
+
+    import psycopg
+
+    (e0, _, _), (e1, _, mid1) = ITEMS[0], ITEMS[1]
+    store = Store(pg_url)
+    try:
+        with store.delivery_writer() as w:
+            assert set(w.claim(ITEMS[:1], "first#1", NOW, LATER, **LIMIT)) == {ITEMS[0][:2]}
+            done = [(e0, EDITION_DATE, "first#1", "deferred", "451 later", (), 1, 0)]
+            assert w.commit(done, [], NOW, LATER) == (1, set())
+        url = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        got: dict[object, object] = {}
+
+        def claim() -> None:
+            with store.delivery_writer(direct=direct) as mine:
+                got.update(mine.claim(ITEMS, "mine#1", NOW, LATER, **LIMIT))
+
+        with psycopg.connect(url) as other, psycopg.connect(url, autocommit=True) as watch:
+            other.execute(
+                "UPDATE delivery SET status = 'sending', claimed_by = 'other#1', "
+                "lease_until = %s WHERE email = %s AND edition = %s",
+                (LATER, e0, EDITION_DATE),
+            )
+            other.execute(
+                "INSERT INTO delivery (email, edition, status, message_id, attempts, papers, "
+                "reply, updated_at, claimed_by, lease_until, in_flight, unknown_outcomes) "
+                "VALUES (%s, %s, 'sending', %s, 0, 0, '', %s, 'other#1', %s, false, 0)",
+                (e1, EDITION_DATE, mid1, NOW, LATER),
+            )
+            mine = threading.Thread(target=claim)
+            mine.start()
+            # until the claim waits for the other's rows (or is done without them)
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            deadline = time.monotonic() + 60
+            while mine.is_alive() and not watch.execute(waiting).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            other.commit()
+            mine.join(60)
+        assert set(got) == {ITEMS[2][:2], ITEMS[3][:2]}
+        rows = {d.email: d for d in store.deliveries(EDITION_DATE)}
+        assert rows[e0].status == rows[e1].status == "sending"
+    finally:
+        store.close()
 
 
 def test_a_lapsed_claim_is_taken_back_and_its_try_counts_as_unknown(
