@@ -122,6 +122,20 @@ def test_links_in_mail_already_sent_still_unsubscribe_and_do_nothing_else() -> N
     assert not T.valid_unsubscribe(T.make(MANAGE, "ada@example.org"), "ada@example.org")
 
 
+def test_the_link_of_a_message_sent_before_signed_links_still_unsubscribes() -> None:
+    """A link as the code before these tokens signed it, taken from a message it sent (the
+    saved ada-8.eml, signed with the secret "tests-only-secret"):
+    https://digest.example.org/unsubscribe?e=ada@example.org&token=nUUNRxI1rke6Ixx2wEJxpg"""
+    sent = "nUUNRxI1rke6Ixx2wEJxpg"
+    then = Tokens(b"tests-only-secret", "digest.example.org")
+    assert legacy_unsubscribe_token(b"tests-only-secret", "ada@example.org") == sent
+    assert then.valid_unsubscribe(sent, "ada@example.org")
+    assert not then.valid_unsubscribe(sent, "bob@example.org")
+    assert not then.valid(sent, MANAGE, "ada@example.org")
+    # what the README says breaks it: another secret
+    assert not Tokens(SECRET, "digest.example.org").valid_unsubscribe(sent, "ada@example.org")
+
+
 def test_csrf_token_is_bound_to_the_link_that_opened_the_page() -> None:
     link = T.make(MANAGE, "ada@example.org")
     csrf = T.csrf(MANAGE, link, "ada@example.org")
