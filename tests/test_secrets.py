@@ -115,14 +115,18 @@ def this_machines_address() -> str:
 
 
 def run_against(
-    tmp_path: Path, srv: SmtpServer, extra: str = ""
+    tmp_path: Path,
+    srv: SmtpServer,
+    extra: str = "",
+    user: str = "ada",
+    password: str = "opensesame",
 ) -> subprocess.CompletedProcess[str]:
     from tests.test_claims import project
 
     cfg = project(tmp_path, srv.port, tmp_path / "digest.db", 2, 1)
     text = cfg.read_text().replace('host = "127.0.0.1"', f'host = "{srv.host}"')
-    cfg.write_text(text.replace("[smtp]\n", f'[smtp]\nuser = "ada"\n{extra}'))
-    env = {**os.environ, "DIGEST_SMTP_PASSWORD": "opensesame"}
+    cfg.write_text(text.replace("[smtp]\n", f'[smtp]\nuser = "{user}"\n{extra}'))
+    env = {**os.environ, "DIGEST_SMTP_PASSWORD": password}
     return subprocess.run(
         [sys.executable, "-m", "digest", "run", "--config", str(cfg)],
         cwd=tmp_path,
@@ -172,3 +176,31 @@ def test_a_password_that_is_not_ascii_logs_in(
         assert password not in str(info.value)
     finally:
         store.close()
+
+
+# The loopback relay takes AUTH without TLS, as `security = "none"` allows there.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_digest_run_with_a_password_that_is_not_ascii(tmp_path: Path) -> None:
+    """A real `digest run`: a UTF-8 user and password log in and the run sends (exit 0);
+    a wrong one is one line and exit 1, as the README says (`digest check --smtp`, the
+    same login without ranking first), and neither password is shown."""
+    password = "pässwörd€"
+    with SmtpServer(auth=("zoë", password)) as srv:
+        ok = run_against(tmp_path, srv, user="zoë", password=password)
+        assert ok.returncode == 0, ok.stderr  # was a UnicodeEncodeError traceback, exit 1
+        assert srv.logins == [("zoë", True)] and len(srv.messages) == 2
+        bad = subprocess.run(
+            [sys.executable, "-m", "digest", "check", "--smtp", "--config", "config.toml"],
+            cwd=tmp_path,
+            env={**os.environ, "DIGEST_SMTP_PASSWORD": password + "!"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert srv.logins[1:] == [("zoë", False)] and len(srv.messages) == 2
+    assert bad.returncode == 1, bad.stderr
+    assert "Traceback" not in bad.stderr
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("smtp: FAILED: ") and "authentication failed (535" in last
+    assert password not in ok.stdout + ok.stderr + bad.stdout + bad.stderr
