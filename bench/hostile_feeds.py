@@ -7,15 +7,16 @@ hostile feed first and a good feed (30 real Hugging Face papers) after it, with 
 subscriber, delivering to the outbox. `python -m digest run` runs as a child process; its
 wall time, its peak RSS, the peak PSS of its whole process tree (the run and any process
 it starts, such as the parser's; sampled from /proc every 20 ms) and its exit code are
-measured, and what it printed says
-how many feeds failed and how many digests went out. The `all` case puts every hostile feed
-(and a subscriber with a 2.5 MB interests text) into one run.
+measured, with the exact high-water mark of its RSS (and of any process it waited for)
+from ``wait4``; what it printed says how many feeds failed and how many digests went out.
+The `all` case puts every hostile feed (and a subscriber with a 2.5 MB interests text) into
+one run.
 
 Cases (the issue's numbers in brackets are what was seen before the fix):
   gzip-bomb       Content-Encoding: gzip, gzip: ~2 KB on the wire, 1 GiB inside   [2.17 GB]
   big-abstract    a Hugging Face paper with a 10.6 MB abstract                   [3.78 GB, 15 s]
   many-attrs      1 MB of RSS, 100,000 attributes on <channel>                   [105 s]
-  slow-headers    headers at a byte every 0.5 s, against a 3 s deadline          [61 s of 15 s]
+  slow-headers    headers at a byte every 3 s, against a 15 s deadline          [61 s of 15 s]
   big-interests   a subscriber file with 2.5 MB of interests                     [1.0 GB]
   wrong-types     "authors": 5, "ai_keywords": 7 (Hugging Face JSON)             [run dies]
   deep-json       JSON nested 1,100 deep                                         [run dies]
@@ -26,10 +27,16 @@ Cases (the issue's numbers in brackets are what was seen before the fix):
   third-party     a JSON Feed reusing an arXiv id (abstract, 987654 upvotes, code link)
   bad-morning     feeds down at 07:00, back at 09:00: what the 09:00 run sends   [0 sent]
 
-``--baseline REV`` runs every case on the committed tree REV too (``git archive``, same
-virtualenv), and prints both. Timings on a shared machine are noisy: pin with taskset.
+Every project has the issue's [http] settings: connect_timeout 5 and read_timeout 10 (a
+15 s deadline per fetch), no retries. ``--baseline REV`` runs every case on the committed
+tree REV too (``git archive``, same virtualenv), or on a folder holding a checkout (a
+scratch worktree), and prints both. ``--limit-as BYTES`` caps each run's address space
+(``RLIMIT_AS``, inherited by what it starts): code without a ceiling is then stopped there
+instead of taking the machine's memory. Timings on a shared machine are noisy: pin with
+taskset.
 
-Run: .venv/bin/python bench/hostile_feeds.py [--cases a,b] [--baseline REV] [--timeout 240]
+Run: .venv/bin/python bench/hostile_feeds.py [--cases a,b] [--baseline REV|DIR]
+     [--limit-as 3000000000] [--timeout 240]
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import socketserver
@@ -206,7 +214,7 @@ def routes() -> dict[str, Route]:
         ),
         "/big-abstract": Route(hf(summary=words(10_600_000)), JSON),
         "/many-attrs": Route(many_attrs(), (("Content-Type", "application/rss+xml"),)),
-        "/slow-headers": Route(GOOD, slow=0.5),
+        "/slow-headers": Route(GOOD, slow=3.0),
         "/wrong-types": Route(hf(authors=5, ai_keywords=7), JSON),
         "/deep-json": Route(b"[" * 1100 + b"]" * 1100, JSON),
         "/big-int": Route(
@@ -231,9 +239,9 @@ def project(base: Path, site: Site, feeds: list[str], interests: str = BROAD) ->
         'database = "sqlite:///digest.db"',
         "[sender]",
         'address = "digest@example.org"',
-        "[http]",
-        "connect_timeout = 1",
-        "read_timeout = 2",
+        "[http]",  # the issue's: a 15 s deadline per fetch
+        "connect_timeout = 5",
+        "read_timeout = 10",
         "retries = 0",
     ]
     for path in feeds:
@@ -287,6 +295,15 @@ class Outcome:
     sent: int | None
     failed_feeds: int | None
     note: str = ""
+    maxrss_mb: float = 0.0  # wait4's high-water mark: the run, or a process it waited for
+
+
+LIMIT_AS = 0  # bytes of address space each run may map (0: no limit); set by --limit-as
+
+
+def _limit() -> None:
+    if LIMIT_AS:
+        resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
 
 
 def run(tree: Path, config: Path, timeout: float, *args: str) -> tuple[Outcome, str]:
@@ -306,6 +323,7 @@ def run(tree: Path, config: Path, timeout: float, *args: str) -> tuple[Outcome, 
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=_limit,
     )
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
@@ -315,14 +333,18 @@ def run(tree: Path, config: Path, timeout: float, *args: str) -> tuple[Outcome, 
     while True:
         now_rss, now_pss = memory(proc.pid)
         rss, pss = max(rss, now_rss), max(pss, now_pss)
-        if proc.poll() is not None:
-            code = proc.returncode
+        # reaped here (not by Popen) so that its rusage, the exact peak RSS, is ours
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            code = os.waitstatus_to_exitcode(status)
+            proc.returncode = code
             break
         if time.monotonic() - start > timeout:
-            for pid in _descendants(proc.pid):
-                _kill(pid)
+            for child in _descendants(proc.pid):
+                _kill(child)
             proc.kill()
-            proc.wait()
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = -9
             code = f"killed at {timeout:g} s"
             break
         time.sleep(0.02)
@@ -341,6 +363,7 @@ def run(tree: Path, config: Path, timeout: float, *args: str) -> tuple[Outcome, 
             int(sent.group(1)) if sent else None,
             int(failed.group(1)) if failed else None,
             note,
+            usage.ru_maxrss * 1024 / 1e6,  # KiB on Linux
         ),
         text,
     )
@@ -440,18 +463,29 @@ def checkout(rev: str, into: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--baseline", help="a git revision to measure too, e.g. main~3")
+    ap.add_argument(
+        "--baseline", help="a git revision to measure too (e.g. main~3), or a checkout's folder"
+    )
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per run")
+    ap.add_argument(
+        "--limit-as", type=int, default=0, help="bytes of address space per run (RLIMIT_AS)"
+    )
     args = ap.parse_args()
+    global LIMIT_AS
+    LIMIT_AS = args.limit_as
     names = [c for c in args.cases.split(",") if c]
     work = Path(tempfile.mkdtemp(prefix="digest-hostile-"))
     trees = [("this checkout", ROOT)]
-    if args.baseline:
+    if args.baseline and Path(args.baseline).is_dir():
+        trees.insert(0, (f"baseline {args.baseline}", Path(args.baseline).resolve()))
+    elif args.baseline:
         trees.insert(0, (f"baseline {args.baseline}", checkout(args.baseline, work / "baseline")))
     site = Site()
     site.routes.update(routes())
+    limit = f", address space at most {LIMIT_AS / 1e9:g} GB a run" if LIMIT_AS else ""
+    print(f"peak RSS: wait4's high-water mark (RSS of a sample every 20 ms){limit}")
     print(
-        f"{'case':<14} {'tree':<20} {'exit':>6} {'time':>8} {'run RSS':>8} {'tree PSS':>9} "
+        f"{'case':<14} {'tree':<20} {'exit':>6} {'time':>8} {'peak RSS':>17} {'tree PSS':>9} "
         f"{'sent':>5} {'feeds failed':>13}  note"
     )
     try:
@@ -461,7 +495,7 @@ def main() -> None:
                 o = case(name, tree, site, base, args.timeout)
                 print(
                     f"{name:<14} {label[:20]:<20} {o.code!s:>6} {o.seconds:>7.1f}s "
-                    f"{o.rss_mb:>5.0f} MB {o.pss_mb:>6.0f} MB "
+                    f"{o.maxrss_mb:>5.0f} MB ({o.rss_mb:>5.0f} MB) {o.pss_mb:>6.0f} MB "
                     f"{o.sent if o.sent is not None else '-':>5} "
                     f"{o.failed_feeds if o.failed_feeds is not None else '-':>13}  {o.note}",
                     flush=True,
