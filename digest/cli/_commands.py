@@ -6,6 +6,8 @@ feeds`` start without loading the ranking model's libraries.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import sys
 import threading
@@ -59,6 +61,10 @@ def run(
     from ..pipeline import run_lock
     from ..schedule import stop_on_signals
 
+    # When the process ends, its last garbage collection would walk every object the run
+    # made (a second of CPU at 10,000 subscribers) only to free what the exit frees anyway.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     check_config(cfg)
     for note in config_notes(cfg):  # `digest check` lists them; every run would be noise
         log.info("note: %s", note)
