@@ -94,7 +94,7 @@ def test_config_and_usage_errors_exit_2(project: Path) -> None:
 
 def test_unsubscribing_an_unknown_address_says_so(project: Path) -> None:
     typo = cli("unsubscribe", "ada@exmaple.org", "--config", str(project))
-    assert typo.exit_code == 1
+    assert typo.exit_code == 2  # an unknown subscriber on the command line, as for rank or vote
     assert "ada@exmaple.org: unknown address" in typo.output
     assert "suppression recorded" not in typo.output
     forced = cli("unsubscribe", "ada@exmaple.org", "--force", "--config", str(project))

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from digest.cli import main
 from digest.config import load
-from digest.errors import ProfileError
+from digest.errors import ProfileError, UsageError
 from digest.store import Store
 from digest.subscribers import load_profile
 from digest.subscribers._manage import slugify, subscribe, unsubscribe
@@ -185,7 +185,7 @@ def test_a_suppression_without_a_file_is_recorded_and_cleared_by_subscribing(
 ) -> None:
     cfg = load(project)
     store = store_of(project)
-    with pytest.raises(ProfileError, match=r"stranger@example\.org: unknown address"):
+    with pytest.raises(UsageError, match=r"stranger@example\.org: unknown address"):
         unsubscribe(cfg, store, "stranger@example.org", now=NOW, reason="complaint")
     assert store.suppressions() == {}  # a typo records nothing
     forced = unsubscribe(

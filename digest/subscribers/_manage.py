@@ -176,7 +176,8 @@ def unsubscribe(
     Returns the file changed, or None when no file holds the address but the database
     knows it (it was sent digests, or suppressed before): the suppression is recorded, so
     a file added later does not mail them either. An address neither knows is most likely
-    mistyped: ProfileError, nothing recorded, unless ``unknown_ok``.
+    mistyped: UsageError (exit 2, like any unknown subscriber on the command line), nothing
+    recorded, unless ``unknown_ok``.
     """
     key = normalize_email(email)
     if not cfg.subscribers_path.is_dir():
@@ -184,7 +185,7 @@ def unsubscribe(
     hint = store.subscriber_files([key]).get(key, "")
     found = find_subscriber_file(cfg.subscribers_path, key, hint=hint)
     if found is None and not unknown_ok and not _known(store, key):
-        raise ProfileError(
+        raise UsageError(
             f"{email}: unknown address: no subscriber file has it and it was never sent a "
             "digest; check the spelling (digest subscribers lists everyone), or pass --force "
             "to suppress it anyway"
