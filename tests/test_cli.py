@@ -5,6 +5,7 @@ tell config and usage errors (2) from failures (1), `digest check` saying what i
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -67,7 +68,7 @@ def test_config_verbose_and_quiet_go_before_or_after_the_command(project: Path) 
     ):
         out = cli(*args)
         assert out.exit_code == 0, (args, out.output)
-        assert "last run: never" in out.output
+        assert ("last run: never" in out.output) != ("-q" in args)  # -q: all well, silent
     missing = cli("--config", str(project.parent / "nope.toml"), "status")
     assert missing.exit_code == 2 and "nope.toml: file not found" in missing.output
 
@@ -114,7 +115,14 @@ def test_check_says_what_it_checked_and_what_not(project: Path) -> None:
     assert any(ln.startswith("sending: none; messages are written to") for ln in lines)
     assert any(ln.endswith("subscribers: 1 subscribers OK, 0 broken") for ln in lines)
     assert lines[-1] == "not checked: the feeds (digest fetch tries each)"
-    (project.parent / "subscribers" / "ada.toml").unlink()
+    assert "note: [sender] address digest@example.org is an example address" in out.output
+    ada = project.parent / "subscribers" / "ada.toml"
+    ada.write_text(ada.read_text() + "\nactive = false\n")
+    paused = cli("check", "--config", str(project))
+    assert paused.exit_code == 1, paused.output  # a file, but nobody gets a digest
+    assert "1 subscribers OK, 0 broken; 1 of them with active = false" in paused.output
+    assert "no active subscriber in" in paused.output
+    ada.unlink()
     empty = cli("check", "--config", str(project))
     assert empty.exit_code == 1  # nobody to send to is not "all good"
     assert "no subscriber in" in empty.output and "digest subscribe EMAIL" in empty.output
@@ -177,6 +185,84 @@ def test_run_reports_each_failure_once_and_is_silent_with_q(project: Path) -> No
     quiet = digest("-q", "run", "--config", str(project), cwd=cwd)
     assert quiet.returncode == 1  # something failed: the whole report, the problem once
     assert quiet.stdout == broken.stdout and quiet.stderr.splitlines() == said
+
+
+def test_a_run_with_nobody_to_send_to_says_so(project: Path) -> None:
+    (project.parent / "subscribers" / "ada.toml").unlink()
+    empty = cli("run", "--config", str(project))
+    assert empty.exit_code == 0, empty.output
+    assert "candidate papers" not in empty.output  # nothing was fetched: no count to give
+    assert "nothing fetched or sent: no subscriber in " in empty.output
+    assert "add one with digest subscribe EMAIL --interests TEXT" in empty.output
+    write_subscriber(project.parent / "subscribers", "ada", 'email = "ada@example.org"\n')
+    broken = cli("run", "--config", str(project))  # no interests: the file is reported
+    assert broken.exit_code == 1 and "nobody is due now" in broken.output
+    assert "subscriber failed: " in broken.output and "no subscriber in" not in broken.output
+    write_subscriber(
+        project.parent / "subscribers", "ada", 'email = "ada@example.org"\ninterests = "LLMs"'
+    )
+    assert "1 sent" in cli("run", "--config", str(project)).output
+    again = cli("run", "--config", str(project))
+    assert "nobody is due now; nothing fetched or sent" in again.output
+    assert "1 subscriber(s) skipped: already sent this edition" in again.output
+
+
+def test_q_prints_nothing_when_all_went_well_and_everything_when_not(project: Path) -> None:
+    hf = str(FEEDS / "hf-daily-papers-2026-06-12.json")
+    c = ("--config", str(project))
+    assert cli("run", *c).exit_code == 0
+    for args in (
+        ("status",),
+        ("feeds",),
+        ("check",),
+        ("subscribe", "bo@example.org", "--interests", "robots"),
+        ("unsubscribe", "bo@example.org"),
+        ("preview", "ada", "--feed", hf, "--out", str(project.parent / "preview")),
+        ("vote", "ada@example.org", "2606.00467", "up"),
+    ):
+        loud = cli(*args, *c)
+        assert loud.exit_code == 0 and loud.output, (args, loud.output)
+        if args[0] in ("subscribe", "unsubscribe"):  # undone, to be done again with -q
+            cli("subscribe" if args[0] == "unsubscribe" else "unsubscribe", *args[1:2], *c)
+        quiet = cli("-q", *args, *c)
+        assert quiet.exit_code == 0 and quiet.output == "", (args, quiet.output)
+    text = project.read_text()
+    project.write_text(text + '\n[[feeds]]\nname = "gone"\nurl = "missing.json"\n')
+    assert cli("fetch", "-q", *c).exit_code == 1
+    for args in (("status",), ("feeds",)):  # a failing feed: the whole report, -q or not
+        quiet = cli("-q", *args, *c)
+        assert quiet.exit_code == 1 and "gone: " in quiet.output
+        assert quiet.output == cli(*args, *c).output
+
+
+def test_each_message_refused_or_deferred_is_said_once(project: Path) -> None:
+    cwd = project.parent
+    write_subscriber(cwd / "subscribers", "bo", 'email = "bo@example.org"\ninterests = "LLMs"')
+    text = project.read_text()
+    with SmtpServer(reject={"bo@example.org"}, temp_fail={"ada@example.org": 9}) as srv:
+        project.write_text(
+            text + f'\n[smtp]\nhost = "127.0.0.1"\nport = {srv.port}\nsecurity = "none"\n'
+            "retries = 0\n"
+        )
+        out = digest("run", "--config", str(project), cwd=cwd)
+    assert out.returncode == 1
+    said = (out.stdout + out.stderr).splitlines()
+    assert [ln for ln in said if "no such user" in ln] == [
+        "  failed: bo@example.org: 550 5.1.1 <bo@example.org>: no such user here"
+    ], said
+    assert [ln for ln in said if "try again later" in ln] == [
+        "  deferred: ada@example.org: 451 4.7.1 <ada@example.org>: try again later"
+    ], said
+    # A relay that is not one stops the run: one line says why, not one more per message.
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never greets
+        port = silent.getsockname()[1]
+        project.write_text(
+            text + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+            "timeout = 0.5\n"
+        )
+        stopped = digest("run", "--no-fetch", "--config", str(project), cwd=cwd)  # ada again
+    assert stopped.returncode == 1
+    assert stopped.stderr.count("no SMTP greeting within 0.5 s") == 1, stopped.stderr
 
 
 def test_a_missing_unsubscribe_url_is_a_note_of_check_not_a_warning_of_every_command(

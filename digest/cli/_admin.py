@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +73,7 @@ def serve(cfg: Config, host: str | None, port: int | None) -> None:
 @click.option("--max-papers", type=click.IntRange(1, 100), help="Papers per digest (default 10).")
 def subscribe(
     cfg: Config,
+    out: Output,
     email: str,
     name: str,
     interests: str,
@@ -106,7 +108,7 @@ def subscribe(
         )
     finally:
         store.close()
-    click.echo(f"{done.action}: {email} ({done.path})")
+    out.say(f"{done.action}: {email} ({done.path})")
 
 
 @click.command()
@@ -116,7 +118,7 @@ def subscribe(
 @click.option(
     "--force", is_flag=True, help="Suppress an address no file has and no digest went to."
 )
-def unsubscribe(cfg: Config, email: str, reason: str, force: bool) -> None:
+def unsubscribe(cfg: Config, email: str, reason: str, force: bool, out: Output) -> None:
     """Stop sending to EMAIL: active = false in their file and a suppression in the database."""
     from ..subscribers import unsubscribe as remove
 
@@ -126,9 +128,9 @@ def unsubscribe(cfg: Config, email: str, reason: str, force: bool) -> None:
     finally:
         store.close()
     if path is None:
-        click.echo(f"unsubscribed: {email} (no subscriber file has it; suppression recorded)")
+        out.say(f"unsubscribed: {email} (no subscriber file has it; suppression recorded)")
     else:
-        click.echo(f"unsubscribed: {email} ({path}: active = false)")
+        out.say(f"unsubscribed: {email} ({path}: active = false)")
 
 
 @click.command()
@@ -288,22 +290,24 @@ def vote(cfg: Config, out: Output, email: str, paper: str, value: str) -> None:
 
 @click.command()
 @common
-def status(cfg: Config) -> None:
+def status(cfg: Config, out: Output) -> None:
     """Last run, next scheduled run, feed health, and the last edition's deliveries.
 
     Exits 1 when something needs attention (a failed run, a failing feed, a failed or
-    deferred delivery), so it can feed a monitor.
+    deferred delivery), so it can feed a monitor; with -q, prints only then.
     """
+    lines: list[str] = []
     store = Store(cfg.database_url)
     try:
-        problems = _status(cfg, store, utcnow())
+        problems = _status(cfg, store, utcnow(), lines.append)
     finally:
         store.close()
+    for line in lines:
+        (click.echo if problems else out.say)(line)
     sys.exit(EXIT_PARTIAL if problems else EXIT_OK)
 
 
-def _status(cfg: Config, store: Store, now: datetime) -> int:
-    echo = click.echo
+def _status(cfg: Config, store: Store, now: datetime, echo: Callable[[str], None]) -> int:
     problems = 0
     last = store.last_run()
     if last is None:

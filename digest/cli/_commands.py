@@ -124,7 +124,16 @@ def print_run_summary(cfg: Config, summary: Any, out: Output | None = None) -> N
         )
         for name, reason in f.errors:
             problem(f"  feed failed: {name}: {reason}")
-    say(f"edition {summary.edition}: {summary.candidates} candidate papers")
+    skipped: dict[str, int] = summary.skipped_counts()
+    if summary.due or summary.candidates:
+        say(f"edition {summary.edition}: {summary.candidates} candidate papers")
+    elif skipped or summary.profile_errors:
+        say(f"edition {summary.edition}: nobody is due now; nothing fetched or sent")
+    else:
+        say(
+            f"edition {summary.edition}: nothing fetched or sent: no subscriber in "
+            f"{cfg.subscribers_path}; add one with digest subscribe EMAIL --interests TEXT"
+        )
     for edition, n in sorted(summary.no_papers.items()):
         say(
             f"  {n} subscriber(s) not sent edition {edition}: no candidate papers yet; "
@@ -136,7 +145,6 @@ def print_run_summary(cfg: Config, summary: Any, out: Output | None = None) -> N
         say(f"  ... and {summary.picks.total - 50} more subscribers")
     for email in summary.nothing[:20]:
         say(f"  {email}: nothing above their threshold today")
-    skipped: dict[str, int] = summary.skipped_counts()
     when = dict(summary.waiting)
     for why, n in sorted(skipped.items()):
         say(f"  {n} subscriber(s) skipped: {why}")
@@ -282,18 +290,27 @@ def check(cfg: Config, relay: bool, out: Output) -> None:
     finally:
         if ledger is not None:
             ledger.close()
-    say(f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken")
+    paused = sum(not p.active for p in profiles)
+    say(
+        f"{cfg.subscribers_path}: {len(profiles)} subscribers OK, {len(errors)} broken"
+        + (f"; {paused} of them with active = false (paused or unsubscribed)" if paused else "")
+    )
     for err in errors:
         ok = False
         problem(f"  broken: {err}")
-    if not profiles:
+    if len(profiles) == paused:
         ok = False
         problem(
-            f"  no subscriber in {cfg.subscribers_path}: nobody gets a digest; add one with "
-            "digest subscribe EMAIL --interests TEXT"
+            f"  no {'active ' if paused else ''}subscriber in {cfg.subscribers_path}: nobody "
+            "gets a digest; add one with digest subscribe EMAIL --interests TEXT"
         )
     for note in config_notes(cfg):
         say(f"note: {note}")
+    if _example_domain(cfg.sender.address):
+        say(
+            f"note: [sender] address {cfg.sender.address} is an example address: put yours "
+            "before sending (mail from it goes unanswered, or is refused as spam)"
+        )
     examples = [p for p in profiles if _example_domain(p.email)]
     if examples:
         named = ", ".join(
@@ -439,6 +456,7 @@ def preview(
     feeds: tuple[str, ...],
     edition: date | None,
     open_: bool,
+    out: Output,
 ) -> None:
     """Write a subscriber's digest as .html, .txt and .eml without sending it."""
     from ..delivery import build_message, unsubscribe_url
@@ -476,14 +494,14 @@ def preview(
             build_message(cfg, profile, picker.edition, rendered, now=picker.now)
         )
         for suffix in (".html", ".txt", ".eml"):
-            click.echo(str(base.with_suffix(suffix)))
+            out.say(str(base.with_suffix(suffix)))
         for note in rendered.notes:
             click.echo(f"  note: {note}", err=True)
         written.append((profile, base, len(picks)))
     target = written[0][1].with_suffix(".html") if written else None
     if all_:
         target = _write_index(out_dir, picker.edition, written)
-        click.echo(str(target))
+        out.say(str(target))
     if open_ and target is not None and not _open_in_browser(target):
         click.echo(
             f"digest: --open: no web browser found here; open {target.resolve().as_uri()} "
@@ -523,8 +541,9 @@ def _write_index(out_dir: Path, edition: date, written: list[tuple[Profile, Path
 
 @click.command()
 @common
-def feeds(cfg: Config) -> None:
-    """Show each feed's health: last success, last error, consecutive failures."""
+def feeds(cfg: Config, out: Output) -> None:
+    """Show each feed's health: last success, last error, consecutive failures (with -q,
+    only when one is failing)."""
     from ..store import Store
 
     store = Store(cfg.database_url)
@@ -533,10 +552,11 @@ def feeds(cfg: Config) -> None:
     finally:
         store.close()
     broken = 0
+    lines: list[str] = []
     for feed in cfg.feeds:
         st = states.get(feed.name)
         if st is None or st.last_attempt is None:
-            click.echo(f"{feed.name}: never fetched ({feed.url})")
+            lines.append(f"{feed.name}: never fetched ({feed.url})")
             continue
         ok = _ago(st.last_success) if st.last_success else "never"
         line = f"{feed.name}: last success {ok}, {st.last_count} papers"
@@ -547,7 +567,9 @@ def feeds(cfg: Config) -> None:
             line += f"; last error {_ago(st.last_error_at)}: {st.last_error}"
         if not feed.enabled:
             line += " (disabled)"
-        click.echo(line)
+        lines.append(line)
+    for line in lines:
+        (click.echo if broken else out.say)(line)
     sys.exit(EXIT_PARTIAL if broken else EXIT_OK)
 
 

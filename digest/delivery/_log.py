@@ -23,7 +23,7 @@ from datetime import date
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..clock import Clock
-from ..errors import DigestError, SendError
+from ..errors import IN_SUMMARY, DigestError, SendError
 from ..models import Profile, Rendered
 from ..store import Holder, Store
 from ..tally import Tally
@@ -399,14 +399,17 @@ class DeliveryLog:
             s.stopped.append(j.email)
         else:
             s.deferred.append((j.email, reply))
-        # Sent, and left pending by a stop (the run says how many), are not problems.
+        # Sent, and left pending by a stop (the run says how many), are not problems; a
+        # failure is in the run's report too (the command line shows it there, once).
+        problem = status in ("failed", "deferred")
         log.log(
-            logging.WARNING if status in ("failed", "deferred") else logging.DEBUG,
+            logging.WARNING if problem else logging.DEBUG,
             "%s %s: %s%s",
             j.item.edition,
             j.email,
             status,
             f" ({reply})" if reply else "",
+            extra=IN_SUMMARY if problem else None,
         )
 
 
