@@ -422,6 +422,11 @@ def check_timezone(value: str) -> str:
 def load(path: Path | str = DEFAULT_CONFIG) -> Config:
     """Read and validate the config file; any problem is a one-line ``ConfigError``."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: file not found; digest init writes one (and a folder to run from), "
+            "or pass --config PATH"
+        )
     data = read_toml(path, ConfigError)
     data = {**data, "base_dir": path.resolve().parent, "path": path}
     return load_model(path, data, Config, ConfigError)

@@ -71,6 +71,7 @@ def test_config_verbose_and_quiet_go_before_or_after_the_command(project: Path) 
         assert ("last run: never" in out.output) != ("-q" in args)  # -q: all well, silent
     missing = cli("--config", str(project.parent / "nope.toml"), "status")
     assert missing.exit_code == 2 and "nope.toml: file not found" in missing.output
+    assert "digest init writes one" in missing.output  # where a new user gets one
 
 
 def test_config_and_usage_errors_exit_2(project: Path) -> None:
