@@ -5,6 +5,11 @@ digest is installed). Everything else is in pyproject.toml."""
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["digest", "digest.*"]), "digest.templates"],
+    packages=[
+        *find_packages(include=["digest", "digest.*"]),
+        "digest.skeleton",  # data folders are packages to setuptools: named, or it warns
+        "digest.templates",
+        "digest.templates.web",
+    ],
     package_dir={"digest.templates": "templates"},
 )

@@ -46,18 +46,18 @@ def build_wheel(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "templates", src / "templates", ignore=skip)
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    sh(
-        *pip,
-        "wheel",
-        "-q",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        "-w",
-        dist,
-        src,
+    build = subprocess.run(
+        [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", dist, src],
         cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
+    assert build.returncode == 0, build.stdout + build.stderr
+    # What make install and pip install show a new user: no screenful of setuptools warnings
+    # (a license table, data folders missing from the package list).
+    assert "Warning" not in build.stderr, build.stderr
     (wheel,) = dist.glob("digest-*.whl")
     return wheel
 
