@@ -181,6 +181,7 @@ def test_run_reports_each_failure_once_and_is_silent_with_q(project: Path) -> No
     assert broken.returncode == 1
     said = [ln for ln in (broken.stdout + broken.stderr).splitlines() if "gone" in ln]
     assert len(said) == 1 and said[0].startswith("  feed failed: gone: "), said
+    assert "'gone'" not in said[0]  # the feed named once: "gone: feed 'gone': ..." before
     assert "1 sent" in broken.stdout and " INFO " not in broken.stderr
     (cwd / "digest.db").unlink()
     quiet = digest("-q", "run", "--config", str(project), cwd=cwd)

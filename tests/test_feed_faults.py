@@ -214,8 +214,8 @@ def test_digest_run_with_broken_feeds_exits_1_in_one_line_each_and_sends(
     first = cli("run")
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
-    assert "feed failed: deep: feed 'deep': JSON nested too deep" in first.stderr
-    assert "feed failed: boom: feed 'boom': unexpected IntegrityError" in first.stderr
+    assert "feed failed: deep: JSON nested too deep" in first.stderr  # the name said once
+    assert "feed failed: boom: unexpected IntegrityError" in first.stderr
     assert "delivery via" in first.stdout and "1 sent" in first.stdout
     feeds = cli("feeds")
     assert feeds.returncode == 1

@@ -62,7 +62,7 @@ def fetch_all(
                 else:
                     log.debug("feed %s: unexpected error", feed.name, exc_info=True)
                 reason = (
-                    f"feed {feed.name!r}: unexpected {type(exc).__name__}: {one_line(exc)} "
+                    f"unexpected {type(exc).__name__}: {one_line(exc)} "
                     "(a bug: run with -v for the traceback, and please report it)"
                 )
                 _failed(feed.name, url, reason, store, now, summary)
@@ -97,7 +97,9 @@ def _fetch_one(
 def _failed(
     name: str, url: str, reason: str, store: Store, now: Clock, summary: FetchSummary
 ) -> None:
-    """Record one feed's failure in its health record and the summary: one line."""
+    """Record one feed's failure in its health record and the summary: one line, which
+    names the feed once (the report and digest feeds put the name first)."""
+    reason = reason.removeprefix(f"feed {name!r}: ")
     log.warning("feed %s failed: %s", name, reason, extra=IN_SUMMARY)
     summary.errors.append((name, reason))
     store.record_feed(name, url, now(), error=reason)
