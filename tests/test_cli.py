@@ -380,6 +380,11 @@ def test_init_makes_a_folder_to_run_from_and_overwrites_nothing(
     assert "1. mine/subscribers/ada.toml: what you work on (interests, keywords)" in mine.output
     bad = cli("init", "other", "--email", "ada@lab")
     assert bad.exit_code == 2 and not (tmp_path / "other" / "config.toml").exists()
+    for args in (("init", "q1", "-q"), ("-q", "init", "q2")):  # -q, like every command
+        quiet = cli(*args)
+        assert quiet.exit_code == 0 and quiet.output == "", (args, quiet.output)
+    assert (tmp_path / "q1" / "subscribers" / "you.toml").is_file()
+    assert (tmp_path / "q2" / "config.toml").is_file()
 
 
 def test_the_checkout_config_and_the_one_init_writes_are_the_same() -> None:

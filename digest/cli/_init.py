@@ -37,10 +37,13 @@ def _shown(path: Path) -> str:
 @click.argument("folder", type=click.Path(path_type=Path), default=Path("."))
 @click.option("--email", default="", help="Your address, for the first subscriber (you).")
 @click.option("--name", default="", help="Your name, for the greeting.")
-def init(folder: Path, email: str, name: str) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when all went well.")
+def init(folder: Path, email: str, name: str, quiet: bool) -> None:
     """Make FOLDER (default: here) ready to run digest: config.toml, subscribers/ with an
     example subscriber, outbox/. Nothing that exists is overwritten."""
     from ..subscribers import check_email
+
+    quiet = quiet or bool(click.get_current_context().find_root().params.get("quiet"))
 
     config = folder / "config.toml"
     if config.exists():
@@ -70,6 +73,8 @@ def init(folder: Path, email: str, name: str) -> None:
         if name:
             text = text.replace('name = ""', f"name = {_toml_string(name)}")
         person.write_text(text, encoding="utf-8")
+    if quiet:
+        return
     here = _shown(folder)
     click.echo(f"created {_shown(config)}: every setting, commented")
     if made_person:
