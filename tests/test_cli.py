@@ -117,6 +117,14 @@ def test_check_says_what_it_checked_and_what_not(project: Path) -> None:
     assert any(ln.endswith("subscribers: 1 subscribers OK, 0 broken") for ln in lines)
     assert lines[-1] == "not checked: the feeds (digest fetch tries each)"
     assert "note: [sender] address digest@example.org is an example address" in out.output
+    text = project.read_text()
+    project.write_text(text.replace("sqlite:///digest.db", "postgresql://digest@db.invalid/d"))
+    server = cli("check", "--config", str(project))
+    assert server.exit_code == 0, server.output  # the server is not reached ...
+    assert server.output.splitlines()[-1].endswith(
+        "; the database server (digest db status connects to it)"  # ... and that is said
+    )
+    project.write_text(text)
     ada = project.parent / "subscribers" / "ada.toml"
     ada.write_text(ada.read_text() + "\nactive = false\n")
     paused = cli("check", "--config", str(project))
