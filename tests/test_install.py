@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.config import load
+
 from .conftest import FEEDS, ROOT
 
 pytestmark = pytest.mark.slow
@@ -133,3 +135,27 @@ def test_a_wheel_installed_in_a_fresh_venv_starts_from_digest_init(tmp_path: Pat
     assert isinstance(msg, EmailMessage) and msg["To"] == "ada@lab.example.org"
     html = msg.get_body(("html",))
     assert html is not None and 'class="dg-card"' in html.get_content()  # packaged templates
+
+
+def test_the_demo_keeps_to_demo_and_make_install_leaves_out_the_test_tools() -> None:
+    """make demo reads and writes only demo/ (its subscribers, outbox, database, lock), so
+    it cannot touch what the real config.toml uses; make install installs digest and what
+    it needs to run, not the test and lint tools."""
+    demo, real = load(ROOT / "demo" / "config.toml"), load(ROOT / "config.toml")
+    for name in ("subscribers_path", "outbox_path", "lock_path", "database_url"):
+        mine, theirs = getattr(demo, name), getattr(real, name)
+        path = Path(str(mine).removeprefix("sqlite:///"))
+        assert path.resolve().is_relative_to((ROOT / "demo").resolve()), (name, mine)
+        assert mine != theirs, name
+
+    def dry_run(target: str) -> list[str]:  # the commands make would run, none run
+        out = sh("make", "-n", "-B", target, cwd=ROOT)
+        return [line for line in out.splitlines() if line.strip()]
+
+    demo_steps = dry_run("demo")
+    removed = [w for line in demo_steps if line.startswith("rm ") for w in line.split()[2:]]
+    assert removed and all(w.startswith("demo/") for w in removed), removed
+    assert any("digest run --config demo/config.toml" in line for line in demo_steps)
+    install = dry_run("install")
+    assert any("pip install" in line and "-e ." in line for line in install), install
+    assert not any("[dev]" in line for line in install), install
