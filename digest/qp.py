@@ -21,15 +21,42 @@ V = TypeVar("V")
 def _qp_line(line: str) -> bytes:
     """One line (without its line end) as quoted-printable, CRLF-terminated, at most 76
     columns; a leading "." is written "=2E" so SMTP never needs dot-stuffing."""
-    if (
-        len(line) <= 75
-        and line.isascii()
-        and line.isprintable()
-        and "=" not in line
-        and line[:1] != "."
-        and line[-1:] != " "
-    ):  # most lines of a text part: they encode to themselves (b2a_qp takes 20 ns a byte)
-        return line.encode() + b"\r\n"
+    if line.isascii() and line.isprintable() and line[:1] != "." and line[-1:] != " ":
+        # Printable ASCII, as most lines of both parts are: only "=" needs escaping, and
+        # the soft line breaks go where b2a_qp puts them (``_soft``), five times quicker
+        # than b2a_qp on a long line of inline-styled HTML (it takes 30 ns a byte).
+        enc = line.replace("=", "=3D") if "=" in line else line
+        if len(enc) <= 75:
+            return enc.encode() + b"\r\n"
+        soft = _soft(enc)
+        if soft is not None:
+            return soft
+    return _encoded(line)
+
+
+def _soft(enc: str) -> bytes | None:
+    """``enc`` (printable ASCII, its "=" already written "=3D") cut as b2a_qp cuts a
+    line: each piece the longest run of whole characters and escapes that fits in 75
+    columns, then a soft line break; None when a piece would start with a dot."""
+    pieces = []
+    start, end = 0, len(enc)
+    while end - start > 75:
+        cut = start + 75
+        if enc[cut - 1] == "=":  # never inside an escape
+            cut -= 1
+        elif enc[cut - 2] == "=":
+            cut -= 2
+        pieces.append(enc[start:cut])
+        start = cut
+        if enc[start] == ".":
+            return None
+    pieces.append(enc[start:])
+    return "=\r\n".join(pieces).encode() + b"\r\n"
+
+
+def _encoded(line: str) -> bytes:
+    """``_qp_line`` the long way, for any line: b2a_qp, then leading dots and over-long
+    lines mended."""
     qp = binascii.b2a_qp(line.encode("utf-8", "replace") + b"\r\n")
     if not (qp.startswith(b".") or b"\n." in qp):
         # b2a_qp lets a line ending in encoded white space ("=20") reach 77 columns

@@ -8,7 +8,7 @@ from email.utils import formataddr
 import pytest
 
 from digest.delivery._headers import address_header, clean, signed_url
-from digest.qp import QpEncoder
+from digest.qp import QpEncoder, _encoded, _qp_line
 from digest.tokens import UNSUBSCRIBE, Tokens
 
 
@@ -43,6 +43,21 @@ def test_parts_encode_exactly_as_the_whole_text(alphabet: str) -> None:
         whole = QpEncoder().encode("".join(parts))
         assert small.encode_parts(parts) == whole, parts
         assert small.encode_parts(parts) == whole, parts
+
+
+def test_printable_lines_encode_as_b2a_qp_does() -> None:
+    """A line of printable ASCII is escaped and cut without b2a_qp: the same bytes as the
+    long way (b2a_qp, then leading dots mended), at every length around the 76 columns
+    and wherever an "=" (three columns once escaped) or a "." falls."""
+    lines = [
+        "a" * n if at is None else "a" * at + c + "a" * (n - at - 1)
+        for n in range(60, 240)
+        for at in [None, *range(n)]
+        for c in ("=", ".")
+    ]
+    lines += samples(9, "ab =.", 3000, 400) + samples(10, "=" * 3 + "x" * 30 + ".", 3000, 400)
+    for line in lines:
+        assert _qp_line(line) == _encoded(line), line
 
 
 @pytest.mark.parametrize(
