@@ -315,3 +315,48 @@ def test_a_claim_of_a_process_on_this_machine_lapses_when_it_ends(tmp_path: Path
     assert not gone(mine)
     run.close()
     assert gone(mine)
+
+
+def test_the_send_paths_plans_follow_the_log_as_it_grows(pg_url: str) -> None:
+    """Early in a first run the delivery log holds a few hundred rows, and the send path's
+    statements run often enough for the driver to prepare them; as the log grows, they
+    must go on finding each row by its index, not scan the table (with a plan kept from
+    then: a millisecond a statement per 10,000 rows)."""
+    import psycopg
+
+    def add_rows(first: int, last: int) -> None:
+        raw.execute(
+            "INSERT INTO delivery (email, edition, status, message_id, attempts, papers, "
+            "reply, updated_at, claimed_by, in_flight, unknown_outcomes) "
+            "SELECT 'r' || g || '@example.org', %s, 'sent', '', 1, 1, '', now(), 'x', "
+            "false, 0 FROM generate_series(%s::int, %s::int) AS g",
+            (EDITION_DATE, first, last),
+        )
+
+    store = Store(pg_url)
+    try:
+        with store.delivery_writer() as w:
+            raw = w.conn.connection.dbapi_connection
+            assert isinstance(raw, psycopg.Connection)
+            add_rows(1, 300)
+            for i in range(15):  # prepared after five runs; one plan for all after five more
+                items = [
+                    (f"early{i}.{k}@example.org", EDITION_DATE, f"<{i}.{k}>") for k in range(4)
+                ]
+                w.claim(items, f"run#{i}", NOW, LATER, **LIMIT)
+                done = [(e, d, f"run#{i}", "sent", "250 ok", ("p1",), 1, 0) for e, d, _ in items]
+                assert w.commit(done, [], NOW, LATER) == (4, set())
+            add_rows(301, 20_000)
+            (name,) = raw.execute(
+                "SELECT name FROM pg_prepared_statements "
+                "WHERE statement LIKE 'UPDATE delivery AS t SET status%%'"
+            ).fetchone() or ("",)
+            assert name  # the outcomes' statement is prepared
+            plan = raw.execute(
+                f"EXPLAIN EXECUTE {name}(now(), '{{a@example.org}}', '{{2026-06-12}}', '{{x}}', "
+                "'{sent}', '{ok}', '{1}', '{1}', '{0}')"
+            ).fetchall()
+            text = "\n".join(row[0] for row in plan)
+            assert "Index Scan" in text and "Seq Scan" not in text, text
+    finally:
+        store.close()

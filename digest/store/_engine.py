@@ -26,9 +26,14 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``. SQLite: WAL, a 30 s wait for another process's lock
     (``?timeout=SECONDS`` in the URL to change it), and its troubles in words
     (``_errors``). PostgreSQL: every session in UTC, so the naive timestamps the tables
-    hold are UTC whatever the server's own time zone is; connections are checked before
-    use (a restarted server or a dropped idle connection costs a reconnect, not a failed
-    run)."""
+    hold are UTC whatever the server's own time zone is; every statement planned for the
+    values it runs with and the tables as they are (``plan_cache_mode``: psycopg
+    prepares a statement run five times, and the server would then keep one plan for
+    it; made while the delivery log was still nearly empty, early in a first run, the
+    plan of a statement taking a list of addresses as an array scans the whole table,
+    which then costs a millisecond a statement per 10,000 rows); connections are checked
+    before use (a restarted server or a dropped idle connection costs a reconnect, not a
+    failed run)."""
     if url.startswith("sqlite"):
         timeout = sqlite_timeout(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
@@ -38,7 +43,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql"):
         return create_engine(
             url,
-            connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
+            connect_args={
+                "options": "-c timezone=UTC -c plan_cache_mode=force_custom_plan",
+                "connect_timeout": 10,
+            },
             pool_pre_ping=True,
         )
     return create_engine(url)
