@@ -444,9 +444,11 @@ def statements(url: str, sent: int | None) -> None:
         engine.dispose()
     per = 1 / max(sent, 1)
     total = sum(calls for _, calls, _ in rows)
+    spent = sum(ms for _, _, ms in rows)
     print(
-        f"  statements on the server: {total * per:.2f} a digest, commits (transactions) "
-        f"{(commits or 0) * per:.2f} a digest (pg_stat_statements, pg_stat_database)"
+        f"  statements on the server: {total * per:.2f} a digest ({spent * per:.3f} ms of "
+        f"execution), transactions {(commits or 0) * per:.2f} a digest (pg_stat_statements, "
+        "pg_stat_database)"
     )
     for query, calls, ms in sorted(rows, key=lambda r: -r[1])[:12]:
         words = " ".join(query.split())[:90]

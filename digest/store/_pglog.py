@@ -4,12 +4,13 @@ send path is one transaction in one round trip to the server.
 Through SQLAlchemy, a transaction of the send path costs a round trip for its BEGIN, one
 for each statement (``executemany`` sends a row each), one for its COMMIT, and the
 client's work per row. Here the rows of a statement go as arrays (``unnest``: one
-statement whatever their number) and a transaction goes in psycopg's pipeline mode: BEGIN,
-the statements and COMMIT are sent together, with one sync, and their results come back
-together. The connection is in autocommit mode while the writer holds it, so the only
-transactions are these explicit ones (psycopg would otherwise send a BEGIN of its own,
-and wait for it). The statements are ``DeliveryWriter``'s, with the same conditions and
-the same order; what they mean is said there.
+statement whatever their number; sent in binary, so no value is quoted) and a transaction
+goes in psycopg's pipeline mode: BEGIN, the statements and COMMIT are sent together, with
+one sync, and their results come back together. The connection is in autocommit mode
+while the writer holds it, so the only transactions are these explicit ones (psycopg
+would otherwise send a BEGIN of its own, and wait for it). The statements are
+``DeliveryWriter``'s, with the same conditions and the same order; what they mean is
+said there.
 
 Imported only for a PostgreSQL database: a SQLite run never loads psycopg.
 """
@@ -37,61 +38,61 @@ class Claimed(NamedTuple):  # the same fields as ``_deliveries.Claimed``
 Key = tuple[str, date]
 
 _LAPSED = (
-    "(status = 'sending' AND (lease_until IS NULL OR lease_until < %(at)s "
-    "OR claimed_by = ANY(%(dead)s::text[])))"
+    "(status = 'sending' AND (lease_until IS NULL OR lease_until < %(at)b "
+    "OR claimed_by = ANY(%(dead)b::text[])))"
 )
 _GIVE_UP = (
-    "UPDATE delivery SET status = 'failed', reply = %(gave_up)s, in_flight = false, "
-    "unknown_outcomes = unknown_outcomes + 1, claimed_by = %(by)s, updated_at = %(at)s "
-    f"WHERE edition = %(day)s AND email = ANY(%(emails)s::text[]) AND {_LAPSED} "
-    "AND in_flight AND unknown_outcomes + 1 >= %(limit)s"
+    "UPDATE delivery SET status = 'failed', reply = %(gave_up)b, in_flight = false, "
+    "unknown_outcomes = unknown_outcomes + 1, claimed_by = %(by)b, updated_at = %(at)b "
+    f"WHERE edition = %(day)b AND email = ANY(%(emails)b::text[]) AND {_LAPSED} "
+    "AND in_flight AND unknown_outcomes + 1 >= %(limit)b"
 )
 _TAKE = (
-    "UPDATE delivery SET status = 'sending', message_id = v.m, claimed_by = %(by)s, "
-    "lease_until = %(lease)s, in_flight = false, unknown_outcomes = unknown_outcomes + "
-    "(CASE WHEN status = 'sending' AND in_flight THEN 1 ELSE 0 END), updated_at = %(at)s "
-    "FROM unnest(%(emails)s::text[], %(mids)s::text[]) AS v(e, m) "
-    "WHERE edition = %(day)s AND email = v.e AND unknown_outcomes < %(limit)s AND "
+    "UPDATE delivery SET status = 'sending', message_id = v.m, claimed_by = %(by)b, "
+    "lease_until = %(lease)b, in_flight = false, unknown_outcomes = unknown_outcomes + "
+    "(CASE WHEN status = 'sending' AND in_flight THEN 1 ELSE 0 END), updated_at = %(at)b "
+    "FROM unnest(%(emails)b::text[], %(mids)b::text[]) AS v(e, m) "
+    "WHERE edition = %(day)b AND email = v.e AND unknown_outcomes < %(limit)b AND "
     f"(status IN ('pending', 'deferred', 'failed') OR {_LAPSED})"
 )
 # In the order of the arrays (sorted), as the rows of a claim are locked.
 _INSERT = (
     "INSERT INTO delivery (email, edition, status, message_id, attempts, papers, reply, "
     "updated_at, claimed_by, lease_until, in_flight, unknown_outcomes) "
-    "SELECT v.e, %(day)s, 'sending', v.m, 0, 0, '', %(at)s, %(by)s, %(lease)s, false, 0 "
-    "FROM unnest(%(emails)s::text[], %(mids)s::text[]) WITH ORDINALITY AS v(e, m, i) "
+    "SELECT v.e, %(day)b, 'sending', v.m, 0, 0, '', %(at)b, %(by)b, %(lease)b, false, 0 "
+    "FROM unnest(%(emails)b::text[], %(mids)b::text[]) WITH ORDINALITY AS v(e, m, i) "
     "ORDER BY v.i ON CONFLICT DO NOTHING"
 )
 _TAKEN = (
     "SELECT email, status, attempts, unknown_outcomes, reply FROM delivery "
-    "WHERE edition = %(day)s AND email = ANY(%(emails)s::text[]) AND claimed_by = %(by)s"
+    "WHERE edition = %(day)b AND email = ANY(%(emails)b::text[]) AND claimed_by = %(by)b"
 )
 _FINISH = (
     "UPDATE delivery AS t SET status = v.s, reply = v.r, papers = v.n, attempts = v.a, "
-    "unknown_outcomes = v.u, in_flight = false, updated_at = %s "
-    "FROM unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::text[], %s::int[], "
-    "%s::int[], %s::int[]) AS v(e, d, b, s, r, n, a, u) "
+    "unknown_outcomes = v.u, in_flight = false, updated_at = %b "
+    "FROM unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::text[], %b::int[], "
+    "%b::int[], %b::int[]) AS v(e, d, b, s, r, n, a, u) "
     "WHERE t.email = v.e AND t.edition = v.d AND t.claimed_by = v.b"
 )
 _TRY = (
     "UPDATE delivery AS t SET attempts = v.a, unknown_outcomes = v.u, in_flight = true, "
-    "lease_until = %s, updated_at = %s "
-    "FROM unnest(%s::text[], %s::date[], %s::text[], %s::int[], %s::int[]) AS v(e, d, b, a, u) "
+    "lease_until = %b, updated_at = %b "
+    "FROM unnest(%b::text[], %b::date[], %b::text[], %b::int[], %b::int[]) AS v(e, d, b, a, u) "
     "WHERE t.email = v.e AND t.edition = v.d AND t.claimed_by = v.b AND t.status = 'sending' "
     "RETURNING t.email, t.edition"
 )
 _PAPERS = (
     "INSERT INTO sent_paper (email, paper_id, edition) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::date[]) ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::date[]) ON CONFLICT DO NOTHING"
 )
 _RENEW = (
-    "UPDATE delivery AS t SET lease_until = %s "
-    "FROM unnest(%s::text[], %s::date[], %s::text[]) AS v(e, d, b) "
+    "UPDATE delivery AS t SET lease_until = %b "
+    "FROM unnest(%b::text[], %b::date[], %b::text[]) AS v(e, d, b) "
     "WHERE t.email = v.e AND t.edition = v.d AND t.claimed_by = v.b AND t.status = 'sending'"
 )
 _HOLDERS = (
     "SELECT email, status, claimed_by, unknown_outcomes FROM delivery "
-    "WHERE edition = %s AND email = ANY(%s::text[])"
+    "WHERE edition = %b AND email = ANY(%b::text[])"
 )
 
 
