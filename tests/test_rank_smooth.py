@@ -9,9 +9,15 @@ import numpy as np
 from digest.config import Ranking
 from digest.models import Keyword, Profile
 from digest.ranking._corpus import nearest
-from digest.ranking._query import KEYWORD_FACTOR, Query, build_query, sentence_terms
+from digest.ranking._query import (
+    KEYWORD_FACTOR,
+    Query,
+    _source_terms,
+    build_query,
+    sentence_terms,
+)
 from digest.ranking._ranker import Ranker, _Mask, _smooth
-from digest.ranking._text import stem
+from digest.ranking._text import parse_terms, stem
 
 from .test_rank import NOW, PAPERS
 
@@ -41,6 +47,22 @@ def test_each_sentence_weighs_the_same() -> None:
     # One sentence: the same proportions as counting over the whole text.
     one = sentence_terms("speech recognition of speech and audio")
     assert np.isclose(one[stem("speech")] / one[stem("audio")], np.sqrt(2))
+
+
+def test_one_pass_gives_the_whole_texts_words_and_pairs() -> None:
+    # Each sentence is parsed once; its words as written and its two-word phrases, put
+    # together, are those of the whole text, in the same order.
+    for source in (
+        LONG,
+        'Speech and audio: ASR; "text-to-speech" synthesis. Émile Zoé? 3D (vision). Naïve!',
+        "spoken language. Spoken Language; models of speech. (Speech) models",
+        "",
+    ):
+        terms, surface, pairs = _source_terms(source, True)
+        _, whole_surface, whole_pairs = parse_terms(source)
+        assert list(terms.items()) == list(sentence_terms(source).items())
+        assert list(surface.items()) == list(whole_surface.items())
+        assert list(pairs.items()) == list(whole_pairs.items())
 
 
 def test_unbalanced_is_the_previous_weighting() -> None:

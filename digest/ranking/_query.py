@@ -202,10 +202,25 @@ def _text_number(key: _TextKey) -> int:
 def _source_terms(
     source: str, balanced: bool = True
 ) -> tuple[dict[str, float], dict[str, str], text.Pairs]:
-    counts, surface, pairs = text.parse_terms(source)
-    if balanced:
-        return sentence_terms(source), surface, pairs
-    return {s: math.sqrt(c) for s, c in counts.items()}, surface, pairs
+    if not balanced:
+        counts, surface, pairs = text.parse_terms(source)
+        return {s: math.sqrt(c) for s, c in counts.items()}, surface, pairs
+    # Each sentence parsed once: its counts give its weights, and the sentences' surfaces
+    # and pairs, put together in order, are those of the whole text (a pair never spans a
+    # sentence's end, which is a break).
+    parsed = [text.parse_terms(sentence) for sentence in _SENTENCE_END.split(source)]
+    if len(parsed) == 1:
+        counts, surface, pairs = parsed[0]
+        return _balanced(counts, {}), surface, pairs
+    terms: dict[str, float] = {}
+    surface, pairs = {}, {}
+    for counts, words, found in parsed:
+        _balanced(counts, terms)
+        for s, word in words.items():
+            surface.setdefault(s, word)
+        for s, partners in found.items():
+            pairs.setdefault(s, []).extend(partners)
+    return terms, surface, pairs
 
 
 # A sentence ends at . ! ? or ; followed by space and a capital, a digit, "(" or a quote.
@@ -221,9 +236,13 @@ def sentence_terms(source: str) -> dict[str, float]:
     nDCG@10). One sentence: the same proportions as counting over the whole text."""
     out: dict[str, float] = {}
     for sentence in _SENTENCE_END.split(source):
-        counts, _, _ = text.parse_terms(sentence)
-        if not counts:
-            continue
+        _balanced(text.parse_terms(sentence)[0], out)
+    return out
+
+
+def _balanced(counts: dict[str, int], out: dict[str, float]) -> dict[str, float]:
+    """Add one sentence's stem weights (its stem ``counts``) to ``out``; returns ``out``."""
+    if counts:
         roots = {s: math.sqrt(c) for s, c in counts.items()}
         norm = math.sqrt(sum(roots.values()))
         for s, r in roots.items():
