@@ -23,7 +23,11 @@ papers outside the edition, made before the timed part: the vote model's cost
 (bench/feedback_eval.py measures what it learns). With --splits K, the quality table is
 given on K random splits of the categories into halves as well. ``--set name=value``
 changes a ``[ranking]`` key for every ranker here (the speed tests too), e.g. to check that
-a change switched off ranks exactly as before: ``--fingerprint --set smoothing=0``.
+a change switched off ranks exactly as before: ``--fingerprint --set smoothing=0``. With
+``--against name=value`` (repeatable), each speed test then ranks the same profiles again
+``--rounds`` times with the settings as they are and with those keys changed, alternately,
+each round with new rankers, in the same process: the CPU seconds of ranking (the edition
+prepared apart) for each, and their ratio, e.g. what a knob costs per profile.
 
 Run: .venv/bin/python bench/rank_quality.py [--per-category] [--newsletter] [--fingerprint]
 """
@@ -174,6 +178,8 @@ def timing(
     workload: str = "realistic",
     votes_each: int = 0,
     settings: dict[str, Any] | None = None,
+    against: dict[str, Any] | None = None,
+    rounds: int = 3,
 ) -> None:
     """One speed test; run it in a fresh process (``speed``) for cold caches."""
     from digest.ranking import _embed
@@ -213,6 +219,39 @@ def timing(
     )
     if digest is not None:  # hashed inside the timed loop: time it without --fingerprint
         print(f"  fingerprint of the picks (relevance floor off): {digest.hexdigest()}")
+    if against:
+        compare(papers[:n_papers], profiles, votes, weights, against, rounds)
+
+
+def compare(
+    papers: Sequence[Paper],
+    profiles: Sequence[Profile],
+    votes: dict[str, list[tuple[Paper, int]]] | None,
+    weights: Ranking,
+    against: dict[str, Any],
+    rounds: int,
+) -> None:
+    """CPU seconds of ranking ``profiles`` with ``weights`` and with ``against`` changed in
+    them, alternately (who goes first alternates too), each round with new rankers."""
+    variants = {"as set": weights, "against": weights.model_copy(update=against)}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        names = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for name in names:
+            ranker = Ranker(variants[name])
+            corpus = ranker.prepare(papers, NOW)
+            c0 = time.process_time()
+            for _ in ranker.rank_many(corpus, profiles, votes=votes):
+                pass
+            cpu[name].append(time.process_time() - c0)
+    mid = {name: sorted(xs)[len(xs) // 2] for name, xs in cpu.items()}
+    n = len(profiles)
+    print(f"  same process, {rounds} rounds, CPU s of ranking (median; each round):")
+    for name, xs in cpu.items():
+        label = "as set" if name == "as set" else f"with {against}"
+        rows = ", ".join(f"{x:.2f}" for x in xs)
+        print(f"    {label}: {mid[name]:.2f} s, {mid[name] / n * 1e3:.3f} ms/profile ({rows})")
+    print(f"    as set / against: {mid['as set'] / max(mid['against'], 1e-9):.3f}x")
 
 
 def synthetic_votes(
@@ -249,13 +288,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--votes", type=int, default=0, help="votes per profile in the speed tests")
     ap.add_argument("--splits", type=int, default=0, help="random halves of the categories")
     ap.add_argument("--set", action="append", help="a [ranking] key: name=value (repeatable)")
+    ap.add_argument("--against", action="append", help="time against this key changed too")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --against (default 3)")
     ap.add_argument("--speed", nargs=2, type=int, help=argparse.SUPPRESS)  # papers, profiles
     args = ap.parse_args(argv)
     settings = settings_from(args.set or ())
     if args.speed:  # one speed test, in this fresh process
         papers = load_papers(args.papers)
         taxonomy = json.loads(args.taxonomy.read_text(encoding="utf-8"))
-        timing(papers, *args.speed, taxonomy, args.fingerprint, args.workload, args.votes, settings)
+        timing(
+            papers,
+            *args.speed,
+            taxonomy,
+            args.fingerprint,
+            args.workload,
+            args.votes,
+            settings,
+            settings_from(args.against or ()),
+            args.rounds,
+        )
         return 0
 
     papers = load_papers(args.papers)
@@ -312,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd += ["--workload", args.workload, "--votes", str(args.votes)]
             cmd += ["--fingerprint"] if args.fingerprint else []
             cmd += [f"--set={item}" for item in args.set or ()]
+            cmd += [f"--against={item}" for item in args.against or ()]
+            cmd += ["--rounds", str(args.rounds)]
             sys.stdout.flush()
             subprocess.run(cmd, check=True)
     return 0
