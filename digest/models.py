@@ -113,6 +113,7 @@ class Rendered:
     html: str
     text: str
     notes: tuple[str, ...] = field(default=())  # e.g. "shortened abstracts to fit 100 KB"
+    papers: int = -1  # the picks it shows (fewer than the digest's when some were dropped)
     html_parts: tuple[str, ...] = field(default=(), repr=False, compare=False)
     text_parts: tuple[str, ...] = field(default=(), repr=False, compare=False)
 

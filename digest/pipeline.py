@@ -46,7 +46,7 @@ from .store import SentDigest, Store
 from .subscribers import Roster, edition_for, iter_profiles, plan, subscribers_missing
 from .tally import Tally
 from .timing import timed
-from .tokens import MANAGE, VIEW, Tokens
+from .tokens import MANAGE, VIEW, VOTE, Tokens
 
 if TYPE_CHECKING:
     from .sources import FetchSummary
@@ -309,12 +309,12 @@ def _digests(
                     if picks is None:
                         continue
                     unsub = signed_url(base, tokens, profile.email) if base and tokens else ""
-                    manage = view = ""
+                    manage = view = vote = ""
                     if web and tokens:
                         manage = web_link(web, "/preferences", tokens, MANAGE, profile.email)
                         if picks:
                             view = web_link(web, "/view", tokens, VIEW, profile.email, edition)
-                            held.append(SentDigest(profile.email, edition, _held(picks)))
+                            vote = web_link(web, "/vote", tokens, VOTE, profile.email, edition)
                     try:
                         with timed("render"):
                             if not picks:
@@ -342,7 +342,12 @@ def _digests(
                                     unsubscribe_url=unsub,
                                     manage_url=manage,
                                     view_url=view,
+                                    vote_url=vote,
                                 )
+                                if 0 <= rendered.papers < len(picks):  # dropped to fit
+                                    picks = picks[: rendered.papers]
+                                if web and tokens:  # as sent, for the web app's pages
+                                    held.append(SentDigest(profile.email, edition, _held(picks)))
                                 summary.picks.append(
                                     Pick(profile.email, len(picks), picks[0].paper.title)
                                 )

@@ -214,3 +214,37 @@ def test_web_links_in_the_footer_equal_the_per_email_path_byte_for_byte(n: int) 
         assert a.html == b.html and a.text == b.text
         assert links["view_url"] in a.text and "View this digest in your browser" in a.text
         assert links["view_url"].replace("&", "&amp;") in a.html
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_vote_links_on_every_card_equal_the_per_email_path_byte_for_byte(n: int) -> None:
+    """With the web app, each card carries the reader's "more / less like this" links in
+    both parts: the fast path fills them into cards compiled once, and gives the per-email
+    path's bytes, cards with reasons or without, hostile papers too."""
+    from tests.test_render import HOSTILE, paper_from
+
+    cfg = make_cfg(web={"base_url": "https://papers.example.org"})
+    papers = [*load_papers(), *(paper_from(c["paper"]) for c in HOSTILE)]
+    fast, naive = Renderer(cfg), Renderer(cfg, fast=False)
+    fast.begin_edition(papers)
+    assert fast.fast is not None and fast.fast.votes
+    for who, email in (("Ada", "ada@example.org"), ("Zoë <b>&amp;", "z.o+ë=1@example.org")):
+        from urllib.parse import quote
+
+        vote = f"https://papers.example.org/vote?e={quote(email, safe='@')}&ed=2026-06-12&token=T4"
+        for picked, reasons in ((papers[:n], True), (papers[-n:], True), (papers[:n], False)):
+            d = digest_of(picked, profile(name=who, email=email), reasons=reasons)
+            a = fast.render(d, unsubscribe_url=UNSUB, vote_url=vote)
+            b = naive.render(d, unsubscribe_url=UNSUB, vote_url=vote)
+            assert a.html_parts, "the fast path made it"
+            assert (a.html, a.text) == (b.html, b.text)
+            assert a.text.count("\n  More like this:") == a.text.count("\n  Less like this:") == n
+            assert a.html.count(">More like this</a>") == a.html.count(">Less like this</a>") == n
+            for s in d.picks:
+                pid = s.paper.id
+                assert f"{vote}&d=up&p={pid}\n" in a.text and f"{vote}&d=down&p={pid}\n" in a.text
+                assert f"{vote}&d=up&p={pid}".replace("&", "&amp;") in a.html
+        # without a vote link (a digest of another kind), the per-email path, still equal
+        d = digest_of(papers[:n], profile(name=who, email=email))
+        a, b = fast.render(d, unsubscribe_url=UNSUB), naive.render(d, unsubscribe_url=UNSUB)
+        assert (a.html, a.text) == (b.html, b.text) and "More like this" not in a.text

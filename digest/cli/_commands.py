@@ -482,15 +482,31 @@ def preview(
     renderer.begin_edition(picker.corpus.papers)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Profile, Path, int]] = []
+    from ..pipeline import web_link
+    from ..tokens import MANAGE, VIEW, VOTE
+
+    tokens = cfg.link_tokens() if cfg.web.base_url else None
     for profile in profiles:
         picks = picker.pick(profile)
         unsub = unsubscribe_url(cfg, profile.email)
+        links = {}
+        if tokens is not None:  # the web app's links, as a run signs them
+            web, email, ed = cfg.web.base_url, profile.email, picker.edition
+            links["manage_url"] = web_link(web, "/preferences", tokens, MANAGE, email)
+            if picks:
+                links["view_url"] = web_link(web, "/view", tokens, VIEW, email, ed)
+                links["vote_url"] = web_link(web, "/vote", tokens, VOTE, email, ed)
         if picks:
             rendered = renderer.render(
-                Digest(profile, picker.edition, tuple(picks)), unsubscribe_url=unsub
+                Digest(profile, picker.edition, tuple(picks)), unsubscribe_url=unsub, **links
             )
         else:
-            rendered = renderer.render_empty(profile, picker.edition, unsubscribe_url=unsub)
+            rendered = renderer.render_empty(
+                profile,
+                picker.edition,
+                unsubscribe_url=unsub,
+                manage_url=links.get("manage_url", ""),
+            )
         base = out_dir / profile.slug
         base.with_suffix(".html").write_text(rendered.html, encoding="utf-8")
         base.with_suffix(".txt").write_text(rendered.text, encoding="utf-8")

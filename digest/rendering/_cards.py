@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
+from urllib.parse import quote
 
 from ..models import Paper, Scored
 from ._textfmt import clean_text, one_line, plural, safe_url, short_authors, shorten
@@ -27,6 +28,9 @@ class Card:
     categories: str
     reasons: str = ""
     tldr: str = ""  # a machine-written one-line summary (Hugging Face's ai_summary), or ""
+    # the reader's signed "more / less like this" links for this paper, or "" (per digest)
+    more_url: str = ""
+    less_url: str = ""
 
 
 def date_label(day: date) -> str:
@@ -89,6 +93,16 @@ def make_card(paper: Paper, abstract_chars: int) -> Card:
     )
 
 
+def vote_links(vote_url: str, paper_id: str) -> tuple[str, str]:
+    """The "more like this" and "less like this" links of one paper of a digest: the
+    reader's signed vote link for the digest (``vote_url``, empty: none) with the direction
+    and the paper's id."""
+    if not vote_url:
+        return "", ""
+    pid = quote(paper_id, safe="/:")
+    return f"{vote_url}&d=up&p={pid}", f"{vote_url}&d=down&p={pid}"
+
+
 # The ranker's popularity reason ("52 upvotes"): the card's stats already show it.
 _UPVOTES = re.compile(r"\d[\d,]* upvotes?")
 
@@ -97,4 +111,12 @@ def reasons_line(pick: Scored) -> str:
     """The reasons, one line, without what the card shows anyway (its upvotes)."""
     return one_line(
         " · ".join([r for r in map(one_line, pick.reasons) if r and not _UPVOTES.fullmatch(r)])
+    )
+
+
+def card_of(pick: Scored, level: int, vote_url: str = "") -> Card:
+    """A pick's card as the per-email path shows it: its reasons and vote links in."""
+    more, less = vote_links(vote_url, pick.paper.id)
+    return replace(
+        make_card(pick.paper, level), reasons=reasons_line(pick), more_url=more, less_url=less
     )

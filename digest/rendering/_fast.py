@@ -38,7 +38,7 @@ import jinja2
 import markupsafe
 
 from ..models import Paper, Scored
-from ._cards import Card, reasons_line
+from ._cards import Card, card_of, reasons_line, vote_links
 from ._pieces import (
     CardForm,
     Escape,
@@ -115,12 +115,22 @@ class _Family:
 
 
 class FastPath:
-    def __init__(self, templates: Templates) -> None:
+    def __init__(self, templates: Templates, *, votes: bool = False) -> None:
         self.r = templates
+        # Whether digests carry vote links ("more / less like this" on every card): the
+        # cards are compiled with them or without, for the whole run. A digest of the
+        # other kind is rendered the per-email way.
+        self.votes = votes
         tok = secrets.token_hex(5)
         self.tok = tok
         self.field_marker = {name: f"q{tok}f{i}q" for i, name in enumerate(FIELDS)}
         self.reasons_marker = f"q{tok}rq"
+        # a card's own per-digest values: its reasons and vote links
+        self.card_hole = {
+            self.reasons_marker: "reasons",
+            f"q{tok}mq": "more_url",
+            f"q{tok}lq": "less_url",
+        }
         slot, begin, end = f"q{tok}sq", f"q{tok}bq", f"q{tok}eq"
         self.slot, self.begin, self.end = slot, begin, end
         base = templates.loader
@@ -151,7 +161,7 @@ class FastPath:
         self.text_cards_env = env(
             False, {CARD_TEXT: f'{begin}{{% include "q{tok}real/{CARD_TEXT}" %}}{end}'}
         )
-        names = "|".join(re.escape(m) for m in (slot, self.reasons_marker))
+        names = "|".join(re.escape(m) for m in (slot, *self.card_hole))
         fields = "|".join(re.escape(m) for m in self.field_marker.values())
         slot_tag = rf"<([A-Za-z][\w-]*)\s[^<>]*\b{re.escape(slot)}\b[^<>]*>(?:</\1>)?"
         slot_any = rf"<!--\s*{re.escape(slot)}\s*-->|{slot_tag}"
@@ -172,7 +182,8 @@ class FastPath:
         # Each paper's card with a marker for its reasons (every digest needs it), and
         # without reasons, compiled only once some digest has a paper without any.
         self.cards: dict[tuple[Paper, int], tuple[Pattern, TextPattern]] = {}
-        self.plain: dict[tuple[Paper, int], tuple[str, str]] = {}
+        # (finished HTML and text; with vote links, their patterns)
+        self.plain: dict[tuple[Paper, int], tuple[str, str] | tuple[Pattern, TextPattern]] = {}
         # level -> id(paper) -> (the paper, its card)
         self.by_object: dict[int, dict[int, tuple[Paper, tuple[Pattern, TextPattern]]]] = {}
         self.papers: list[Paper] = []  # this edition's
@@ -200,12 +211,14 @@ class FastPath:
 
     # -------------------------------------------------------- digests
 
-    def render_digest(self, fields: dict[str, str], picks: Sequence[Scored], level: int) -> Output:
+    def render_digest(
+        self, fields: dict[str, str], picks: Sequence[Scored], level: int, vote_url: str = ""
+    ) -> Output:
         """The digest's HTML and text, the parts they were joined from (the skeleton's
         pieces and the cards are the same objects for every subscriber) with the parts'
         quoted-printable, and the HTML's UTF-8 size."""
-        if self.disabled:
-            return Output(*self._naive(fields, picks, level))
+        if self.disabled or bool(vote_url) != self.votes:
+            return Output(*self._naive(fields, picks, level, vote_url))
         reasons = self._reasons(picks)
         try:
             frags = self._card_frags([p.paper for p in picks], level)  # cards first: the
@@ -214,14 +227,16 @@ class FastPath:
             html_sk, text_sk = self._skeleton(DIGEST_HTML, DIGEST_TEXT, fields, len(picks))
         except _Unsupported as exc:
             self._disable(str(exc))
-            return Output(*self._naive(fields, picks, level))
-        out = self._joined(fields, reasons, frags, plain, html_sk, text_sk)
+            return Output(*self._naive(fields, picks, level, vote_url))
+        votes = [vote_links(vote_url, p.paper.id) for p in picks] if vote_url else None
+        out = self._joined(fields, reasons, frags, plain, html_sk, text_sk, votes)
         key = (DIGEST_HTML, self._shape(fields), len(picks))
         key = self.proof.get(key, key)
         if key not in self.verified:
             self.verified.add(key)
-            if not self._agrees(out.html, out.text, self._naive(fields, picks, level), "digest"):
-                return Output(*self._naive(fields, picks, level))
+            naive = self._naive(fields, picks, level, vote_url)
+            if not self._agrees(out.html, out.text, naive, "digest"):
+                return Output(*naive)
         return out
 
     def _reasons(self, picks: Sequence[Scored]) -> list[str]:
@@ -240,11 +255,13 @@ class FastPath:
         fields: dict[str, str],
         reasons: list[str],
         frags: list[tuple[Pattern, TextPattern]],
-        plain: list[tuple[str, str]],
+        plain: list[tuple[str, str] | tuple[Pattern, TextPattern]],
         html_sk: Pattern,
         text_sk: TextPattern,
+        votes: list[tuple[str, str]] | None = None,
     ) -> Output:
-        """The digest's HTML and text, and the parts each was joined from."""
+        """The digest's HTML and text, and the parts each was joined from; ``votes``: each
+        card's "more / less like this" links, when digests carry them."""
         hvals: dict[Any, str | list[str]] = dict(fields)
         tvals: dict[Any, str | list[str]] = dict(fields)
         bare = iter(plain)
@@ -252,12 +269,16 @@ class FastPath:
         line = quick_line if self.quick else _long_line
         for i, (why, (hw, tw)) in enumerate(zip(reasons, frags, strict=True)):
             form = tw.card
-            if why and form is not None:  # the usual card: one reasons line in each part
-                h0, esc, h1, t0, start, t1 = form
+            if why and form is not None and votes is None:  # the usual card: one reasons
+                h0, esc, h1, t0, start, t1 = form  # line in each part
                 hvals[i] = [h0, esc(why), h1]
                 tvals[i] = [t0, line(wrapper, start + why) + "\n", t1]
-            elif why:
+            elif why or votes is not None:
+                if not why:  # the card without reasons, with its vote links
+                    hw, tw = cast(tuple[Pattern, TextPattern], next(bare))
                 rv = {"reasons": why}
+                if votes is not None:
+                    rv["more_url"], rv["less_url"] = votes[i]
                 hp: list[str] = []
                 hw.parts(rv, hp)
                 hvals[i] = hp
@@ -265,7 +286,7 @@ class FastPath:
                 tw.parts(rv, tp)
                 tvals[i] = tp
             else:
-                hvals[i], tvals[i] = next(bare)
+                hvals[i], tvals[i] = cast(tuple[str, str], next(bare))
         html_parts: list[str] = []
         html_sk.parts(hvals, html_parts)
         html = "".join(html_parts)
@@ -299,9 +320,9 @@ class FastPath:
     # -------------------------------------------------------- helpers
 
     def _naive(
-        self, fields: dict[str, str], picks: Sequence[Scored], level: int
+        self, fields: dict[str, str], picks: Sequence[Scored], level: int, vote_url: str = ""
     ) -> tuple[str, str]:
-        cards = [replace(self.r.card(p.paper, level), reasons=reasons_line(p)) for p in picks]
+        cards = [card_of(p, level, vote_url) for p in picks]
         return self.r.naive(fields, cards, DIGEST_HTML, DIGEST_TEXT)
 
     def _agrees(self, html: str, text: str, naive: tuple[str, str], what: str) -> bool:
@@ -409,7 +430,7 @@ class FastPath:
                 holes.append((seen, same_text))
                 seen += 1
                 continue
-            key = "reasons" if token == self.reasons_marker else self.field_of[token]
+            key = self.card_hole.get(token) or self.field_of[token]
             esc: Escape = same_text
             if html:
                 esc = escape_attr if _in_tag(compiled, m.start()) else escape_text
@@ -443,7 +464,9 @@ class FastPath:
             by_object[id(p)] = (p, frag)  # the paper is kept: its id stays its own
         return frags
 
-    def _plain_frags(self, papers: Sequence[Paper], level: int) -> list[tuple[str, str]]:
+    def _plain_frags(
+        self, papers: Sequence[Paper], level: int
+    ) -> list[tuple[str, str] | tuple[Pattern, TextPattern]]:
         """The cards without reasons; the first time one is needed, those of the whole
         edition are compiled together (one at a time would cost far more)."""
         plain = self.plain
@@ -463,6 +486,9 @@ class FastPath:
             cards = [self.r.card(p, level) for p in batch]
             if not plain:
                 cards = [replace(c, reasons=self.reasons_marker) for c in cards]
+            if self.votes:
+                more, less = list(self.card_hole)[1:]
+                cards = [replace(c, more_url=more, less_url=less) for c in cards]
             context = {**self.r.constants, **fields, "cards": cards}
             htmls = self._card_htmls(cards, context)
             texts = self._between(
@@ -473,18 +499,22 @@ class FastPath:
             for paper, html, text in zip(batch, htmls, texts, strict=True):
                 if not text.endswith("\n"):
                     raise _Unsupported(f"{CARD_TEXT} does not end with a new line")
-                if plain:
+                if plain and not self.votes:
                     if self.tok in html or self.tok in text:
                         raise _Unsupported(f"{CARD_HTML} uses a per-subscriber value")
                     self.plain[(paper, level)] = (html, wrapper.lines(text))
                     continue
                 html_card = self._cut(html, 0, html=True, what=CARD_HTML)
                 text_card = self._cut(text, 0, html=False, what=CARD_TEXT)
+                own = {"more_url", "less_url"} if plain else {"reasons", "more_url", "less_url"}
                 for pattern, what in ((html_card, CARD_HTML), (text_card, CARD_TEXT)):
                     for key, _ in pattern.holes:
-                        if key != "reasons":
+                        if key not in own:
                             raise _Unsupported(f"{what} uses the per-subscriber value {key!r}")
                 text_pattern = TextPattern(text_card, wrapper, self.quick)
+                if plain:
+                    self.plain[(paper, level)] = (html_card, text_pattern)
+                    continue
                 text_pattern.card = _card_form(html_card, text_pattern)
                 self.cards[(paper, level)] = (html_card, text_pattern)
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import date
 
 from ..config import Config
 from ..models import Digest, Paper, Profile, Rendered, Scored
-from ._cards import date_label, make_card, reasons_line
+from ._cards import card_of, date_label
 from ._fast import FastPath
 from ._templates import DIGEST_HTML, DIGEST_TEXT, EMPTY_HTML, EMPTY_TEXT, Output, Templates
 from ._textfmt import clean_text, one_line, plural, safe_url, shorten
@@ -34,7 +33,9 @@ class Renderer:
         self.levels = self.templates.levels
         self.sizes: dict[str, int] = {}  # UTF-8 sizes of the parts of the fast path
         self._label_memo: dict[tuple[date, int], tuple[str, str, str]] = {}
-        self.fast: FastPath | None = FastPath(self.templates) if fast else None
+        # With the web app, every card of every digest carries its vote links.
+        votes = bool(cfg.web.base_url)
+        self.fast: FastPath | None = FastPath(self.templates, votes=votes) if fast else None
 
     # -------------------------------------------------------- public API
 
@@ -50,8 +51,12 @@ class Renderer:
         unsubscribe_url: str = "",
         manage_url: str = "",
         view_url: str = "",
+        vote_url: str = "",
     ) -> Rendered:
+        """The digest's email. ``vote_url`` is the reader's signed link for votes on this
+        digest's papers: each card gets its "more / less like this" links from it."""
         picks = digest.picks
+        vote_url = safe_url(vote_url)
         fields = self.fields(
             digest.profile, digest.edition, picks, unsubscribe_url, manage_url, view_url
         )
@@ -60,7 +65,7 @@ class Renderer:
         out = Output("", "")
         size = 0
         for level in self.levels:
-            out = self._render_digest(fields, picks, level)
+            out = self._render_digest(fields, picks, level, vote_url)
             size = self._size(out, limit)
             if size <= limit:
                 break
@@ -77,7 +82,7 @@ class Renderer:
             fields = self.fields(
                 digest.profile, digest.edition, picks, unsubscribe_url, manage_url, view_url
             )
-            out = self._render_digest(fields, picks, level)
+            out = self._render_digest(fields, picks, level, vote_url)
             size = self._size(out, limit)
         if dropped:
             notes.append(f"dropped {plural(dropped, 'paper')} to keep the HTML under {limit} bytes")
@@ -90,6 +95,7 @@ class Renderer:
             html=out.html,
             text=out.text,
             notes=tuple(notes),
+            papers=len(picks),
             html_parts=out.html_parts,
             text_parts=out.text_parts,
         )
@@ -191,8 +197,10 @@ class Renderer:
             self._label_memo[key] = found
         return found
 
-    def _render_digest(self, fields: dict[str, str], picks: Sequence[Scored], level: int) -> Output:
+    def _render_digest(
+        self, fields: dict[str, str], picks: Sequence[Scored], level: int, vote_url: str
+    ) -> Output:
         if self.fast is not None:
-            return self.fast.render_digest(fields, picks, level)
-        cards = [replace(make_card(p.paper, level), reasons=reasons_line(p)) for p in picks]
+            return self.fast.render_digest(fields, picks, level, vote_url)
+        cards = [card_of(p, level, vote_url) for p in picks]
         return Output(*self.templates.naive(fields, cards, DIGEST_HTML, DIGEST_TEXT))
