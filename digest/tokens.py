@@ -35,8 +35,10 @@ from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, in
 __all__ = [
     "CONFIRM",
     "CSRF",
+    "ERASED",
     "MANAGE",
     "NEW_SECRET_HINT",
+    "RATE",
     "SECRET_BITS",
     "UNSUBSCRIBE",
     "VIEW",
@@ -53,6 +55,10 @@ VIEW = "view"  # one digest as sent: scope = the edition
 VOTE = "vote"  # "more / less like this" on a paper of one digest: scope = the edition
 CONFIRM = "confirm"  # a pending subscription: scope = its id; expires, used once
 CSRF = "csrf"  # a form's token: scope = the purpose and token of the page's signed link
+# Not links: keyed hashes of an address. ERASED: what an erased address leaves behind (a
+# suppression no one can read the address from); RATE: a rate-limit counter's key.
+ERASED = "erased"
+RATE = "rate"
 
 SECRET_BITS = 128
 NEW_SECRET_HINT = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"

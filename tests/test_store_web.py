@@ -105,6 +105,33 @@ def test_erased_addresses_are_kept_as_hashes(store: Store) -> None:
     assert store.count_erased() == 1
 
 
+def test_forgetting_a_reader_leaves_no_row_naming_them(store: Store) -> None:
+    """Every table that names an address, on both databases; other readers untouched."""
+    ed = date(2026, 6, 12)
+    for who in ("Ada@example.org", "bob@example.org"):
+        store.set_delivery(who, ed, "sent", NOW, message_id=f"<{who}>", papers=["2506.1"])
+        store.record_digests([SentDigest(who, ed, (("2506.1", 1.0, ()),))], NOW)
+        store.remember_subscriber_files([(who.lower(), who.split("@")[0] + ".toml")])
+        store.suppress(who, NOW, "asked")
+    store.hit("subscribe-address:k-ada", 3, timedelta(days=1), NOW)
+    store.hit("subscribe-address:k-bob", 3, timedelta(days=1), NOW)
+    run = store.start_run(NOW, ed)
+    store.finish_run(run, NOW, {"failed": [["ADA@example.org", "550"], ["bob@example.org", "x"]]})
+    store.forget_reader("ada@example.org", rate_keys=["subscribe-address:k-ada"])
+    assert store.deliveries_of("ada@example.org") == [] and store.sent_digests("ada@x.org") == []
+    assert store.sent_paper_ids("Ada@example.org") == set()
+    assert store.subscriber_files(["ada@example.org"]) == {}
+    assert "ada@example.org" not in store.suppressed()
+    last = store.last_run()
+    assert last is not None and last[2]["failed"] == [["(erased)", "550"], ["bob@example.org", "x"]]
+    assert store.hit("subscribe-address:k-ada", 1, timedelta(days=1), NOW)  # a fresh counter
+    assert not store.hit("subscribe-address:k-bob", 1, timedelta(days=1), NOW)
+    assert len(store.deliveries_of("bob@example.org")) == 1 and "bob@example.org" in (
+        store.suppressed()
+    )
+    assert store.subscriber_files(["bob@example.org"]) == {"bob@example.org": "bob.toml"}
+
+
 def test_suppressing_one_address_from_many_requests_at_once(store: Store) -> None:
     errors: list[BaseException] = []
 

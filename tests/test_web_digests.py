@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from starlette.testclient import TestClient
 
+from digest.errors import ConfigError
 from digest.pipeline import run, run_lock
 from digest.rendering import Renderer
 from digest.store import UP
@@ -163,3 +164,77 @@ def test_digest_preview_shows_the_links_a_run_would_send(site: Site, tmp_path: P
     assert links(text, "/view") and links(text, "/preferences")
     with TestClient(create_app(site.cfg, now=site.clock), base_url=BASE) as client:
         assert client.get(path_of(links(text, "/preferences")[0])).status_code == 200
+
+
+def rows_naming(db: Path, needle: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every row of every table of a SQLite database with ``needle`` in a text value."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        found = []
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                if any(isinstance(v, str) and needle in v.lower() for v in row):
+                    found.append((table, row))
+        return found
+    finally:
+        conn.close()
+
+
+def test_an_erased_address_is_never_mailed_again(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Erasure on the preferences page leaves no row naming the address (delivery log,
+    papers sent, digests held, votes, the file it was read from, a run's summary), only a
+    keyed hash, which keeps it from being mailed even when its file comes back; the
+    operator subscribing the address again lifts it."""
+    from click.testing import CliRunner
+
+    from digest.cli import main
+    from digest.subscribers import ERASED_ADDRESS
+
+    write_subscriber(
+        site.root / "subscribers", "bob", 'email = "bob@example.org"\ninterests = "LLM"'
+    )
+    with run_lock(site.cfg):
+        run(site.cfg, now=site.clock, edition=EDITION, fetch=False)
+    store = site.store()
+    run_id = store.start_run(site.clock.now, EDITION)  # a run whose summary names her
+    store.finish_run(run_id, site.clock.now, {"failed": [["Ada@Example.org", "550 no"]]})
+    store.close()
+    ada = site.root / "subscribers" / "ada.toml"
+    backup = ada.read_text()
+    [(_, text, _)] = [parts_of(raw) for _, to, raw in site.smtp.messages if "ada@" in to[0]]
+    prefs = path_of(links(text, "/preferences")[0])
+    with TestClient(create_app(site.cfg, now=site.clock), base_url=BASE) as client:
+        page = client.get(prefs)
+        assert client.post(path_of(links(text, "/vote")[0]), data={}).status_code == 403
+        vote = client.get(path_of(links(text, "/vote")[0]))
+        client.post(path_of(links(text, "/vote")[0]), data=form_of(vote.text, vote="up"))
+        assert site.store().votes("ada@example.org")
+        query = prefs.split("?", 1)[1]
+        gone = client.post("/preferences/erase?" + query, data=form_of(page.text, sure="yes"))
+        assert gone.status_code == 200 and not ada.exists()
+    assert rows_naming(site.root / "digest.db", "ada@example.org") == []
+    assert rows_naming(site.root / "digest.db", "bob@example.org")  # only hers went
+
+    ada.write_text(backup)  # her file comes back (a backup restored, say)
+    before = len(site.smtp.messages)  # her delivery rows went: the edition is due again
+    with run_lock(site.cfg):
+        summary = run(site.cfg, now=site.clock, edition=EDITION, fetch=False)
+    assert ("ada@example.org", ERASED_ADDRESS) in list(summary.skipped)
+    assert not [to for _, to, _ in site.smtp.messages[before:] if "ada@" in to[0]]
+
+    monkeypatch.delenv("DIGEST_UNSUBSCRIBE_SECRET")  # without the secret no run can tell
+    with pytest.raises(ConfigError, match="erased address"), run_lock(site.cfg):
+        run(site.cfg, now=site.clock, edition=EDITION, fetch=False)
+    monkeypatch.setenv("DIGEST_UNSUBSCRIBE_SECRET", SECRET)
+
+    ada.unlink()  # the operator subscribes her again, as she asked
+    args = ["subscribe", "ada@example.org", "--interests", "LLM", "--config", str(site.config)]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    with run_lock(site.cfg):
+        run(site.cfg, now=site.clock, edition=EDITION, fetch=False)
+    assert [to for _, to, _ in site.smtp.messages[before:] if "ada@" in to[0]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from ._base import Base, chunks, utc
 from ._schema import (
     DeliveryRow,
     DigestContentRow,
+    DueClaimRow,
     ErasedRow,
     PendingRow,
     RateRow,
+    RunRow,
     SentPaper,
+    SubscriberFileRow,
     Suppression,
     UsedTokenRow,
 )
@@ -227,6 +231,11 @@ class WebData(Base):
             s.exec(delete(ErasedRow).where(ErasedRow.hash == address_hash))  # type: ignore[arg-type]
             s.commit()
 
+    def erased_hashes(self) -> set[str]:
+        """The keyed hash of every erased address."""
+        with self.session() as s:
+            return set(s.exec(select(ErasedRow.hash)).all())
+
     def erased(self, hashes: Sequence[str]) -> set[str]:
         """Those of ``hashes`` that belong to erased addresses."""
         out: set[str] = set()
@@ -251,10 +260,12 @@ class WebData(Base):
             ).all()
         return [Delivery(r.email, r.edition, r.message_id, r.status, r.reply) for r in rows]
 
-    def forget_reader(self, email: str) -> None:
+    def forget_reader(self, email: str, *, rate_keys: Sequence[str] = ()) -> None:
         """Erase one reader's rows (but votes, see ``forget_votes``): delivery log, papers
-        sent, what each digest held, pending sign-ups and the suppression that names the
-        address (an erased address is kept as a keyed hash instead, ``add_erased``)."""
+        sent, what each digest held, pending sign-ups, the file the address was read from,
+        claims of runs in progress, its rate-limit counters (``rate_keys``), the
+        suppression that names the address (an erased address is kept as a keyed hash
+        instead, ``add_erased``), and the address wherever a run's summary names it."""
         key = email.lower()
         with self.session() as s:
             for table, column in (
@@ -263,8 +274,17 @@ class WebData(Base):
                 (DigestContentRow, DigestContentRow.email),
                 (PendingRow, PendingRow.email),
                 (Suppression, Suppression.email),
+                (SubscriberFileRow, SubscriberFileRow.email),
+                (DueClaimRow, DueClaimRow.email),
             ):
                 s.exec(delete(table).where(func.lower(column) == key))
+            if rate_keys:
+                s.exec(delete(RateRow).where(RateRow.key.in_(list(rate_keys))))  # type: ignore[attr-defined]
+            named = re.compile(re.escape(key), re.IGNORECASE)
+            runs = s.exec(select(RunRow).where(func.lower(RunRow.summary).contains(key))).all()
+            for run in runs:
+                run.summary = named.sub("(erased)", run.summary)
+                s.add(run)
             s.commit()
 
 

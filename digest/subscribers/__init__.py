@@ -45,18 +45,20 @@ from ._files import (
 from ._manage import (
     Subscribed,
     SubscriberRow,
+    forget_erasure,
     normalize_email,
     subscribe,
     subscriber_rows,
     unsubscribe,
 )
-from ._roster import ALREADY_SENT, BATCH, UNSUBSCRIBED, Roster, plan
+from ._roster import ALREADY_SENT, BATCH, ERASED_ADDRESS, UNSUBSCRIBED, Roster, erased_check, plan
 from ._votes import SubscriberVote, subscriber_votes
 
 __all__ = [
     "ALREADY_SENT",
     "BATCH",
     "EDITABLE",
+    "ERASED_ADDRESS",
     "NOT_DUE",
     "NOT_THEIR_DAY",
     "UNSUBSCRIBED",
@@ -72,7 +74,9 @@ __all__ = [
     "describe_timing",
     "due",
     "edition_for",
+    "erased_check",
     "find_profile",
+    "forget_erasure",
     "iter_profiles",
     "load_profile",
     "load_profiles",

@@ -26,6 +26,7 @@ from ..config import Config
 from ..errors import ConfigError, ProfileError, UsageError
 from ..models import Profile
 from ..store import Store
+from ..tokens import ERASED
 from ._due import describe_timing
 from ._files import check_email, load_profile, load_profiles, profile_files, subscribers_missing
 
@@ -138,6 +139,7 @@ def subscribe(
         _update(doc, name=name, interests=interests, keywords=keywords, settings=settings)
         _write_given(path, tomlkit.dumps(doc))
         store.unsuppress(key)
+        forget_erasure(cfg, store, key)
         return Subscribed(path, "resubscribed")
     if not (interests.strip() or keywords):
         raise UsageError(
@@ -150,7 +152,15 @@ def subscribe(
     )
     _write_given(path, text)
     store.unsuppress(key)
+    forget_erasure(cfg, store, key)
     return Subscribed(path, "created")
+
+
+def forget_erasure(cfg: Config, store: Store, email: str) -> None:
+    """They subscribe again (confirmed, or by the operator): an erasure of the address no
+    longer keeps it from being mailed."""
+    if store.count_erased():
+        store.forget_erased(cfg.link_tokens().make(ERASED, email))
 
 
 def _write_given(path: Path, text: str) -> None:

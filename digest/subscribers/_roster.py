@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Config
+from ..errors import ConfigError
 from ..models import Keyword, Profile
 from ..store import Store
 from ..timing import timed
+from ..tokens import ERASED
 from ._due import subscriber_edition, when_due, why_not_due
 
 log = logging.getLogger(__name__)
 
 ALREADY_SENT = "already sent this edition"
 UNSUBSCRIBED = "unsubscribed"
+ERASED_ADDRESS = "erased at their request"
 BATCH = 500  # subscribers loaded, planned, ranked and rendered together
 
 
@@ -122,6 +125,24 @@ def _batches(profiles: Iterable[Profile], size: int) -> Iterator[list[Profile]]:
         yield chunk
 
 
+def erased_check(cfg: Config, store: Store) -> Callable[[str], bool] | None:
+    """Whether an address was erased at its owner's request (the web app keeps a keyed hash
+    of it, never the address): such an address is never mailed again, even when a file
+    holding it comes back. None when no address was erased. The hashes are made with the
+    secret that signs links: without it, ConfigError (better no run than mail to them)."""
+    hashes = store.erased_hashes()
+    if not hashes:
+        return None
+    try:
+        tokens = cfg.link_tokens()
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}; it also tells the {len(hashes)} erased address(es) the database keeps "
+            "(as keyed hashes) from the others, and nobody is sent anything without it"
+        ) from exc
+    return lambda email: tokens.make(ERASED, email) in hashes
+
+
 def plan(
     cfg: Config,
     store: Store,
@@ -136,12 +157,16 @@ def plan(
     the others to ``skip(email, why)`` (and, for those not due yet, a function that says
     when they are: ``skip(email, why, when)``)."""
     suppressed = store.suppressed()
+    erased = erased_check(cfg, store)
     for batch in _batches(profiles, BATCH):
         with timed("plan", len(batch)):
             groups: dict[Key, list[Profile]] = {}
             for profile in batch:
                 if not profile.active or profile.email.lower() in suppressed:
                     skip(profile.email, UNSUBSCRIBED)
+                    continue
+                if erased is not None and erased(profile.email):
+                    skip(profile.email, ERASED_ADDRESS)
                     continue
                 ed = edition or subscriber_edition(cfg, profile, now)
                 why = why_not_due(profile, now, ed)

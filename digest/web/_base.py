@@ -3,7 +3,6 @@ the templates, rate limits, the ranker (previews and search) and the mail a page
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -28,14 +27,13 @@ from ..ranking import Picker, Ranker
 from ..rendering import Renderer, builtin_templates, clean_text, safe_url
 from ..store import Store
 from ..subscribers import SubscriberFile, read_subscriber
-from ..tokens import UNSUBSCRIBE
+from ..tokens import ERASED, RATE, UNSUBSCRIBE
 from ._forms import category_options, timezone_list
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-ERASED = "erased"  # the purpose of the keyed hash an erased address leaves behind
 CHANGED = (
     "Your subscription was changed elsewhere since you opened this page, so nothing was "
     "saved. Reload the page to see it as it is now."
@@ -133,10 +131,14 @@ class Base:
     def client(self, request: Request) -> str:
         return request.client.host if request.client else "-"
 
+    def rate_key(self, what: str, who: str) -> str:
+        """The counter of ``who`` (an address, a visitor's IP) for ``what``: a keyed hash,
+        so the database never holds who it counts."""
+        return f"{what}:{self.tokens.make(RATE, who, scope=what)[:24]}"
+
     def limited(self, what: str, who: str, limit: int, window: timedelta) -> bool:
         """True when ``who`` is over its limit for ``what`` (counted in the database)."""
-        key = f"{what}:{hashlib.sha256(who.encode()).hexdigest()[:24]}"
-        return not self.store.hit(key, limit, window, self.now())
+        return not self.store.hit(self.rate_key(what, who), limit, window, self.now())
 
     def hint(self, email: str) -> str:
         """The name of the file ``email`` was last read from, when the store knows it."""

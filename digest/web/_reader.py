@@ -242,7 +242,7 @@ class Reader(Base):
         key = link.email.lower()
         delete_subscriber_file(self.cfg, key, hint=self.hint(key))
         self.store.forget_votes(key)
-        self.store.forget_reader(key)
+        self.store.forget_reader(key, rate_keys=[self.rate_key("subscribe-address", key)])
         self.store.add_erased(self.erased_hash(key), self.now())
         return self.page(
             request,
