@@ -555,3 +555,93 @@ def test_one_click_for_an_address_without_a_file_still_answers_200(
     url = signed(site, "/unsubscribe", UNSUBSCRIBE, "gone@example.org")
     r = client.post(url, data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200 and "gone@example.org" in site.store().suppressed()
+
+
+RICH = """\
+# Grace's file, written by hand.
+email = "grace@example.org"
+name = "Grace"
+interests = \"\"\"
+Speech recognition and "text-to-speech" synthesis.
+\"\"\"
+keywords = ["ASR", { term = "speaker verification", weight = 2.5 }]  # what matters most
+authors = ["Dupont, Jérôme"]
+categories = ["eess.AS", "cs.SD"]
+category_mode = "restrict"
+min_score = 1.5
+max_papers = 8
+timezone = "Europe/Paris"
+send_hour = 7
+liked = ["2506.21576"]  # the page does not edit votes kept in the file
+# disliked = ["2506.22001"]  (commented out)
+disliked = []
+"""
+
+
+@pytest.mark.parametrize("name", ["ada", "grace"])
+def test_preferences_saved_as_shown_leave_the_file_byte_for_byte(
+    client: TestClient, site: Site, name: str
+) -> None:
+    from tests.webhelp import fields_of
+
+    path = site.root / "subscribers" / f"{name}.toml"
+    if name == "grace":
+        path.write_text(RICH, encoding="utf-8")
+    before = path.read_text(encoding="utf-8")
+    url = signed(site, "/preferences", MANAGE, f"{name}@example.org")
+    page = client.get(url)
+    assert page.status_code == 200
+    saved = client.post(url, data=fields_of(page.text, action="save"))
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert path.read_text(encoding="utf-8") == before
+
+
+def test_preferences_edit_weights_category_mode_and_min_score(
+    client: TestClient, site: Site
+) -> None:
+    from tests.webhelp import fields_of
+
+    path = site.root / "subscribers" / "grace.toml"
+    path.write_text(RICH, encoding="utf-8")
+    url = signed(site, "/preferences", MANAGE, "grace@example.org")
+    page = client.get(url)
+    form = fields_of(page.text)
+    assert form["keywords"] == "ASR\nspeaker verification (weight 2.5)"
+    assert form["category_mode"] == "restrict" and form["min_score"] == "1.5"
+    bad = client.post(url, data={**form, "keywords": "ASR (weight 11)", "action": "save"})
+    assert bad.status_code == 400 and "weight" in bad.text
+    assert path.read_text(encoding="utf-8") == RICH
+    changed = {
+        **form,
+        "keywords": "ASR (weight 3)\nspeaker verification (weight 2.5)\nbeamforming",
+        "category_mode": "boost",
+        "min_score": "0.5",
+        "frequency": "weekly",
+        "action": "save",
+    }
+    assert client.post(url, data=changed).status_code == 200
+    text = path.read_text(encoding="utf-8")
+    assert "# Grace's file, written by hand." in text and '# disliked = ["2506.22001"]' in text
+    assert 'liked = ["2506.21576"]  # the page does not edit votes kept in the file' in text
+    p = load_profile(path)
+    assert [(k.term, k.weight) for k in p.keywords] == [
+        ("ASR", 3.0),
+        ("speaker verification", 2.5),
+        ("beamforming", 1.0),
+    ]
+    assert (p.category_mode, p.min_score, p.frequency) == ("boost", 0.5, "weekly")
+    assert p.liked == ("2506.21576",) and p.categories == ("eess.AS", "cs.SD")
+
+
+def test_a_confirmed_sign_up_writes_weights_and_no_default(client: TestClient, site: Site) -> None:
+    data = {**SIGNUP, "keywords": "ASR (weight 2)\nbeamforming", "min_score": "", "send_hour": ""}
+    client.post("/subscribe", data={**data, "timezone": "UTC", "max_papers": "10"})
+    link = site.link("/confirm")
+    page = client.get(path_of(link))
+    assert client.post(path_of(link), data=form_of(page.text)).status_code == 200
+    path = site.root / "subscribers" / "grace.toml"
+    text = path.read_text(encoding="utf-8")
+    p = load_profile(path)
+    assert [(k.term, k.weight) for k in p.keywords] == [("ASR", 2.0), ("beamforming", 1.0)]
+    for default in ("category_mode", "min_score", "max_papers", "timezone", "active"):
+        assert f"\n{default} =" not in text, text

@@ -110,6 +110,69 @@ def form_of(html: str, **extra: Any) -> dict[str, Any]:
     return {**{k: _unescape(v) for k, v in found.items()}, **extra}
 
 
+def fields_of(page: str, **changes: Any) -> dict[str, Any]:
+    """Every value the first form of ``page`` would send as shown (inputs, text areas,
+    selected options, checked boxes), as a browser submits it; ``changes`` on top."""
+    from html.parser import HTMLParser
+
+    out: dict[str, Any] = {}
+
+    class Form(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.depth = 0  # inside the first <form>: 1
+            self.done = False
+            self.select: str | None = None
+            self.area: str | None = None
+
+        def put(self, name: str, value: str, many: bool = False) -> None:
+            if many:
+                out.setdefault(name, []).append(value)
+            else:
+                out[name] = value
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = {k: v or "" for k, v in attrs}
+            if tag == "form" and not self.done:
+                self.depth = 1
+            if not self.depth:
+                return
+            name = a.get("name", "")
+            if tag == "input" and name and a.get("type") not in ("submit", "button"):
+                if a.get("type") in ("checkbox", "radio"):
+                    if "checked" in a:
+                        out[name] = a.get("value", "on")
+                else:
+                    out[name] = a.get("value", "")
+            elif tag == "textarea":
+                self.area = name
+                out[name] = ""
+            elif tag == "select":
+                self.select = name
+                if "multiple" in a:
+                    out[name] = []
+            elif tag == "option" and self.select and "selected" in a:
+                self.put(self.select, a.get("value", ""), isinstance(out.get(self.select), list))
+
+        def handle_data(self, data: str) -> None:
+            if self.area:
+                out[self.area] += data
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "textarea":
+                if self.area and out[self.area].startswith("\n"):
+                    out[self.area] = out[self.area][1:]  # as HTML drops it
+                self.area = None
+            elif tag == "select":
+                self.select = None
+            elif tag == "form" and self.depth:
+                self.depth = 0
+                self.done = True
+
+    Form().feed(page)
+    return {**out, **changes}
+
+
 def _unescape(value: str) -> str:
     import html as h
 

@@ -24,8 +24,10 @@ EDITABLE = (
     "keywords",
     "authors",
     "categories",
+    "category_mode",
     "exclude",
     "max_papers",
+    "min_score",
     "timezone",
     "send_hour",
     "frequency",
@@ -92,8 +94,16 @@ def _item(key: str, value: Any) -> Any:
         if key == "interests":
             return _text_item(value)
         return _clean(value).replace("\n", " ").strip()
-    if isinstance(value, list):
-        return [_clean(v).replace("\n", " ").strip() if isinstance(v, str) else v for v in value]
+    if isinstance(value, list):  # an inline array, tables in it inline too
+        out = tomlkit.array()
+        for v in value:
+            if isinstance(v, dict):
+                table = tomlkit.inline_table()
+                table.update(v)
+                out.append(table)
+            else:
+                out.append(_clean(v).replace("\n", " ").strip() if isinstance(v, str) else v)
+        return out
     return value
 
 

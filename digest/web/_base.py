@@ -28,7 +28,7 @@ from ..rendering import Renderer, builtin_templates, clean_text, safe_url
 from ..store import Store
 from ..subscribers import SubscriberFile, read_subscriber
 from ..tokens import ERASED, RATE, UNSUBSCRIBE
-from ._forms import category_options, timezone_list
+from ._forms import category_options, keyword_lines, timezone_list
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,8 @@ def _empty_form() -> dict[str, Any]:
         "frequency": "daily",
         "weekday": "monday",
         "max_papers": "10",
+        "category_mode": "boost",
+        "min_score": "",
         "paused": False,
     }
 
@@ -281,15 +283,13 @@ def _file_form(data: dict[str, Any]) -> dict[str, Any]:
             out.append(v.get("term", "") if isinstance(v, dict) else str(v))
         return "\n".join(out)
 
-    keywords = data.get("keywords", [])
-    if isinstance(keywords, dict):
-        keywords = list(keywords)
+    score = data.get("min_score")
     return {
         **_empty_form(),
         "email": data.get("email", ""),
         "name": data.get("name", ""),
         "interests": data.get("interests", ""),
-        "keywords": lines(keywords),
+        "keywords": keyword_lines(data.get("keywords")),
         "authors": lines(data.get("authors")),
         "exclude": lines(data.get("exclude")),
         "categories": list(data.get("categories", [])),
@@ -298,5 +298,7 @@ def _file_form(data: dict[str, Any]) -> dict[str, Any]:
         "frequency": data.get("frequency", "daily"),
         "weekday": data.get("weekday", "monday"),
         "max_papers": str(data.get("max_papers", 10)),
+        "category_mode": data.get("category_mode", "boost"),
+        "min_score": "" if score is None else f"{float(score):g}",
         "paused": data.get("active", True) is False,
     }

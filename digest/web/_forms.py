@@ -19,6 +19,20 @@ from ..subscribers import WEEKDAYS, profile_of
 
 LIMITS = {"name": 100, "interests": 4000, "term": 120}
 MAX_TERMS = 50
+# A keyword that weighs more than 1, as the form shows and reads it: "ASR (weight 2)".
+_WEIGHT = re.compile(r"\s*\(\s*weight\s+(\d+(?:\.\d+)?)\s*\)$", re.IGNORECASE)
+# A subscriber file's defaults (``ProfileFile``): a setting the file leaves out stays out
+# while the form keeps its default.
+DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "category_mode": "boost",
+    "min_score": 0.0,
+    "max_papers": 10,
+    "timezone": "UTC",
+    "frequency": "daily",
+    "weekday": "monday",
+    "active": True,
+}
 
 
 @lru_cache(maxsize=1)
@@ -84,6 +98,65 @@ def terms(text: str, *, commas: bool = True) -> list[str]:
     return out[:MAX_TERMS]
 
 
+def keyword_lines(value: Any) -> str:
+    """A file's keywords as the form shows them: one a line, a weight other than 1 after
+    the term ("ASR (weight 2)")."""
+    items = list(value.items()) if isinstance(value, dict) else value or []
+    out = []
+    for item in items:
+        if isinstance(item, tuple):
+            term, weight = item
+        elif isinstance(item, dict):
+            term, weight = item.get("term", ""), item.get("weight", 1.0)
+        else:
+            term, weight = item, 1.0
+        out.append(f"{term} (weight {float(weight):g})" if float(weight) != 1.0 else str(term))
+    return "\n".join(out)
+
+
+def weighted_terms(text: str) -> tuple[list[str | dict[str, Any]], str]:
+    """Keywords as typed: each a string, or ``{term, weight}`` when written with
+    "(weight N)"; and an error, or ""."""
+    out: list[str | dict[str, Any]] = []
+    for term in terms(text):
+        m = _WEIGHT.search(term)
+        if m is None:
+            out.append(term)
+            continue
+        weight, term = float(m.group(1)), term[: m.start()].strip()
+        if not term:
+            continue
+        if not 0 < weight <= 10:
+            return out, f"A keyword's weight goes from 0 to 10 ({term!r})."
+        out.append(term if weight == 1 else {"term": term, "weight": weight})
+    return out, ""
+
+
+def changes(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Of a form's ``values``, those that change the file whose values are ``current``: a
+    page saved as it was shown leaves the file as it was, byte for byte (a setting it
+    leaves out stays out while the form keeps its default; keywords written as a table
+    stay so while their weights are the same)."""
+    out = {}
+    for key, value in values.items():
+        if key not in current:
+            if value is None or value in ("", []) or value == DEFAULTS.get(key, ()):
+                continue
+        elif key == "keywords":
+            if keyword_lines(current[key]) == keyword_lines(value):
+                continue
+        elif key == "categories" and isinstance(current[key], list):
+            if sorted(map(str, current[key])) == sorted(value):  # the list's order, not theirs
+                continue
+        elif key == "interests" and isinstance(current[key], str):
+            if clean_text(current[key], LIMITS["interests"]) == value:  # as the form shows it
+                continue
+        elif current[key] == value and type(current[key]) is type(value):
+            continue
+        out[key] = value
+    return out
+
+
 def profile_values(form: Any, *, email: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(values for the subscriber file, errors by field) from a submitted profile form."""
     values: dict[str, Any] = {}
@@ -91,7 +164,9 @@ def profile_values(form: Any, *, email: str) -> tuple[dict[str, Any], dict[str, 
     get = form.get
     values["name"] = clean_line(str(get("name", "")), LIMITS["name"])
     values["interests"] = clean_text(str(get("interests", "")), LIMITS["interests"])
-    values["keywords"] = terms(str(get("keywords", "")))
+    values["keywords"], problem = weighted_terms(str(get("keywords", "")))
+    if problem:
+        errors["keywords"] = problem
     values["authors"] = terms(str(get("authors", "")), commas=False)
     values["exclude"] = terms(str(get("exclude", "")))
     known = categories()
@@ -123,6 +198,20 @@ def profile_values(form: Any, *, email: str) -> tuple[dict[str, Any], dict[str, 
         values["max_papers"] = int(papers)
     else:
         errors["max_papers"] = "From 1 to 100 papers."
+    mode = str(get("category_mode", "boost"))
+    if mode not in ("boost", "restrict"):
+        errors["category_mode"] = "Favour the categories, or keep only them."
+        mode = "boost"
+    values["category_mode"] = mode
+    score = clean_line(str(get("min_score", "")), 10)
+    try:
+        values["min_score"] = float(score) if score else 0.0
+        if not 0 <= values["min_score"] <= 20:
+            raise ValueError(score)
+    except ValueError:
+        errors["min_score"] = "A number from 0 (keep anything above average) to 20."
+        values["min_score"] = 0.0
+
     if not (values["interests"] or values["keywords"]):
         errors["interests"] = "Say what you want to read about, or give a few keywords."
     if not errors:

@@ -24,7 +24,7 @@ from ..subscribers import (
 )
 from ..tokens import CONFIRM, MANAGE
 from ._base import Base, Link, _empty_form, _form_echo, card
-from ._forms import clean_line, profile_values
+from ._forms import changes, clean_line, profile_values
 
 
 class Pages(Base):
@@ -183,7 +183,10 @@ class Pages(Base):
                 now=now,
                 name=str(data.get("name", "")),
                 interests=str(data.get("interests", "")),
-                keywords=list(data.get("keywords", [])),
+                # their weights, if any, are set with the rest below
+                keywords=[
+                    k["term"] if isinstance(k, dict) else k for k in data.get("keywords", [])
+                ],
             )
         except ProfileError as exc:
             if "already subscribed" not in str(exc):
@@ -193,7 +196,11 @@ class Pages(Base):
             rest = {k: v for k, v in data.items() if k not in ("email",)}
             rest["active"] = True
             current = update_subscriber(
-                self.cfg, email, rest, version=current.version, hint=current.path.name
+                self.cfg,
+                email,
+                changes(rest, current.data),
+                version=current.version,
+                hint=current.path.name,
             )
         self.store.forget_erased(self.erased_hash(email))
         profile = profile_of(current.data, current.path) if current else None

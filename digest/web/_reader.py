@@ -24,7 +24,7 @@ from ..subscribers import (
 )
 from ..tokens import MANAGE, UNSUBSCRIBE, VIEW, VOTE
 from ._base import CHANGED, ERASED_NOTE, Base, _empty_form, _file_form, _form_echo, card
-from ._forms import file_data, profile_values
+from ._forms import changes, file_data, profile_values
 
 
 class Reader(Base):
@@ -155,7 +155,11 @@ class Reader(Base):
             )
         try:
             saved = update_subscriber(
-                self.cfg, link.email, values, version=version, hint=current.path.name
+                self.cfg,
+                link.email,
+                changes(values, current.data),
+                version=version,
+                hint=current.path.name,
             )
         except ChangedOnDisk:
             return self.page(
