@@ -36,6 +36,7 @@ __all__ = [
     "CONFIRM",
     "CSRF",
     "ERASED",
+    "FORM",
     "MANAGE",
     "NEW_SECRET_HINT",
     "RATE",
@@ -55,6 +56,7 @@ VIEW = "view"  # one digest as sent: scope = the edition
 VOTE = "vote"  # "more / less like this" on a paper of one digest: scope = the edition
 CONFIRM = "confirm"  # a pending subscription: scope = its id; expires, used once
 CSRF = "csrf"  # a form's token: scope = the purpose and token of the page's signed link
+FORM = "form"  # the sign-up form's token (no signed link opens it): made when shown, expires
 # Not links: keyed hashes of an address. ERASED: what an erased address leaves behind (a
 # suppression no one can read the address from); RATE: a rate-limit counter's key.
 ERASED = "erased"

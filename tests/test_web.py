@@ -48,6 +48,12 @@ def client(site: Site) -> Iterator[TestClient]:
         yield c
 
 
+def signup(client: TestClient, data: dict[str, Any]) -> Any:
+    """Send the sign-up form as a browser does: with the token of the form it was shown."""
+    form = client.get("/subscribe")
+    return client.post("/subscribe", data={**form_of(form.text), **data})
+
+
 def path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + "?" + parts.query
@@ -130,7 +136,7 @@ def test_the_access_log_never_holds_a_query_string(
 
 
 def test_subscribe_confirm_with_a_post_and_only_once(client: TestClient, site: Site) -> None:
-    r = client.post("/subscribe", data=SIGNUP)
+    r = signup(client, SIGNUP)
     assert r.status_code == 200 and "Check your inbox" in r.text
     assert not (site.root / "subscribers" / "grace.toml").exists()  # nothing before confirming
     mail = site.mails()[-1]
@@ -154,7 +160,7 @@ def test_subscribe_confirm_with_a_post_and_only_once(client: TestClient, site: S
 
 
 def test_a_confirm_link_expires(client: TestClient, site: Site) -> None:
-    client.post("/subscribe", data=SIGNUP)
+    signup(client, SIGNUP)
     link = site.link("/confirm")
     page = client.get(path_of(link))
     site.clock.advance(hours=49)
@@ -166,8 +172,8 @@ def test_a_confirm_link_expires(client: TestClient, site: Site) -> None:
 def test_no_enumeration_a_known_address_gets_its_preferences_link(
     client: TestClient, site: Site
 ) -> None:
-    new = client.post("/subscribe", data=SIGNUP)
-    known = client.post("/subscribe", data={**SIGNUP, "email": "ada@example.org"})
+    new = signup(client, SIGNUP)
+    known = signup(client, {**SIGNUP, "email": "ada@example.org"})
     assert known.status_code == new.status_code == 200
     assert known.text == new.text
     text = site.last_text()
@@ -177,23 +183,21 @@ def test_no_enumeration_a_known_address_gets_its_preferences_link(
 
 
 def test_honeypot_and_rate_limits(client: TestClient, site: Site) -> None:
-    bot = client.post("/subscribe", data={**SIGNUP, "website": "http://spam.example"})
+    bot = signup(client, {**SIGNUP, "website": "http://spam.example"})
     assert bot.status_code == 200 and "Check your inbox" in bot.text
     assert site.smtp.messages == []
     for _ in range(5):  # per address: 3 mails a day, then the same page and no mail
-        assert client.post("/subscribe", data=SIGNUP).status_code == 200
+        assert signup(client, SIGNUP).status_code == 200
     assert len(site.smtp.messages) == 3
     site.clock.advance(days=1, minutes=1)
-    client.post("/subscribe", data=SIGNUP)
+    signup(client, SIGNUP)
     assert len(site.smtp.messages) == 4
 
 
 def test_rate_limit_per_ip_is_kept_in_the_database(site: Site) -> None:
     def attempt(app: Any, ip: str) -> int:
         with TestClient(app, base_url=BASE, client=(ip, 5000)) as c:
-            return c.post(
-                "/subscribe", data={**SIGNUP, "email": "x@example.org", "website": ""}
-            ).status_code
+            return signup(c, {**SIGNUP, "email": "x@example.org", "website": ""}).status_code
 
     app = create_app(site.cfg, now=site.clock)
     codes = [attempt(app, "198.51.100.7") for _ in range(30)]
@@ -226,7 +230,7 @@ def test_hostile_strings_break_neither_the_file_nor_the_page(
         "keywords": hostile,
         "authors": hostile,
     }
-    client.post("/subscribe", data=data)
+    signup(client, data)
     link = site.link("/confirm")
     page = client.get(path_of(link))
     assert "<script>alert" not in page.text
@@ -272,7 +276,7 @@ def test_signup_closed_or_limited_to_domains(
         folder = tmp_path / str(abs(hash((web, email))))
         for s in site_context(folder, web):
             with TestClient(create_app(s.cfg, now=s.clock), base_url=BASE) as c:
-                r = c.post("/subscribe", data={**SIGNUP, "email": email})
+                r = signup(c, {**SIGNUP, "email": email})
                 assert (r.status_code == 200) is ok, r.text
                 assert bool(s.smtp.messages) is ok
 
@@ -635,7 +639,7 @@ def test_preferences_edit_weights_category_mode_and_min_score(
 
 def test_a_confirmed_sign_up_writes_weights_and_no_default(client: TestClient, site: Site) -> None:
     data = {**SIGNUP, "keywords": "ASR (weight 2)\nbeamforming", "min_score": "", "send_hour": ""}
-    client.post("/subscribe", data={**data, "timezone": "UTC", "max_papers": "10"})
+    signup(client, {**data, "timezone": "UTC", "max_papers": "10"})
     link = site.link("/confirm")
     page = client.get(path_of(link))
     assert client.post(path_of(link), data=form_of(page.text)).status_code == 200
@@ -645,3 +649,60 @@ def test_a_confirmed_sign_up_writes_weights_and_no_default(client: TestClient, s
     assert [(k.term, k.weight) for k in p.keywords] == [("ASR", 2.0), ("beamforming", 1.0)]
     for default in ("category_mode", "min_score", "max_papers", "timezone", "active"):
         assert f"\n{default} =" not in text, text
+
+
+def test_a_post_another_site_makes_a_browser_send_is_refused(
+    client: TestClient, site: Site
+) -> None:
+    """Cross-site request forgery, beyond the page's own token: a POST that the browser
+    says comes from another site changes nothing; the one-click unsubscribe, which mail
+    providers send from wherever they are, still works."""
+    url = signed(site, "/preferences", MANAGE)
+    page = client.get(url)
+    path = site.root / "subscribers" / "ada.toml"
+    before = path.read_text()
+    form = form_of(page.text, **{**SIGNUP, "frequency": "weekly", "action": "save"})
+    for headers in (
+        {"sec-fetch-site": "cross-site", "origin": "https://evil.example"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "https://evil.example"},
+        {"origin": "http://127.0.0.1:8081"},
+    ):
+        r = client.post(url, data=form, headers=headers)
+        assert r.status_code == 403, headers
+        assert path.read_text() == before
+    r = signup(client, {**SIGNUP, "email": "eve@example.org"})  # form fetched, then:
+    forged = client.post(
+        "/subscribe",
+        data=form_of(client.get("/subscribe").text, **SIGNUP),
+        headers={"sec-fetch-site": "cross-site"},
+    )
+    assert forged.status_code == 403 and len(site.smtp.messages) == 1
+    # our own pages' forms: Origin "null" (they send no referrer), or same-origin
+    for headers in ({"origin": "null"}, {"sec-fetch-site": "same-origin", "origin": BASE}):
+        fresh = form_of(client.get(url).text)  # its version: the file changed since
+        r = client.post(url, data={**form, **fresh}, headers=headers)
+        assert r.status_code == 200 and "Saved." in r.text
+    unsub = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    r = client.post(
+        unsub,
+        content=b"List-Unsubscribe=One-Click",
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "sec-fetch-site": "cross-site",
+            "origin": "https://mail.example",
+        },
+    )
+    assert r.status_code == 200 and "ada@example.org" in site.store().suppressed()
+
+
+def test_the_sign_up_form_carries_a_token_that_expires(client: TestClient, site: Site) -> None:
+    r = client.post("/subscribe", data=SIGNUP)  # not sent from our page
+    assert r.status_code == 400 and "open too long" in r.text and site.smtp.messages == []
+    assert 'value="grace@example.org"' in r.text  # what was typed is kept
+    shown = client.get("/subscribe")
+    site.clock.advance(hours=25)
+    r = client.post("/subscribe", data=form_of(shown.text, **SIGNUP))
+    assert r.status_code == 400 and site.smtp.messages == []
+    r = client.post("/subscribe", data=form_of(r.text, **SIGNUP))  # the fresh one it gave
+    assert r.status_code == 200 and "Check your inbox" in r.text and len(site.smtp.messages) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -60,6 +61,15 @@ class WebApp(Pages, Reader):
         )
 
 
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    """The Origin a browser sends for pages at this address ("" when there is none)."""
+    if not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
 def create_app(cfg: Config, *, now: Clock = utcnow) -> Starlette:
     """The ASGI app of ``digest serve``."""
     web = WebApp(cfg, now=now)
@@ -71,7 +81,11 @@ def create_app(cfg: Config, *, now: Clock = utcnow) -> Starlette:
 
     app = Starlette(routes=web.routes(), lifespan=lifespan)
     app.state.web = web
+    base = urlsplit(cfg.web.base_url)
     guarded = Guard(
-        app, max_body=cfg.web.max_body_bytes, https=cfg.web.base_url.startswith("https")
+        app,
+        max_body=cfg.web.max_body_bytes,
+        https=base.scheme == "https",
+        origin=_origin(base.scheme, base.hostname or "", base.port),
     )
     return guarded  # type: ignore[return-value]

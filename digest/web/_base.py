@@ -27,13 +27,14 @@ from ..ranking import Picker, Ranker
 from ..rendering import Renderer, builtin_templates, clean_text, safe_url
 from ..store import Store
 from ..subscribers import SubscriberFile, read_subscriber
-from ..tokens import ERASED, RATE, UNSUBSCRIBE
+from ..tokens import ERASED, FORM, RATE, UNSUBSCRIBE
 from ._forms import category_options, keyword_lines, timezone_list
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+FORM_AGE = timedelta(days=1)  # how long a sign-up form may stay open
 CHANGED = (
     "Your subscription was changed elsewhere since you opened this page, so nothing was "
     "saved. Reload the page to see it as it is now."
@@ -119,6 +120,15 @@ class Base:
 
     def csrf_ok(self, link: Link, form: FormData) -> bool:
         return self.tokens.valid_csrf(form.get("csrf"), link.purpose, link.token, link.email)
+
+    def form_token(self) -> str:
+        """The sign-up form's token (a POST carries a token, this one as any other): made
+        when the form is shown, good for a day."""
+        return self.tokens.make(FORM, "signup", issued=self.now())
+
+    def form_token_ok(self, form: FormData) -> bool:
+        token = form.get("csrf")
+        return self.tokens.valid(token, FORM, "signup", max_age=FORM_AGE, now=self.now())
 
     def url(self, path: str, **params: str) -> str:
         """An absolute link for a mail (``[web] base_url``), with its query."""

@@ -81,13 +81,30 @@ class Pages(Base):
         if request.method == "GET":
             prefill = _empty_form()
             prefill["interests"] = clean_line(request.query_params.get("q", ""), 300)
-            return self.page(request, "subscribe.html.j2", form=prefill, errors={}, closed=closed)
+            return self.page(
+                request,
+                "subscribe.html.j2",
+                form=prefill,
+                errors={},
+                closed=closed,
+                csrf=self.form_token(),
+            )
         if closed:
             return self.page(
                 request, "subscribe.html.j2", status=403, form=_empty_form(), errors={}, closed=True
             )
         if form.get("website"):  # the honeypot: people do not see it, form-filling bots do
             return self.page(request, "check-inbox.html.j2")
+        if not self.form_token_ok(form):  # open too long, or not sent from our page
+            return self.page(
+                request,
+                "subscribe.html.j2",
+                status=400,
+                form={**_empty_form(), **_form_echo(form)},
+                errors={"form": "This form was open too long. Check it and send it again."},
+                closed=False,
+                csrf=self.form_token(),
+            )
         if self.limited(
             "subscribe-ip", self.client(request), self.cfg.web.ip_per_hour, timedelta(hours=1)
         ):
@@ -110,7 +127,13 @@ class Pages(Base):
         if errors:
             shown = {**_empty_form(), **_form_echo(form)}
             return self.page(
-                request, "subscribe.html.j2", status=400, form=shown, errors=errors, closed=False
+                request,
+                "subscribe.html.j2",
+                status=400,
+                form=shown,
+                errors=errors,
+                closed=False,
+                csrf=self.form_token(),
             )
         key = normalize_email(email)
         if not self.limited(

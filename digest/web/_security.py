@@ -1,5 +1,6 @@
-"""What every response and request goes through: security headers, a cap on the body,
-and an access log without query strings (tokens and addresses live there)."""
+"""What every response and request goes through: security headers, a cap on the body, no
+POST from another site, and an access log without query strings (tokens and addresses
+live there)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,15 @@ HEADERS = [
 class Guard:
     """ASGI middleware: security headers on every answer (``no-store`` on pages opened
     with a token), 413 for a body over ``max_body`` bytes (by Content-Length, and by what
-    arrives when there is none), and one access-log line per request: method, path
-    without its query, status, milliseconds."""
+    arrives when there is none), 403 for a POST a browser says comes from another site,
+    and one access-log line per request: method, path without its query, status,
+    milliseconds."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, https: bool) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, https: bool, origin: str = "") -> None:
         self.app = app
         self.max_body = max_body
         self.https = https
+        self.origin = origin.encode()  # the site's own, scheme://host[:port]; "": any
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,12 +49,17 @@ class Guard:
         status = 0
         private = b"token=" in scope.get("query_string", b"") or scope["method"] == "POST"
         length = 0
+        site = origin = b""
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
                     length = self.max_body + 1
+            elif name == b"sec-fetch-site":
+                site = value
+            elif name == b"origin":
+                origin = value
         if length > self.max_body:
             await _too_large(send)
             _log(scope, 413, start)
@@ -71,6 +79,10 @@ class Guard:
                 _log(scope, 413, start)
                 return
             more = message.get("more_body", False)
+        if scope["method"] == "POST" and self._foreign(site, origin, scope, body):
+            await _refuse(send)
+            _log(scope, 403, start)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -101,6 +113,33 @@ class Guard:
             await self.app(scope, replay, headed)
         finally:
             _log(scope, status or 500, start)
+
+    def _foreign(self, site: bytes, origin: bytes, scope: Scope, body: bytearray) -> bool:
+        """Whether a browser sent this POST from another site (cross-site request forgery
+        that the page's token did not already stop): what it says in Sec-Fetch-Site, else
+        in Origin ("null" is what our no-referrer pages' own forms send). The one-click
+        unsubscribe of RFC 8058 comes from mail providers, from wherever they are."""
+        if scope.get("path") == "/unsubscribe" and body == b"List-Unsubscribe=One-Click":
+            return False
+        if site:
+            return site not in (b"same-origin", b"none")
+        return bool(origin) and origin != b"null" and bool(self.origin) and origin != self.origin
+
+
+async def _refuse(send: Send) -> None:
+    body = b"Forms are sent from this site's own pages only.\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *HEADERS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Send) -> None:
