@@ -8,9 +8,10 @@ import json
 import logging
 import tomllib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -19,7 +20,8 @@ from digest.store import SentDigest
 from digest.subscribers import load_profile
 from digest.tokens import MANAGE, UNSUBSCRIBE, VIEW, VOTE, legacy_unsubscribe_token
 from digest.web import create_app
-from tests.webhelp import BASE, EDITION, SECRET, Site, form_of, site_context
+from tests.conftest import ROOT
+from tests.webhelp import BASE, EDITION, SECRET, Site, fields_of, form_of, site_context
 
 HOSTILE_STRINGS = [
     '"""',
@@ -32,6 +34,12 @@ HOSTILE_STRINGS = [
     "]]><!--",
     "Zoë & Ünïcode 🧪 \u2028 line",
     "{{ 7 * 7 }}",
+    # and the hostile titles and authors the feed and rendering tests use
+    *dict.fromkeys(
+        s
+        for c in json.loads((ROOT / "tests/data/render/hostile.json").read_text("utf-8"))
+        for s in (c["paper"]["title"], *c["paper"].get("authors", ()))
+    ),
 ]
 
 
@@ -706,3 +714,93 @@ def test_the_sign_up_form_carries_a_token_that_expires(client: TestClient, site:
     assert r.status_code == 400 and site.smtp.messages == []
     r = client.post("/subscribe", data=form_of(r.text, **SIGNUP))  # the fresh one it gave
     assert r.status_code == 200 and "Check your inbox" in r.text and len(site.smtp.messages) == 1
+
+
+def test_subscribe_from_the_home_page(client: TestClient, site: Site) -> None:
+    """The home page's own form: an address and interests are enough."""
+    from tests.webhelp import fields_of
+
+    home = client.get("/")
+    form = fields_of(home.text.split('id="subscribe"', 1)[1])
+    assert set(form) == {"csrf", "email", "website", "interests"}
+    r = client.post(
+        "/subscribe",
+        data={**form, "email": "lin@example.org", "interests": "Graph neural networks."},
+    )
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    link = site.link("/confirm")
+    page = client.get(path_of(link))
+    assert client.post(path_of(link), data=form_of(page.text)).status_code == 200
+    [path] = [p for p in (site.root / "subscribers").glob("*.toml") if p.name != "ada.toml"]
+    p = load_profile(path)
+    assert p.email == "lin@example.org" and p.interests == "Graph neural networks."
+
+
+def scripted(page: str) -> list[str]:
+    """What in ``page`` would run a script: a script element, an event handler attribute,
+    a link that is not to this site or http(s)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag in ("script", "iframe", "object", "embed"):
+                found.append(tag)
+            for name, value in attrs:
+                if name.startswith("on"):
+                    found.append(f"{tag} {name}")
+                links = name in ("href", "src", "action", "formaction") and value
+                if links and not value.startswith(("/", "#", "http://", "https://")):
+                    found.append(f"{tag} {name}={value}")
+
+    Tags().feed(page)
+    return found
+
+
+def test_every_page_works_without_script_and_shows_hostile_papers_as_text(
+    client: TestClient, site: Site
+) -> None:
+    """No page has a script, an event handler or a script link (the CSP would block them
+    anyway): every page works with plain HTML forms. The feeds' hostile papers (the
+    rendering tests' cases) show as text on the public pages and the reader's, with only
+    http(s) links."""
+    from digest.store import SentDigest
+    from tests.test_render import HOSTILE, paper_from
+
+    hostile = [paper_from(c["paper"]) for c in HOSTILE]
+    store = site.store()
+    store.upsert_papers(hostile, site.clock.now - timedelta(minutes=30))
+    day = EDITION + timedelta(days=1)
+    got = store.edition_papers(day, site.clock.now - timedelta(minutes=10))
+    assert {p.id for p in hostile} <= {p.id for p in got}
+    store.record_digests(
+        [SentDigest("ada@example.org", day, tuple((p.id, 1.0, (p.title,)) for p in hostile))],
+        site.clock.now,
+    )
+    store.close()
+    prefs = signed(site, "/preferences", MANAGE)
+    page = client.get(prefs)
+    pages = {
+        "home": client.get("/"),
+        "edition": client.get(f"/editions/{day.isoformat()}"),
+        "search": client.get("/search?q=" + quote("<script>alert(1)</script> inference")),
+        "subscribe": client.get("/subscribe"),
+        "preferences": page,
+        "preview": client.post(prefs, data=fields_of(page.text, action="preview")),
+        "unsubscribe": client.get(signed(site, "/unsubscribe", UNSUBSCRIBE)),
+        "view": client.get(signed(site, "/view", VIEW, ed=day.isoformat())),
+        "vote": client.get(signed(site, "/vote", VOTE, ed=day.isoformat(), p=hostile[1].id)),
+        "invalid": client.get("/view?e=ada@example.org&token=x&ed=x"),
+        "not found": client.get("/nope"),
+        "form again": client.post("/subscribe", data={}),
+    }
+    for name, r in pages.items():
+        assert r.headers["content-type"].startswith("text/html"), name
+        assert scripted(r.text) == [], name
+    for name in ("edition", "view"):
+        text = pages[name].text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, name  # the title, as text
+        assert "Fast &lt;img src=x onerror=alert(2)&gt; inference" in text, name
+        assert "Injected body" in text and "Bcc: victim" in text
+    assert "Links from a hostile feed" in pages["view"].text

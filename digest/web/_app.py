@@ -79,7 +79,10 @@ def create_app(cfg: Config, *, now: Clock = utcnow) -> Starlette:
         yield
         web.store.close()
 
-    app = Starlette(routes=web.routes(), lifespan=lifespan)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return web.page(request, "notfound.html.j2", status=404)
+
+    app = Starlette(routes=web.routes(), lifespan=lifespan, exception_handlers={404: not_found})
     app.state.web = web
     base = urlsplit(cfg.web.base_url)
     guarded = Guard(

@@ -58,6 +58,7 @@ class Pages(Base):
             earlier=list(reversed(before)),
             form=_empty_form(),
             errors={},
+            csrf=self.form_token() if self.cfg.web.signup != "closed" else "",
         )
 
     def search(self, request: Request, form: FormData) -> Response:
