@@ -2,9 +2,14 @@
 200 concurrent clients on the other core, on the two requests that come in bulk: the
 one-click unsubscribe POST (RFC 8058, as mail providers send it) and the preferences page
 (a reader opening the link in their digest). Prints requests/s, p50/p99 latency and
-errors per endpoint. Then search (`/search?q=`) on a year of papers synthesized from the
-bundled real ones (`--search-papers`, 200,000 by default): p50/p99 of sequential queries
-after the index is built, and how long building it took.
+errors per endpoint, twice: at saturation (each client sends its next request as soon as
+the last is answered: the server's capacity; latency is then the queue, about clients /
+capacity) and at offered rates (``--rates``: the 200 clients together send that many
+requests a second, at random moments, as traffic arrives; latency counts from the moment
+a request was due, so a server falling behind shows it). Then search (`/search?q=`) on a
+year of papers synthesized from the bundled real ones (`--search-papers`, 200,000 by
+default): p50/p99 of sequential queries after the index is built, how long building it
+took, and the server's memory then.
 
 Targets: p99 under 50 ms with no errors under load; search p99 under 200 ms.
 
@@ -32,7 +37,7 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import load_papers, make_project, read_rows  # noqa: E402
+from bench.workload import load_papers, make_project, read_rows, sentences  # noqa: E402
 
 SECRET = "bench-Web-k3Jx9q2LmZ0aVb7TcWd1YpR5sNe8HfUo4GiKzQ"
 NOW = datetime(2025, 7, 5, 6, 0, tzinfo=UTC)
@@ -99,6 +104,67 @@ async def one_client(
         errors.append(type(exc).__name__)
     finally:
         writer.close()
+
+
+async def paced_client(
+    port: int,
+    requests: list[bytes],
+    rate: float,
+    start: float,
+    until: float,
+    lat: list[float],
+    errors: list[str],
+) -> None:
+    """One keep-alive connection sending at random moments, ``rate`` a second on average;
+    each latency from the moment the request was due."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    rng = random.Random()
+    i = rng.randrange(len(requests))
+    due = start + rng.expovariate(rate)
+    try:
+        while due < until:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(requests[i % len(requests)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - due)
+            if status != 200:
+                errors.append(str(status))
+            due += rng.expovariate(rate)
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        errors.append(type(exc).__name__)
+    finally:
+        writer.close()
+
+
+async def load_at(
+    port: int, requests: list[bytes], clients: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """``clients`` connections sending ``rate`` requests a second together."""
+    lat: list[float] = []
+    errors: list[str] = []
+    start = time.perf_counter() + 0.5
+    until = start + seconds
+    await asyncio.gather(
+        *(
+            paced_client(port, requests, rate / clients, start, until, lat, errors)
+            for _ in range(clients)
+        )
+    )
+    lat.sort()
+    return {
+        "requests": len(lat),
+        "rps": len(lat) / seconds,
+        "p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
+        "p99": 1000 * lat[int(len(lat) * 0.99)] if lat else 0.0,
+        "errors": len(errors),
+        "kinds": sorted(set(errors))[:5],
+    }
 
 
 async def load(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
@@ -169,31 +235,49 @@ def requests_for(config: Path, port: int) -> dict[str, list[bytes]]:
 
 
 def year_of_papers(config: Path, count: int, seed: int) -> float:
-    """``count`` papers made from the real ones (each title and abstract a real paper's,
-    shuffled sentences, a new id), stored first seen over a year; seconds taken."""
+    """``count`` distinct papers made from the real ones, stored first seen over a year;
+    seconds taken. Each is two real papers of one arXiv category spliced: the first
+    half of one's title and abstract (its sentences) with the second half of the other's,
+    and the first one's categories, so that every title, abstract and embedding is its
+    own while the topics, the vocabulary and how papers of a field resemble each other
+    stay those of real papers."""
+    from dataclasses import replace
+
     from digest.store import Store
 
     t0 = time.perf_counter()
     rng = random.Random(seed)
     base = load_papers(read_rows(), 3140, NOW, rng)
+    by_field: dict[str, list[Any]] = {}
+    for p in base:
+        by_field.setdefault(p.categories[0] if p.categories else "", []).append(p)
     store = Store(f"sqlite:///{config.parent / 'digest.db'}")
     try:
         batch = []
         for i in range(count):
-            p = base[i % len(base)]
-            parts = p.abstract.split(". ")
-            rng.shuffle(parts)
-            from dataclasses import replace
-
-            batch.append(replace(p, id=f"y{i:07d}", abstract=". ".join(parts)))
+            a = base[i % len(base)]
+            b = rng.choice(by_field[a.categories[0] if a.categories else ""])
+            ta, tb = a.title.split(), b.title.split()
+            sa, sb = sentences(a.abstract), sentences(b.abstract)
+            title = " ".join(ta[: max(1, len(ta) // 2)] + tb[len(tb) // 2 :])
+            abstract = " ".join(sa[: max(1, len(sa) // 2)] + sb[len(sb) // 2 :])
+            batch.append(replace(a, id=f"y{i:07d}", title=title, abstract=abstract))
             if len(batch) == 5000:
-                store.upsert_papers(batch, NOW - timedelta(days=365 * i / count))
+                store.upsert_papers(batch, NOW - timedelta(days=365 * (1 - i / count)))
                 batch = []
         if batch:
             store.upsert_papers(batch, NOW)
     finally:
         store.close()
     return time.perf_counter() - t0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def search(port: int, queries: list[str]) -> dict[str, float]:
@@ -224,6 +308,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--rates",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[50.0, 100.0, 200.0],
+        help="offered requests/s of the 200 clients together (comma-separated)",
+    )
     ap.add_argument("--subscribers", type=int, default=2000)
     ap.add_argument("--search-papers", type=int, default=200_000)
     ap.add_argument("--queries", type=int, default=200)
@@ -248,10 +338,17 @@ def main() -> int:
             for name, batch in reqs.items():
                 r = asyncio.run(load(port, batch, args.clients, args.seconds))
                 print(
-                    f"{name:16} {args.clients} clients: {r['rps']:7.0f} req/s  "
+                    f"{name:16} {args.clients} clients, saturated: {r['rps']:7.0f} req/s  "
                     f"p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
                     f"errors {r['errors']} {r['kinds'] or ''}  ({r['requests']} requests)"
                 )
+                for rate in args.rates:
+                    r = asyncio.run(load_at(port, batch, args.clients, rate, args.seconds))
+                    print(
+                        f"{name:16} {args.clients} clients, {rate:5.0f}/s offered: "
+                        f"{r['rps']:7.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms"
+                        f"  errors {r['errors']} {r['kinds'] or ''}  ({r['requests']} requests)"
+                    )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -264,13 +361,14 @@ def main() -> int:
             proc = start_server(config, port, server_core)
             try:
                 s = search(port, queries)
+                peak = peak_rss_mb(proc.pid)
             finally:
                 proc.terminate()
-                proc.wait(timeout=30)
+                proc.wait(timeout=600)
             print(
                 f"search over {args.search_papers} papers: first query (builds the index) "
                 f"{s['first']:.1f} s; then {args.queries} queries: p50 {s['p50']:.1f} ms  "
-                f"p99 {s['p99']:.1f} ms  errors {s['errors']}"
+                f"p99 {s['p99']:.1f} ms  errors {s['errors']}; server peak RSS {peak:.0f} MB"
             )
     return 0
 

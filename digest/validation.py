@@ -47,6 +47,20 @@ def read_toml_fast(path: Path, error: type[DigestError]) -> dict[str, Any]:
     return _parse(path, text, error) if data is None else data
 
 
+def loads_fast(text: str) -> dict[str, Any]:
+    """``tomllib.loads(text)``, from the compiled parser where it reads the text the same
+    way (see ``read_toml_fast``); raises ``tomllib.TOMLDecodeError`` as tomllib does."""
+    if text[:1] != "\ufeff" and text.count("[") + text.count("{") <= _BRACKETS:
+        try:
+            data: dict[str, Any] = toml_rs.loads(text, toml_version="1.0.0")
+            return data
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # refused, or a panic: tomllib decides
+            pass
+    return tomllib.loads(text)
+
+
 def read_text(path: Path, error: type[DigestError]) -> str:
     """The text of ``path`` exactly as ``path.read_text(encoding="utf-8")`` gives it (a CR LF
     pair or a lone CR read as LF), with fewer system calls and objects; on any failure the

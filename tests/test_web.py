@@ -804,3 +804,27 @@ def test_every_page_works_without_script_and_shows_hostile_papers_as_text(
         assert "Fast &lt;img src=x onerror=alert(2)&gt; inference" in text, name
         assert "Injected body" in text and "Bcc: victim" in text
     assert "Links from a hostile feed" in pages["view"].text
+
+
+def test_one_click_posts_for_one_address_at_once_all_answer_200(site: Site, tmp_path: Path) -> None:
+    """Mail providers retry: many one-click POSTs for one address at once each unsubscribe
+    it (one suppression, the file written whole), none fails."""
+    import threading
+
+    app = create_app(site.cfg, now=site.clock)
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    codes: list[int] = []
+    with TestClient(app, base_url=BASE) as c:
+
+        def post() -> None:
+            codes.append(c.post(url, data={"List-Unsubscribe": "One-Click"}).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert codes == [200] * 12
+    assert not load_profile(site.root / "subscribers" / "ada.toml").active
+    assert [p.name for p in (site.root / "subscribers").iterdir()] == ["ada.toml"]
+    assert "ada@example.org" in site.store().suppressed()

@@ -15,7 +15,14 @@ import tomlkit
 
 from ..config import Config
 from ..errors import ProfileError
-from ._manage import _clean, _text_item, find_subscriber_file, normalize_email, write_validated
+from ._manage import (
+    _clean,
+    _text_item,
+    find_subscriber_file,
+    normalize_email,
+    read_subscriber_file,
+    write_validated,
+)
 
 # Keys the preferences page edits; any other key in the file is left as it is.
 EDITABLE = (
@@ -54,11 +61,10 @@ class SubscriberFile:
 def read_subscriber(cfg: Config, email: str, *, hint: str = "") -> SubscriberFile | None:
     """The file holding ``email`` with its text and values, or None (``hint``: its name as
     last known, see ``find_subscriber_file``)."""
-    found = find_subscriber_file(cfg.subscribers_path, email, hint=hint)
+    found = read_subscriber_file(cfg.subscribers_path, email, hint=hint)
     if found is None:
         return None
-    path, doc = found
-    return SubscriberFile(path, path.read_text(encoding="utf-8"), doc.unwrap())
+    return SubscriberFile(*found)
 
 
 def update_subscriber(
