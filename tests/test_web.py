@@ -828,3 +828,45 @@ def test_one_click_posts_for_one_address_at_once_all_answer_200(site: Site, tmp_
     assert not load_profile(site.root / "subscribers" / "ada.toml").active
     assert [p.name for p in (site.root / "subscribers").iterdir()] == ["ada.toml"]
     assert "ada@example.org" in site.store().suppressed()
+
+
+def test_search_never_waits_for_a_rebuild_of_its_index(site: Site) -> None:
+    """Indexing a year of papers takes minutes: a search ranks with the index it has while
+    a new one is built for the papers added since, and uses the new one once it is done."""
+    import threading
+
+    from digest.sources import parse
+    from digest.web._search import SearchIndex
+    from tests.conftest import FEEDS
+
+    store = site.store()
+    gate = threading.Event()
+    builds: list[int] = []
+
+    class Gated:  # the store, with a rebuild held until the test lets it go
+        def count_papers(self) -> int:
+            return store.count_papers()
+
+        def papers_seen_between(self, since: Any, until: Any) -> Any:
+            builds.append(1)
+            if len(builds) > 1:
+                assert gate.wait(30)
+            return store.papers_seen_between(since, until)
+
+    index = SearchIndex(site.cfg.ranking, Gated(), site.clock, timedelta(minutes=10))  # type: ignore[arg-type]
+    first = index.search("video generation with diffusion models", 5)
+    assert first and len(builds) == 1  # the first index is waited for
+    more = parse((FEEDS / "hf-daily-papers-2024-10-15.json").read_bytes(), "hf")
+    store.upsert_papers(more, site.clock.now)
+    assert index.search("video generation with diffusion models", 5) == first  # not looked yet
+    site.clock.advance(minutes=11)
+    during = index.search("video generation with diffusion models", 5)  # starts a rebuild,
+    assert len(builds) == 2 and during == first  # held by the gate: the old index answers
+    thread = index._thread
+    gate.set()
+    assert thread is not None
+    thread.join(30)
+    after = index.search("video generation with diffusion models", 5)
+    new = {p.id for p in more} - {s.paper.id for s in first}
+    assert any(s.paper.id in new for s in after), "the new papers are searched"
+    store.close()

@@ -28,7 +28,7 @@ def serve(cfg: Config, *, host: str | None = None, port: int | None = None) -> N
     import uvicorn
 
     cfg.check_link_secret()
-    app = create_app(cfg)
+    app = create_app(cfg, index_now=True)
     proxies = cfg.web.proxy_ips
     uvicorn.run(
         app,

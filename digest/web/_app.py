@@ -70,9 +70,12 @@ def _origin(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
-def create_app(cfg: Config, *, now: Clock = utcnow) -> Starlette:
-    """The ASGI app of ``digest serve``."""
+def create_app(cfg: Config, *, now: Clock = utcnow, index_now: bool = False) -> Starlette:
+    """The ASGI app of ``digest serve``; ``index_now`` starts indexing the stored papers
+    for search at once, in the background (else at the first search, which waits)."""
     web = WebApp(cfg, now=now)
+    if index_now:
+        web.search_index.start()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -29,6 +29,7 @@ from ..store import Store
 from ..subscribers import SubscriberFile, read_subscriber
 from ..tokens import ERASED, FORM, RATE, UNSUBSCRIBE
 from ._forms import category_options, keyword_lines, timezone_list
+from ._search import REFRESH, SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Base:
         self._ranker: Ranker | None = None
         self._pickers: dict[tuple[Any, ...], Picker] = {}
         self._rank_lock = threading.Lock()
+        self.search_index = SearchIndex(cfg.ranking, self.store, now, REFRESH)
         self._renderer: Renderer | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -180,28 +182,20 @@ class Base:
         return eds[-1][0] if eds else None
 
     def picker(self, edition: date | None) -> Picker | None:
-        """A picker over an edition's papers (or every stored paper, for search), kept
-        while the papers stay the same."""
-        now = self.now()
+        """A picker over an edition's papers, kept while the app runs (previews)."""
         if edition is None:
-            key: tuple[Any, ...] = ("all", self.store.count_papers())
-        else:
-            key = ("edition", edition)
+            return None
+        now = self.now()
+        key: tuple[Any, ...] = ("edition", edition)
         with self._rank_lock:
             found = self._pickers.get(key)
             if found is None:
-                papers = (
-                    self.store.papers_seen_between(None, now)
-                    if edition is None
-                    else self.store.edition_papers(edition, now, create=False)
-                )
+                papers = self.store.edition_papers(edition, now, create=False)
                 if not papers:
                     return None
                 if len(self._pickers) >= 8:
                     self._pickers.clear()
-                found = self._pickers[key] = Picker(
-                    self.ranker(), self.store, edition or now.date(), papers, now
-                )
+                found = self._pickers[key] = Picker(self.ranker(), self.store, edition, papers, now)
             return found
 
     def preview(self, profile: Profile, top: int = 10) -> list[Scored]:

@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import ProfileError
-from ..models import Profile
 from ..rendering import date_label
 from ..subscribers import (
     check_email,
@@ -65,14 +64,8 @@ class Pages(Base):
         q = clean_line(request.query_params.get("q", ""), 300)
         results: list[dict[str, Any]] = []
         if q:
-            picker = self.picker(None)
-            if picker is not None:
-                profile = Profile(email="search@invalid.example", interests=q)
-                with self._rank_lock:
-                    scored = picker.ranker.rank(
-                        picker.corpus, profile, seen=set(), top=self.cfg.web.search_results
-                    )
-                results = [card(s.paper, s) for s in scored]
+            scored = self.search_index.search(q, self.cfg.web.search_results)
+            results = [card(s.paper, s) for s in scored]
         return self.page(request, "search.html.j2", q=q, cards=results)
 
     # ---- sign-up
