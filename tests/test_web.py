@@ -870,3 +870,12 @@ def test_search_never_waits_for_a_rebuild_of_its_index(site: Site) -> None:
     new = {p.id for p in more} - {s.paper.id for s in first}
     assert any(s.paper.id in new for s in after), "the new papers are searched"
     store.close()
+
+
+def test_an_unsubscribe_link_never_expires(client: TestClient, site: Site) -> None:
+    url = signed(site, "/unsubscribe", UNSUBSCRIBE)
+    site.clock.advance(days=3650)  # ten years on, from an old mail
+    page = client.get(url)
+    assert page.status_code == 200
+    assert client.post(url, data=form_of(page.text, action="unsubscribe")).status_code == 200
+    assert not load_profile(site.root / "subscribers" / "ada.toml").active
