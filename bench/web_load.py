@@ -167,17 +167,22 @@ async def load_at(
     }
 
 
-async def load(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+async def load(
+    port: int, requests: list[bytes], clients: int, seconds: float, pid: int
+) -> dict[str, Any]:
     lat: list[float] = []
     errors: list[str] = []
     warm = time.perf_counter() + 1.0  # a second of warm-up, not counted
     await asyncio.gather(*(one_client(port, requests, warm, [], []) for _ in range(clients)))
+    cpu = cpu_seconds(pid)
     start = time.perf_counter()
     until = start + seconds
     await asyncio.gather(*(one_client(port, requests, until, lat, errors) for _ in range(clients)))
     took = time.perf_counter() - start
+    cpu = cpu_seconds(pid) - cpu
     lat.sort()
     return {
+        "cpu": 1000 * cpu / max(len(lat), 1),
         "requests": len(lat),
         "rps": len(lat) / took,
         "p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
@@ -272,6 +277,12 @@ def year_of_papers(config: Path, count: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used so far (user and system), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -336,11 +347,12 @@ def main() -> int:
         proc = start_server(config, port, server_core)
         try:
             for name, batch in reqs.items():
-                r = asyncio.run(load(port, batch, args.clients, args.seconds))
+                r = asyncio.run(load(port, batch, args.clients, args.seconds, proc.pid))
                 print(
                     f"{name:16} {args.clients} clients, saturated: {r['rps']:7.0f} req/s  "
                     f"p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
-                    f"errors {r['errors']} {r['kinds'] or ''}  ({r['requests']} requests)"
+                    f"errors {r['errors']} {r['kinds'] or ''}  ({r['requests']} requests; "
+                    f"server CPU {r['cpu']:.2f} ms a request)"
                 )
                 for rate in args.rates:
                     r = asyncio.run(load_at(port, batch, args.clients, rate, args.seconds))
