@@ -629,7 +629,10 @@ def test_rate_per_second_spaces_messages(tmp_path: Path, store: Store) -> None:
     # before (the fake sleep does not advance the clock, so the n-th waits about n/10 s,
     # less the time the run took to get there)
     assert len(waits) == 9
-    assert all(abs(b - a - 0.1) < 0.02 for a, b in itertools.pairwise(starts))
+    # (each start is planned after a round trip to the database that books its slot, so a
+    # busy machine moves single starts by tens of milliseconds; the spacing is what counts)
+    assert all(abs(b - a - 0.1) < 0.045 for a, b in itertools.pairwise(starts))
+    assert abs(starts[-1] - starts[0] - 0.8) < 0.05
     assert 0.5 < waits[-1] <= 0.9 + 1e-6
 
 

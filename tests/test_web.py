@@ -841,6 +841,7 @@ def test_search_never_waits_for_a_rebuild_of_its_index(site: Site) -> None:
 
     store = site.store()
     gate = threading.Event()
+    rebuilding = threading.Event()
     builds: list[int] = []
 
     class Gated:  # the store, with a rebuild held until the test lets it go
@@ -850,6 +851,7 @@ def test_search_never_waits_for_a_rebuild_of_its_index(site: Site) -> None:
         def papers_seen_between(self, since: Any, until: Any) -> Any:
             builds.append(1)
             if len(builds) > 1:
+                rebuilding.set()
                 assert gate.wait(30)
             return store.papers_seen_between(since, until)
 
@@ -861,7 +863,8 @@ def test_search_never_waits_for_a_rebuild_of_its_index(site: Site) -> None:
     assert index.search("video generation with diffusion models", 5) == first  # not looked yet
     site.clock.advance(minutes=11)
     during = index.search("video generation with diffusion models", 5)  # starts a rebuild,
-    assert len(builds) == 2 and during == first  # held by the gate: the old index answers
+    assert rebuilding.wait(30)  # the rebuild runs in its own thread...
+    assert len(builds) == 2 and during == first  # ...held by the gate: the old index answers
     thread = index._thread
     gate.set()
     assert thread is not None
