@@ -80,7 +80,11 @@ class SearchIndex:
             papers = self.store.papers_seen_between(None, now)
             picker = None
             if papers:
-                picker = Picker(Ranker(self.weights), self.store, now.date(), papers, now)
+                # The digests' ranker, without smoothing each paper's relevance over its
+                # nearest papers: finding every paper's neighbours costs the square of
+                # the papers (an edition's thousand: nothing; a year's 200,000: hours).
+                weights = self.weights.model_copy(update={"smoothing": 0.0})
+                picker = Picker(Ranker(weights), self.store, now.date(), papers, now)
                 log.info("search index: %d papers", len(papers))
             with self._state:
                 if picker is not None:
